@@ -1,0 +1,157 @@
+/* host.h -- the pyqhost runtime shared by every file in host/.
+ *
+ * One pyq_host per process holds the Lua state, the libuv loop and the
+ * scheduler's lists.  It is the allocator's userdata, so any lua_State finds
+ * it with pyq_host_of().  Every coroutine the host runs (the main task, queue
+ * workers) is a pyq_fiber, reachable from its lua_State's extra space; a
+ * coroutine without one was created by the user and cannot wait. */
+#ifndef PYQ_HOST_H
+#define PYQ_HOST_H
+
+#include <stddef.h>
+#include <lua.h>
+#include <lauxlib.h>
+#include <uv.h>
+
+/* Intrusive circular doubly-linked list; an unlinked node points to itself. */
+typedef struct pyq_link { struct pyq_link *prev, *next; } pyq_link;
+
+#define pyq_container(p, type, field) ((type *)((char *)(p) - offsetof(type, field)))
+
+static inline void pyq_list_init (pyq_link *l) { l->prev = l->next = l; }
+static inline int pyq_list_empty (const pyq_link *l) { return l->next == l; }
+static inline int pyq_linked (const pyq_link *n) { return n->next != n; }
+
+static inline void pyq_list_push (pyq_link *head, pyq_link *n) {
+  n->prev = head->prev; n->next = head;
+  head->prev->next = n; head->prev = n;
+}
+
+static inline void pyq_list_remove (pyq_link *n) {
+  n->prev->next = n->next; n->next->prev = n->prev;
+  n->prev = n->next = n;
+}
+
+static inline pyq_link *pyq_list_shift (pyq_link *head) {
+  pyq_link *n = head->next;
+  if (n == head) return NULL;
+  pyq_list_remove(n);
+  return n;
+}
+
+typedef struct pyq_host pyq_host;
+typedef struct pyq_fiber pyq_fiber;
+typedef struct pyq_queue pyq_queue;
+
+/* Something the scheduler runs on its next turn: a fiber to resume, or a
+ * queue that wants workers started. */
+typedef struct pyq_job {
+  pyq_link link;
+  void (*run) (pyq_host *h, struct pyq_job *j);
+} pyq_job;
+
+/* Undoes whatever a parked fiber waits on (stops a timer, leaves a list). */
+typedef void (*pyq_disarm_fn) (pyq_fiber *f);
+
+enum {
+  PYQ_F_PARKED = 1,      /* yielded through pyq_park */
+  PYQ_F_CANCELLED = 2,   /* every wait raises cancel_msg until the task ends */
+  PYQ_F_BUSY = 4,        /* worker: running a task */
+  PYQ_F_RESERVED = 8,    /* put waiter: a slot is held for it */
+  PYQ_F_MAIN = 16
+};
+
+struct pyq_fiber {
+  pyq_job job;            /* in the ready list while it waits to resume */
+  pyq_link wait;          /* in one wait list: idle workers, putters, joiners */
+  pyq_link member;        /* in its queue's (or the host's) fiber list */
+  pyq_host *host;
+  lua_State *L;
+  int ref;                /* anchors L in the registry */
+  int nargs;              /* values pushed on L for the next resume */
+  int got;                /* values the last resume delivered */
+  unsigned flags;
+  pyq_disarm_fn disarm;   /* set while parked */
+  const char *cancel_msg; /* error raised by waits of a cancelled task */
+  pyq_queue *queue;       /* the queue it works for; NULL for the main task */
+  void *on;               /* what the current wait is on (a queue) */
+  uv_timer_t *timer;      /* pyq.sleep and put delays; made on first use */
+  lua_Integer idx;        /* worker: put index of the task it runs */
+  void (*finish) (pyq_fiber *f, int status);  /* its coroutine ended */
+};
+
+struct pyq_host {
+  lua_State *L;
+  uv_loop_t *loop;
+  pyq_link ready;         /* jobs for the scheduler's next turn */
+  pyq_link fibers;        /* fibers that belong to no queue */
+  pyq_link queues;        /* queues not yet closed */
+  pyq_fiber *current;     /* the fiber being resumed, if any */
+  pyq_fiber *main;        /* the main task while it runs */
+  int log_level;
+  int exit_code;
+  int main_done;
+  size_t mem;             /* bytes the Lua state holds */
+  const char *progname;
+};
+
+/* The four waits share this message so users recognise it. */
+#define PYQ_CANCELLED "pyq: task cancelled"
+
+static inline pyq_host *pyq_host_of (lua_State *L) {
+  void *ud;
+  lua_getallocf(L, &ud);
+  return (pyq_host *)ud;
+}
+
+static inline pyq_fiber *pyq_fiber_of (lua_State *L) {
+  return *(pyq_fiber **)lua_getextraspace(L);
+}
+
+/* sched.c: fibers, parking and the run loop */
+pyq_fiber *pyq_fiber_new (lua_State *L, pyq_host *h);
+void pyq_fiber_free (pyq_fiber *f);
+void pyq_fiber_resume (pyq_fiber *f);
+pyq_fiber *pyq_fiber_check (lua_State *L, const char *fname);
+int pyq_park (lua_State *L, pyq_fiber *f, pyq_disarm_fn disarm, lua_KFunction k);
+int pyq_resumed (lua_State *L, pyq_fiber *f);
+int pyq_wait_k (lua_State *L, int status, lua_KContext ctx);
+void pyq_wake (pyq_fiber *f, int n);
+void pyq_fail (pyq_fiber *f, const char *msg);
+void pyq_cancel (pyq_fiber *f, const char *msg);
+void pyq_post (pyq_host *h, pyq_job *j);
+void pyq_run (pyq_host *h);
+void pyq_open_sched (lua_State *L);
+
+/* timer.c */
+void pyq_timer_start (pyq_fiber *f, double seconds);
+void pyq_timer_disarm (pyq_fiber *f);
+int pyq_checkseconds (lua_State *L, int arg, const char *fname, const char *what);
+void pyq_open_timer (lua_State *L);
+
+/* task.c */
+int pyq_task_check (lua_State *L, int idx, const char *fname);
+void pyq_task_take (lua_State *L, int idx);
+int pyq_task_unpack (lua_State *L);
+void pyq_open_task (lua_State *L);
+
+/* queue.c */
+void pyq_open_queue (lua_State *L);
+int pyq_queue_cancel_all (pyq_host *h, const char *msg);
+void pyq_queue_report_unclosed (pyq_host *h);
+int pyq_queue_unstick (pyq_host *h);
+
+/* log.c */
+enum { PYQ_DEBUG = 10, PYQ_INFO = 20, PYQ_WARNING = 30, PYQ_ERROR = 40,
+       PYQ_CRITICAL = 50 };
+void pyq_log (pyq_host *h, int level, const char *where, const char *fmt, ...);
+int pyq_log_level_parse (const char *s, int *level);
+int pyq_checklevel (lua_State *L, int idx, const char *fname, const char *what);
+void pyq_where (lua_State *L, int level, char *buf, size_t size);
+int pyq_error (lua_State *L, const char *fmt, ...);
+const char *pyq_errstr (lua_State *L, int idx);
+void pyq_open_log (lua_State *L);
+
+int luaopen_pyq_core (lua_State *L);
+
+#endif

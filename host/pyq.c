@@ -1,0 +1,15 @@
+/* pyq.c -- the C half of the pyq module, loaded as "pyq.core".
+ *
+ * lualib/pyq/init.lua builds the public `pyq` table on top of it. */
+#include "host.h"
+
+int luaopen_pyq_core (lua_State *L) {
+  lua_newtable(L);
+  pyq_open_task(L);
+  pyq_open_timer(L);
+  pyq_open_queue(L);
+  pyq_open_log(L);
+  lua_pushliteral(L, PYQ_VERSION);
+  lua_setfield(L, -2, "version");
+  return 1;
+}

@@ -1,0 +1,756 @@
+/* queue.c -- pyq.Queue, the seed's worker queue.
+ *
+ * Pending tasks sit in a ring kept in a Lua table (user value Q_RING), in
+ * put order.  Workers are long-lived fibers that run one task after another
+ * with lua_pcallk, so a task that never waits costs no coroutine switch; a
+ * worker is spawned only when a task is waiting for one, and parks on the
+ * idle list when the ring is empty.  A task's first result is stored under
+ * its put index in Q_RESULTS, which join compacts into a sequence.
+ *
+ * Producers that find the ring full wait on the putters list; room is
+ * handed to them in order by reserving a slot before waking them. */
+#include <stdlib.h>
+#include <string.h>
+#include "host.h"
+
+enum { Q_RING = 1, Q_RESULTS, Q_HANDLER, Q_NUV = Q_HANDLER };
+
+struct pyq_queue {
+  pyq_job dispatch;       /* ready while tasks wait for a worker */
+  pyq_link member;        /* in host->queues until closed */
+  pyq_link fibers;        /* its workers */
+  pyq_link idle, putters, joiners;
+  pyq_host *host;
+  int ref;                /* anchors the userdata until closed */
+  int log_level;
+  int closed;
+  lua_Integer workers, maxsize;
+  lua_Integer spawned, running, reserved, stuck;
+  lua_Integer head, npending, cap;
+  lua_Integer counter, taken;
+  lua_Integer done, failed, cancelled;
+  char where[160];
+};
+
+static const char queue_key = 'q';
+
+static pyq_queue *checkqueue (lua_State *L, const char *fname) {
+  pyq_queue *q = lua_touserdata(L, 1);
+  int ok = 0;
+  if (q != NULL && lua_getmetatable(L, 1)) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &queue_key);
+    ok = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+  }
+  if (!ok)
+    luaL_error(L, "%s: expected a pyq.Queue as self, got %s (call it as "
+              "queue:%s)", fname, luaL_typename(L, 1), strrchr(fname, '.') + 1);
+  return q;
+}
+
+static int queue_idle (const pyq_queue *q) {
+  return q->running == 0 && q->npending == 0 && q->reserved == 0;
+}
+
+static void wake_joiners (pyq_queue *q) {
+  pyq_link *n;
+  while ((n = pyq_list_shift(&q->joiners)) != NULL)
+    pyq_wake(pyq_container(n, pyq_fiber, wait), 0);
+}
+
+/* Hands free slots to waiting producers, first come first served. */
+static void give_room (pyq_queue *q) {
+  pyq_link *n;
+  while (q->npending + q->reserved < q->maxsize &&
+         (n = pyq_list_shift(&q->putters)) != NULL) {
+    pyq_fiber *f = pyq_container(n, pyq_fiber, wait);
+    if (f->queue == q) q->stuck--;
+    f->flags |= PYQ_F_RESERVED;
+    q->reserved++;
+    pyq_wake(f, 0);
+  }
+}
+
+static void putter_disarm (pyq_fiber *f) {
+  pyq_queue *q = f->on;
+  if (f->queue == q) q->stuck--;
+  pyq_list_remove(&f->wait);
+}
+
+/* ---- the ring ---------------------------------------------------------- */
+
+static void ring_grow (lua_State *L, pyq_queue *q) {
+  lua_Integer i, cap = q->cap * 2;
+  lua_getiuservalue(L, 1, Q_RING);
+  lua_createtable(L, (int)cap, 0);
+  for (i = 0; i < q->npending; i++) {
+    lua_rawgeti(L, -2, ((q->head + i) & (q->cap - 1)) + 1);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_setiuservalue(L, 1, Q_RING);
+  lua_pop(L, 1);
+  q->head = 0;
+  q->cap = cap;
+}
+
+/* Appends the claimed task at idx; the queue is at index 1. */
+static void enqueue (lua_State *L, pyq_queue *q, int idx) {
+  if (q->npending == q->cap) ring_grow(L, q);
+  lua_getiuservalue(L, 1, Q_RING);
+  lua_pushvalue(L, idx);
+  lua_rawseti(L, -2, ((q->head + q->npending) & (q->cap - 1)) + 1);
+  lua_pop(L, 1);
+  q->npending++;
+  q->counter++;
+  if (q->running < q->workers) pyq_post(q->host, &q->dispatch);
+}
+
+/* Pops the oldest task and pushes its function and arguments. */
+static int take (lua_State *L, pyq_queue *q, pyq_fiber *f) {
+  lua_Integer slot = q->head + 1;
+  lua_getiuservalue(L, 1, Q_RING);
+  lua_rawgeti(L, -1, slot);
+  lua_pushnil(L);
+  lua_rawseti(L, -3, slot);
+  lua_remove(L, -2);
+  q->head = (q->head + 1) & (q->cap - 1);
+  q->npending--;
+  q->running++;
+  f->idx = ++q->taken;
+  f->flags |= PYQ_F_BUSY;
+  give_room(q);
+  return pyq_task_unpack(L);
+}
+
+static lua_Integer drop_pending (lua_State *L, pyq_queue *q) {
+  lua_Integer n = q->npending;
+  lua_createtable(L, (int)q->cap, 0);
+  lua_setiuservalue(L, 1, Q_RING);
+  q->head = q->npending = 0;
+  q->cancelled += n;
+  give_room(q);
+  return n;
+}
+
+/* ---- workers ----------------------------------------------------------- */
+
+static int worker_next (lua_State *L, pyq_fiber *f);
+
+static void task_end (pyq_fiber *f) {
+  pyq_queue *q = f->queue;
+  q->running--;
+  f->flags &= ~(PYQ_F_BUSY | PYQ_F_CANCELLED);
+  f->cancel_msg = NULL;
+  if (queue_idle(q)) wake_joiners(q);
+}
+
+static void handler_done (lua_State *L, pyq_fiber *f, int status) {
+  if (status != LUA_OK && status != LUA_YIELD &&
+      !(f->flags & PYQ_F_CANCELLED))
+    pyq_log(f->host, PYQ_ERROR, f->queue->where,
+            "exception_handler failed: %s", pyq_errstr(L, -1));
+  lua_settop(L, 2);
+  task_end(f);
+}
+
+static int handler_k (lua_State *L, int status, lua_KContext ctx) {
+  pyq_fiber *f = (pyq_fiber *)ctx;
+  handler_done(L, f, status);
+  return worker_next(L, f);
+}
+
+/* The task ended with status; its result or error is on top. */
+static void worker_ran (lua_State *L, pyq_fiber *f, int status) {
+  pyq_queue *q = f->queue;
+  if (f->flags & PYQ_F_CANCELLED) {
+    q->cancelled++;
+  } else if (status == LUA_OK || status == LUA_YIELD) {
+    q->done++;
+    if (!lua_isnil(L, -1)) {
+      lua_getiuservalue(L, 1, Q_RESULTS);
+      lua_rotate(L, -2, 1);
+      lua_rawseti(L, -2, f->idx);
+    }
+  } else {
+    q->failed++;
+    lua_getiuservalue(L, 1, Q_HANDLER);
+    lua_rotate(L, -2, 1);
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, f) == LUA_TNIL) {
+      lua_pop(L, 1);
+      lua_pushliteral(L, "stack traceback: (not available)");
+    }
+    lua_pushnil(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, f);
+    handler_done(L, f, lua_pcallk(L, 2, 0, 0, (lua_KContext)f, handler_k));
+    return;
+  }
+  lua_settop(L, 2);
+  task_end(f);
+}
+
+static int worker_ran_k (lua_State *L, int status, lua_KContext ctx) {
+  pyq_fiber *f = (pyq_fiber *)ctx;
+  worker_ran(L, f, status);
+  return worker_next(L, f);
+}
+
+static void idle_disarm (pyq_fiber *f) {
+  pyq_list_remove(&f->wait);
+}
+
+static int worker_woken (lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  lua_settop(L, 2);
+  return worker_next(L, (pyq_fiber *)ctx);
+}
+
+/* Runs tasks until the ring is empty, then parks; ends once closed. */
+static int worker_next (lua_State *L, pyq_fiber *f) {
+  pyq_queue *q = f->queue;
+  for (;;) {
+    int nargs;
+    if (q->npending == 0) {
+      if (q->closed) return 0;
+      pyq_list_push(&q->idle, &f->wait);
+      return pyq_park(L, f, idle_disarm, worker_woken);
+    }
+    nargs = take(L, q, f);
+    worker_ran(L, f, lua_pcallk(L, nargs, 1, 2, (lua_KContext)f, worker_ran_k));
+  }
+}
+
+/* Message handler: keeps the task's traceback for exception_handler. */
+static int worker_msgh (lua_State *L) {
+  pyq_fiber *f = pyq_fiber_of(L);
+  if (f == NULL || (f->flags & PYQ_F_CANCELLED)) return 1;
+  luaL_traceback(L, L, NULL, 1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, f);
+  return 1;
+}
+
+static int worker_main (lua_State *L) {
+  lua_settop(L, 1);
+  lua_pushcfunction(L, worker_msgh);
+  return worker_next(L, pyq_fiber_of(L));
+}
+
+/* The worker's coroutine ended: the queue closed, or an error escaped the
+ * worker loop (a stray coroutine.yield, memory). */
+static void worker_finish (pyq_fiber *f, int status) {
+  pyq_queue *q = f->queue;
+  if (status != LUA_OK) {
+    if (f->flags & PYQ_F_BUSY) {
+      if (f->flags & PYQ_F_CANCELLED) q->cancelled++;
+      else {
+        q->failed++;
+        pyq_log(f->host, PYQ_ERROR, q->where, "task failed: %s",
+                pyq_errstr(f->L, -1));
+      }
+      q->running--;
+    }
+    lua_resetthread(f->L);
+  }
+  q->spawned--;
+  pyq_fiber_free(f);
+  if (!q->closed && q->npending > 0) pyq_post(f->host, &q->dispatch);
+  if (queue_idle(q)) wake_joiners(q);
+}
+
+static pyq_fiber *spawn (pyq_host *h, pyq_queue *q) {
+  pyq_fiber *f = pyq_fiber_new(h->L, h);
+  f->queue = q;
+  f->finish = worker_finish;
+  pyq_list_push(&q->fibers, &f->member);
+  lua_pushcfunction(f->L, worker_main);
+  lua_rawgeti(f->L, LUA_REGISTRYINDEX, q->ref);
+  f->nargs = 1;
+  q->spawned++;
+  return f;
+}
+
+/* Starts workers while tasks wait and the limit allows. */
+static void dispatch (pyq_host *h, pyq_job *j) {
+  pyq_queue *q = pyq_container(j, pyq_queue, dispatch);
+  while (q->npending > 0 && q->running < q->workers && !q->closed) {
+    pyq_link *n = pyq_list_shift(&q->idle);
+    pyq_fiber *f = n ? pyq_container(n, pyq_fiber, wait) : spawn(h, q);
+    pyq_fiber_resume(f);
+  }
+}
+
+/* ---- put ---------------------------------------------------------------- */
+
+static int must_wait (const pyq_queue *q) {
+  return q->maxsize > 0 && (q->npending + q->reserved >= q->maxsize ||
+                            !pyq_list_empty(&q->putters));
+}
+
+static int put_woken (lua_State *L, int status, lua_KContext ctx);
+
+static void check_open (lua_State *L, pyq_queue *q, const char *fname) {
+  if (q->closed) luaL_error(L, "%s: the queue is closed", fname);
+}
+
+static int put_or_wait (lua_State *L, pyq_queue *q) {
+  pyq_fiber *f;
+  if (!must_wait(q)) {
+    enqueue(L, q, 2);
+    return 0;
+  }
+  f = pyq_fiber_check(L, "pyq.Queue.put");
+  if (f->queue == q && (f->flags & PYQ_F_BUSY) && q->stuck + 1 >= q->running &&
+      q->running >= q->workers)
+    return luaL_error(L, "pyq.Queue.put: deadlock: the queue is full and "
+                     "every worker is waiting to put into it (raise maxsize, "
+                     "use maxsize = 0, or put from outside the queue)");
+  if (f->queue == q) q->stuck++;
+  f->on = q;
+  pyq_list_push(&q->putters, &f->wait);
+  return pyq_park(L, f, putter_disarm, put_woken);
+}
+
+static int put_woken (lua_State *L, int status, lua_KContext ctx) {
+  pyq_fiber *f = (pyq_fiber *)ctx;
+  pyq_queue *q = lua_touserdata(L, 1);
+  int ok = pyq_resumed(L, f), reserved = f->flags & PYQ_F_RESERVED;
+  (void)status;
+  if (reserved) {
+    f->flags &= ~PYQ_F_RESERVED;
+    q->reserved--;
+  }
+  if (!ok || q->closed) {
+    if (reserved) give_room(q);
+    if (!ok) return lua_error(L);
+    check_open(L, q, "pyq.Queue.put");
+  }
+  lua_settop(L, 3);
+  enqueue(L, q, 2);
+  return 0;
+}
+
+static int put_delayed (lua_State *L, int status, lua_KContext ctx) {
+  pyq_queue *q = lua_touserdata(L, 1);
+  (void)status;
+  if (!pyq_resumed(L, (pyq_fiber *)ctx)) return lua_error(L);
+  lua_settop(L, 3);
+  check_open(L, q, "pyq.Queue.put");
+  return put_or_wait(L, q);
+}
+
+static int queue_put (lua_State *L) {
+  pyq_queue *q = checkqueue(L, "pyq.Queue.put");
+  lua_settop(L, 3);
+  pyq_task_check(L, 2, "pyq.Queue.put");
+  if (!lua_isnil(L, 3)) pyq_checkseconds(L, 3, "pyq.Queue.put", "delay");
+  check_open(L, q, "pyq.Queue.put");
+  pyq_task_take(L, 2);
+  if (lua_tonumber(L, 3) > 0) {
+    pyq_fiber *f = pyq_fiber_check(L, "pyq.Queue.put");
+    pyq_timer_start(f, lua_tonumber(L, 3));
+    return pyq_park(L, f, pyq_timer_disarm, put_delayed);
+  }
+  return put_or_wait(L, q);
+}
+
+/* ---- join, close, cancel ---------------------------------------------- */
+
+static const char *const type_names[] = {
+  "nil", "boolean", "number", "string", "table", "function", "thread",
+  "userdata", NULL
+};
+
+/* Returns the kept results in put order and starts a new round. */
+static int collect (lua_State *L, pyq_queue *q) {
+  lua_Integer i, n = 0, count = q->counter;
+  const char *want = lua_tostring(L, 2);
+  lua_getiuservalue(L, 1, Q_RESULTS);
+  lua_newtable(L);
+  lua_setiuservalue(L, 1, Q_RESULTS);
+  q->counter = q->taken = 0;
+  lua_newtable(L);
+  for (i = 1; i <= count; i++) {
+    if (lua_rawgeti(L, -2, i) == LUA_TNIL) {
+      lua_pop(L, 1);
+      continue;
+    }
+    if (want && strcmp(luaL_typename(L, -1), want) != 0)
+      return luaL_error(L, "pyq.Queue.join: result %d is a %s, expected %s",
+                       (int)n + 1, luaL_typename(L, -1), want);
+    lua_rawseti(L, -2, ++n);
+  }
+  return 1;
+}
+
+static void joiner_disarm (pyq_fiber *f) {
+  pyq_list_remove(&f->wait);
+}
+
+static int join_k (lua_State *L, int status, lua_KContext ctx);
+
+/* Waits until the queue is idle, then continues with k's `then`. */
+static int wait_idle (lua_State *L, pyq_queue *q, const char *fname,
+                      lua_KFunction k) {
+  pyq_fiber *f = pyq_fiber_check(L, fname);
+  pyq_list_push(&q->joiners, &f->wait);
+  return pyq_park(L, f, joiner_disarm, k);
+}
+
+static void check_not_own (lua_State *L, pyq_queue *q, const char *fname) {
+  pyq_fiber *f = pyq_fiber_of(L);
+  if (f != NULL && f->queue == q && (f->flags & PYQ_F_BUSY))
+    luaL_error(L, "%s: called from one of the queue's own tasks, which it "
+              "would wait for forever", fname);
+}
+
+static int join_k (lua_State *L, int status, lua_KContext ctx) {
+  pyq_queue *q = lua_touserdata(L, 1);
+  (void)status;
+  if (!pyq_resumed(L, (pyq_fiber *)ctx)) return lua_error(L);
+  lua_settop(L, 2);
+  if (!queue_idle(q)) return wait_idle(L, q, "pyq.Queue.join", join_k);
+  return collect(L, q);
+}
+
+static int queue_join (lua_State *L) {
+  pyq_queue *q = checkqueue(L, "pyq.Queue.join");
+  lua_settop(L, 2);
+  if (!lua_isnil(L, 2)) {
+    const char *t = lua_tostring(L, 2);
+    int i;
+    for (i = 0; t && lua_type(L, 2) == LUA_TSTRING && type_names[i]; i++)
+      if (strcmp(type_names[i], t) == 0) break;
+    if (t == NULL || lua_type(L, 2) != LUA_TSTRING || !type_names[i])
+      return luaL_error(L, "pyq.Queue.join: type_name must be a type() name "
+                       "such as \"string\" or \"table\", got %s",
+                       t ? t : luaL_typename(L, 2));
+  }
+  check_not_own(L, q, "pyq.Queue.join");
+  if (!queue_idle(q)) return wait_idle(L, q, "pyq.Queue.join", join_k);
+  return collect(L, q);
+}
+
+static void stop_workers (pyq_queue *q) {
+  pyq_link *n;
+  while ((n = pyq_list_shift(&q->idle)) != NULL) {
+    q->spawned--;
+    pyq_fiber_free(pyq_container(n, pyq_fiber, wait));
+  }
+}
+
+static void mark_closed (lua_State *L, pyq_queue *q) {
+  q->closed = 1;
+  pyq_list_remove(&q->dispatch.link);
+  pyq_list_remove(&q->member);
+  while (!pyq_list_empty(&q->putters))
+    pyq_fail(pyq_container(q->putters.next, pyq_fiber, wait),
+             "pyq.Queue.put: the queue is closed");
+  stop_workers(q);
+  luaL_unref(L, LUA_REGISTRYINDEX, q->ref);
+  q->ref = LUA_NOREF;
+}
+
+static lua_Integer cancel (lua_State *L, pyq_queue *q, const char *msg) {
+  lua_Integer n = drop_pending(L, q);
+  pyq_link *l;
+  for (l = q->fibers.next; l != &q->fibers; l = l->next) {
+    pyq_fiber *f = pyq_container(l, pyq_fiber, member);
+    if ((f->flags & PYQ_F_BUSY) && !(f->flags & PYQ_F_CANCELLED)) {
+      pyq_cancel(f, msg);
+      n++;
+    }
+  }
+  if (queue_idle(q)) wake_joiners(q);
+  return n;
+}
+
+static void close_finish (lua_State *L, pyq_queue *q) {
+  lua_newtable(L);
+  lua_setiuservalue(L, 1, Q_RESULTS);
+  q->counter = q->taken = 0;
+  mark_closed(L, q);
+  if (q->log_level > 0)
+    pyq_log(q->host, q->log_level, q->where, "joined %d workers",
+            (int)q->workers);
+}
+
+static int close_k (lua_State *L, int status, lua_KContext ctx) {
+  pyq_queue *q = lua_touserdata(L, 1);
+  (void)status;
+  if (!pyq_resumed(L, (pyq_fiber *)ctx)) {
+    cancel(L, q, PYQ_CANCELLED);
+    mark_closed(L, q);
+    return lua_error(L);
+  }
+  lua_settop(L, 1);
+  if (q->closed) return 0;
+  if (!queue_idle(q)) return wait_idle(L, q, "pyq.Queue.close", close_k);
+  close_finish(L, q);
+  return 0;
+}
+
+/* __close(q, err) and queue:close(): joins (results dropped) and stops the
+ * workers; leaving by an error cancels instead, without waiting, since the
+ * error may be unwinding a dead coroutine where nothing can yield. */
+static int queue_close (lua_State *L) {
+  pyq_queue *q = checkqueue(L, "pyq.Queue.close");
+  if (q->closed) return 0;
+  if (!lua_isnoneornil(L, 2)) {
+    lua_Integer n = cancel(L, q, PYQ_CANCELLED);
+    mark_closed(L, q);
+    if (n > 0)
+      pyq_log(q->host, PYQ_WARNING, q->where, "cancelled %d tasks: the "
+              "queue's scope was left by an error: %s", (int)n,
+              pyq_errstr(L, 2));
+    return 0;
+  }
+  lua_settop(L, 1);
+  check_not_own(L, q, "pyq.Queue.close");
+  if (!queue_idle(q)) return wait_idle(L, q, "pyq.Queue.close", close_k);
+  close_finish(L, q);
+  return 0;
+}
+
+static int queue_cancel (lua_State *L) {
+  pyq_queue *q = checkqueue(L, "pyq.Queue.cancel");
+  lua_pushinteger(L, cancel(L, q, PYQ_CANCELLED));
+  return 1;
+}
+
+/* ---- creation and fields ---------------------------------------------- */
+
+static int default_handler (lua_State *L) {
+  pyq_fiber *f = pyq_fiber_of(L);
+  pyq_host *h = pyq_host_of(L);
+  const char *msg = pyq_errstr(L, 1);
+  pyq_log(h, PYQ_WARNING, f && f->queue ? f->queue->where : "pyq.Queue",
+          "task failed: %s\n%s", msg, luaL_optstring(L, 2, ""));
+  return 0;
+}
+
+static void check_handler (lua_State *L, int idx, const char *fname) {
+  int t = lua_type(L, idx);
+  if (t == LUA_TNIL || t == LUA_TFUNCTION) return;
+  if (luaL_getmetafield(L, idx, "__call") != LUA_TNIL) {
+    lua_pop(L, 1);
+    return;
+  }
+  luaL_error(L, "%s: exception_handler must be a function, got %s", fname,
+            luaL_typename(L, idx));
+}
+
+static lua_Integer opt_int (lua_State *L, const char *key, lua_Integer dflt,
+                            lua_Integer min, const char *rule) {
+  int isint;
+  lua_Integer v;
+  if (lua_getfield(L, 1, key) == LUA_TNIL) {
+    lua_pop(L, 1);
+    return dflt;
+  }
+  v = lua_tointegerx(L, -1, &isint);
+  if (!isint || v < min)
+    luaL_error(L, "pyq.Queue: %s must be %s, got %s", key, rule,
+              lua_isnumber(L, -1) ? lua_tostring(L, -1) : luaL_typename(L, -1));
+  lua_pop(L, 1);
+  return v;
+}
+
+static void check_keys (lua_State *L) {
+  static const char *const known[] = {
+    "workers", "maxsize", "log_level", "exception_handler", NULL
+  };
+  lua_pushnil(L);
+  while (lua_next(L, 1)) {
+    int i;
+    lua_pop(L, 1);
+    if (lua_type(L, -1) != LUA_TSTRING)
+      luaL_error(L, "pyq.Queue: option names must be strings, got %s",
+                luaL_typename(L, -1));
+    for (i = 0; known[i]; i++)
+      if (strcmp(known[i], lua_tostring(L, -1)) == 0) break;
+    if (!known[i])
+      luaL_error(L, "pyq.Queue: unknown option '%s' (expected workers, "
+                "maxsize, log_level or exception_handler)", lua_tostring(L, -1));
+  }
+}
+
+static int queue_new (lua_State *L) {
+  pyq_host *h = pyq_host_of(L);
+  lua_Integer workers, maxsize;
+  int log_level = 0;
+  pyq_queue *q;
+  if (lua_isnoneornil(L, 1)) {
+    lua_settop(L, 0);
+    lua_newtable(L);
+  }
+  if (lua_type(L, 1) != LUA_TTABLE)
+    return luaL_error(L, "pyq.Queue: expected a table of options, got %s",
+                     luaL_typename(L, 1));
+  lua_settop(L, 1);
+  check_keys(L);
+  workers = opt_int(L, "workers", 25, 1, "an integer greater than 0");
+  maxsize = opt_int(L, "maxsize", workers * 2, 0,
+                    "nil, 0 (unbounded) or an integer greater than 0");
+  if (lua_getfield(L, 1, "log_level") != LUA_TNIL)
+    log_level = pyq_checklevel(L, -1, "pyq.Queue", "log_level");
+  lua_pop(L, 1);
+  lua_getfield(L, 1, "exception_handler");
+  check_handler(L, 2, "pyq.Queue");
+  if (lua_isnil(L, 2)) {
+    lua_pop(L, 1);
+    lua_pushcfunction(L, default_handler);
+  }
+  q = lua_newuserdatauv(L, sizeof *q, Q_NUV);
+  memset(q, 0, sizeof *q);
+  q->host = h;
+  q->workers = workers;
+  q->maxsize = maxsize;
+  q->log_level = log_level;
+  q->cap = 8;
+  q->dispatch.run = dispatch;
+  pyq_list_init(&q->dispatch.link);
+  pyq_list_init(&q->fibers);
+  pyq_list_init(&q->idle);
+  pyq_list_init(&q->putters);
+  pyq_list_init(&q->joiners);
+  pyq_list_push(&h->queues, &q->member);
+  q->ref = LUA_NOREF;
+  pyq_where(L, 1, q->where, sizeof q->where);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &queue_key);
+  lua_setmetatable(L, -2);
+  lua_rotate(L, -2, 1);
+  lua_setiuservalue(L, -2, Q_HANDLER);
+  lua_createtable(L, (int)q->cap, 0);
+  lua_setiuservalue(L, -2, Q_RING);
+  lua_newtable(L);
+  lua_setiuservalue(L, -2, Q_RESULTS);
+  lua_pushvalue(L, -1);
+  q->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  if (log_level > 0)
+    pyq_log(h, log_level, q->where, "spawned %d workers", (int)workers);
+  return 1;
+}
+
+static int queue_index (lua_State *L) {
+  pyq_queue *q = lua_touserdata(L, 1);
+  const char *k;
+  lua_Integer v;
+  lua_pushvalue(L, 2);
+  if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
+  k = lua_tostring(L, 2);
+  if (k == NULL) return 0;
+  if (strcmp(k, "exception_handler") == 0) {
+    lua_getiuservalue(L, 1, Q_HANDLER);
+    return 1;
+  }
+  if (strcmp(k, "closed") == 0) {
+    lua_pushboolean(L, q->closed);
+    return 1;
+  }
+  if (strcmp(k, "workers_num") == 0) v = q->workers;
+  else if (strcmp(k, "maxsize") == 0) v = q->maxsize;
+  else if (strcmp(k, "log_level") == 0) v = q->log_level;
+  else if (strcmp(k, "counter") == 0) v = q->counter;
+  else if (strcmp(k, "pending") == 0) v = q->npending;
+  else if (strcmp(k, "running") == 0) v = q->running;
+  else if (strcmp(k, "done") == 0) v = q->done;
+  else if (strcmp(k, "failed") == 0) v = q->failed;
+  else if (strcmp(k, "cancelled") == 0) v = q->cancelled;
+  else return 0;
+  lua_pushinteger(L, v);
+  return 1;
+}
+
+static int queue_newindex (lua_State *L) {
+  const char *k = luaL_checkstring(L, 2);
+  if (strcmp(k, "exception_handler") != 0)
+    return luaL_error(L, "pyq.Queue: field '%s' is read-only", k);
+  check_handler(L, 3, "pyq.Queue");
+  lua_settop(L, 3);
+  if (lua_isnil(L, 3)) lua_pushcfunction(L, default_handler);
+  lua_setiuservalue(L, 1, Q_HANDLER);
+  return 0;
+}
+
+static int queue_len (lua_State *L) {
+  lua_pushinteger(L, ((pyq_queue *)lua_touserdata(L, 1))->npending);
+  return 1;
+}
+
+static int queue_tostring (lua_State *L) {
+  pyq_queue *q = lua_touserdata(L, 1);
+  lua_pushfstring(L, "pyq.Queue (%s, %d workers, %d pending, %d running%s)",
+                  q->where, (int)q->workers, (int)q->npending,
+                  (int)q->running, q->closed ? ", closed" : "");
+  return 1;
+}
+
+/* Cancels the busy tasks of open queues that nothing can wake. */
+int pyq_queue_unstick (pyq_host *h) {
+  int n = 0;
+  pyq_link *ql, *fl;
+  for (ql = h->queues.next; ql != &h->queues; ql = ql->next) {
+    pyq_queue *q = pyq_container(ql, pyq_queue, member);
+    for (fl = q->fibers.next; fl != &q->fibers; fl = fl->next) {
+      pyq_fiber *f = pyq_container(fl, pyq_fiber, member);
+      if ((f->flags & (PYQ_F_BUSY | PYQ_F_PARKED)) ==
+          (PYQ_F_BUSY | PYQ_F_PARKED)) {
+        pyq_log(h, PYQ_ERROR, q->where, "a task waits for something that "
+                "can never happen; cancelling it");
+        pyq_cancel(f, "pyq: deadlock: the task waits for something that "
+                   "can never happen");
+        n++;
+      }
+    }
+  }
+  return n;
+}
+
+int pyq_queue_cancel_all (pyq_host *h, const char *msg) {
+  pyq_link *l;
+  int n = 0;
+  for (l = h->queues.next; l != &h->queues; l = l->next) {
+    pyq_queue *q = pyq_container(l, pyq_queue, member);
+    lua_rawgeti(h->L, LUA_REGISTRYINDEX, q->ref);
+    lua_insert(h->L, 1);
+    n += (int)cancel(h->L, q, msg);
+    lua_remove(h->L, 1);
+  }
+  return n;
+}
+
+void pyq_queue_report_unclosed (pyq_host *h) {
+  pyq_link *l;
+  for (l = h->queues.next; l != &h->queues; l = l->next) {
+    pyq_queue *q = pyq_container(l, pyq_queue, member);
+    pyq_log(h, PYQ_WARNING, q->where, "pyq.Queue was never closed: write "
+            "`local queue <close> = pyq.Queue{...}` so leaving the scope "
+            "joins it");
+    stop_workers(q);
+  }
+}
+
+void pyq_open_queue (lua_State *L) {
+  static const luaL_Reg methods[] = {
+    {"put", queue_put}, {"join", queue_join}, {"close", queue_close},
+    {"cancel", queue_cancel}, {NULL, NULL}
+  };
+  lua_createtable(L, 0, 8);
+  luaL_newlib(L, methods);
+  lua_pushcclosure(L, queue_index, 1);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, queue_newindex);
+  lua_setfield(L, -2, "__newindex");
+  lua_pushcfunction(L, queue_len);
+  lua_setfield(L, -2, "__len");
+  lua_pushcfunction(L, queue_close);
+  lua_setfield(L, -2, "__close");
+  lua_pushcfunction(L, queue_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pushliteral(L, "pyq.Queue");
+  lua_setfield(L, -2, "__name");
+  lua_pushliteral(L, "pyq.Queue");
+  lua_setfield(L, -2, "__metatable");
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &queue_key);
+  lua_pushcfunction(L, queue_new);
+  lua_setfield(L, -2, "Queue");
+}

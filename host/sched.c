@@ -1,0 +1,215 @@
+/* sched.c -- fibers and the one routine that resumes them.
+ *
+ * A wait is always the same three steps: the waiting C function arms a
+ * libuv callback (or joins a wait list) and calls pyq_park, which yields to
+ * the host; the callback pushes the result on the fiber's stack and calls
+ * pyq_wake (or pyq_cancel pushes an error instead), which puts the fiber on
+ * the ready list; the run loop resumes it through pyq_fiber_resume, and the
+ * wait's continuation returns the values or raises the error.
+ *
+ * The run loop runs the jobs that were ready at the start of a turn, then
+ * polls libuv: without waiting while more jobs are ready, blocking otherwise,
+ * and stops when neither has anything left. */
+#include <stdlib.h>
+#include "host.h"
+
+static void fiber_job (pyq_host *h, pyq_job *j) {
+  (void)h;
+  pyq_fiber_resume(pyq_container(j, pyq_fiber, job));
+}
+
+pyq_fiber *pyq_fiber_new (lua_State *L, pyq_host *h) {
+  lua_State *co = lua_newthread(L);
+  pyq_fiber *f = calloc(1, sizeof *f);
+  if (f == NULL) luaL_error(L, "not enough memory");
+  f->host = h;
+  f->L = co;
+  f->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  f->job.run = fiber_job;
+  pyq_list_init(&f->job.link);
+  pyq_list_init(&f->wait);
+  pyq_list_init(&f->member);
+  *(pyq_fiber **)lua_getextraspace(co) = f;
+  return f;
+}
+
+static void timer_free (uv_handle_t *t) { free(t); }
+
+void pyq_fiber_free (pyq_fiber *f) {
+  pyq_list_remove(&f->job.link);
+  pyq_list_remove(&f->wait);
+  pyq_list_remove(&f->member);
+  if (f->timer) uv_close((uv_handle_t *)f->timer, timer_free);
+  *(pyq_fiber **)lua_getextraspace(f->L) = NULL;
+  luaL_unref(f->L, LUA_REGISTRYINDEX, f->ref);
+  free(f);
+}
+
+/* A yield that did not come through pyq_park: plain coroutine.yield. */
+static void stray_yield (pyq_fiber *f, int nres) {
+  lua_pop(f->L, nres);
+  lua_pushliteral(f->L, "coroutine.yield: a task cannot yield to the host "
+                  "by itself; wait with pyq.sleep, queue:put, queue:join, "
+                  "pyq.await or pyq.http");
+  f->finish(f, LUA_ERRRUN);
+}
+
+void pyq_fiber_resume (pyq_fiber *f) {
+  pyq_host *h = f->host;
+  pyq_fiber *prev = h->current;
+  int nres, status;
+  f->got = f->nargs;
+  f->nargs = 0;
+  f->flags &= ~PYQ_F_PARKED;
+  f->disarm = NULL;
+  h->current = f;
+  status = lua_resume(f->L, NULL, f->got, &nres);
+  h->current = prev;
+  if (status != LUA_YIELD)
+    f->finish(f, status);
+  else if (!(f->flags & PYQ_F_PARKED))
+    stray_yield(f, nres);
+  else
+    lua_pop(f->L, nres);
+}
+
+pyq_fiber *pyq_fiber_check (lua_State *L, const char *fname) {
+  pyq_fiber *f = pyq_fiber_of(L);
+  if (f == NULL)
+    luaL_error(L, "%s: cannot wait here: this coroutine is not run by the host "
+              "(wait from the main script, a queue task or pyq.await)", fname);
+  if (!lua_isyieldable(L))
+    luaL_error(L, "%s: cannot wait here: a C function is on the call stack "
+              "(a __close or __gc handler, or a callback of table.sort, "
+              "string.gsub and the like)", fname);
+  if (f->flags & PYQ_F_CANCELLED) {
+    lua_pushstring(L, f->cancel_msg);
+    lua_error(L);
+  }
+  return f;
+}
+
+int pyq_park (lua_State *L, pyq_fiber *f, pyq_disarm_fn disarm,
+              lua_KFunction k) {
+  f->flags |= PYQ_F_PARKED;
+  f->disarm = disarm;
+  return lua_yieldk(L, 0, (lua_KContext)f, k ? k : pyq_wait_k);
+}
+
+/* In a wait's continuation: 1 with the result values on top, or 0 with the
+ * error to raise on top. */
+int pyq_resumed (lua_State *L, pyq_fiber *f) {
+  int base = lua_gettop(L) - f->got + 1;
+  if (lua_toboolean(L, base)) {
+    lua_remove(L, base);
+    f->got--;
+    return 1;
+  }
+  lua_settop(L, base + 1);
+  return 0;
+}
+
+int pyq_wait_k (lua_State *L, int status, lua_KContext ctx) {
+  pyq_fiber *f = (pyq_fiber *)ctx;
+  (void)status;
+  if (!pyq_resumed(L, f)) return lua_error(L);
+  return f->got;
+}
+
+void pyq_post (pyq_host *h, pyq_job *j) {
+  if (!pyq_linked(&j->link)) pyq_list_push(&h->ready, &j->link);
+}
+
+/* The n values on top of f->L become the wait's results. */
+void pyq_wake (pyq_fiber *f, int n) {
+  lua_checkstack(f->L, 2);
+  lua_pushboolean(f->L, 1);
+  if (n > 0) lua_rotate(f->L, -(n + 1), 1);
+  f->nargs = n + 1;
+  f->disarm = NULL;
+  pyq_post(f->host, &f->job);
+}
+
+/* The task stops at its current wait (or its next one, if it is running
+ * now) with msg raised; every later wait raises it again until it ends. */
+void pyq_cancel (pyq_fiber *f, const char *msg) {
+  f->flags |= PYQ_F_CANCELLED;
+  f->cancel_msg = msg;
+  pyq_fail(f, msg);
+}
+
+/* A parked fiber's wait raises msg (once). */
+void pyq_fail (pyq_fiber *f, const char *msg) {
+  if (!(f->flags & PYQ_F_PARKED)) return;
+  if (f->disarm) f->disarm(f);
+  else lua_pop(f->L, f->nargs);
+  f->disarm = NULL;
+  lua_checkstack(f->L, 2);
+  lua_pushboolean(f->L, 0);
+  lua_pushstring(f->L, msg);
+  f->nargs = 2;
+  pyq_post(f->host, &f->job);
+}
+
+static void run_turn (pyq_host *h) {
+  pyq_link batch, *n;
+  if (pyq_list_empty(&h->ready)) return;
+  batch = h->ready;
+  batch.next->prev = batch.prev->next = &batch;
+  pyq_list_init(&h->ready);
+  while ((n = pyq_list_shift(&batch)) != NULL) {
+    pyq_job *j = pyq_container(n, pyq_job, link);
+    j->run(h, j);
+  }
+}
+
+/* Nothing can wake the main task or some parked tasks any more: raise in
+ * them so they end instead of the process hanging or leaving silently. */
+static int unstick (pyq_host *h) {
+  if (h->main && (h->main->flags & PYQ_F_PARKED)) {
+    pyq_cancel(h->main, "pyq: deadlock: the main task waits for something "
+               "that can never happen");
+    return 1;
+  }
+  return pyq_queue_unstick(h);
+}
+
+void pyq_run (pyq_host *h) {
+  do {
+    for (;;) {
+      run_turn(h);
+      if (!pyq_list_empty(&h->ready)) uv_run(h->loop, UV_RUN_NOWAIT);
+      else if (!uv_loop_alive(h->loop)) break;
+      else uv_run(h->loop, UV_RUN_ONCE);
+    }
+  } while (unstick(h));
+}
+
+/* coroutine.resume and coroutine.close on a fiber's thread would run a task
+ * behind the scheduler's back. */
+static int guarded (lua_State *L) {
+  lua_State *co = lua_tothread(L, 1);
+  if (co != NULL && co != L && pyq_fiber_of(co) != NULL)
+    return luaL_error(L, "%s: cannot %s a task the host runs",
+                     lua_tostring(L, lua_upvalueindex(2)),
+                     lua_tostring(L, lua_upvalueindex(3)));
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
+static void guard (lua_State *L, const char *name, const char *verb) {
+  lua_getfield(L, -1, name);
+  lua_pushfstring(L, "coroutine.%s", name);
+  lua_pushstring(L, verb);
+  lua_pushcclosure(L, guarded, 3);
+  lua_setfield(L, -2, name);
+}
+
+void pyq_open_sched (lua_State *L) {
+  lua_getglobal(L, "coroutine");
+  guard(L, "resume", "resume");
+  guard(L, "close", "close");
+  lua_pop(L, 1);
+}

@@ -1,0 +1,150 @@
+/* task.c -- pyq.async, pyq.await and the task object.
+ *
+ * A task is a small userdata: its function and arguments sit in the user
+ * values, so a pending task costs one allocation and nothing runs until a
+ * worker (or pyq.await) calls the function in its own coroutine.  A fresh
+ * coroutine is accepted too: its function is moved out, and the coroutine
+ * is left dead, so it can be started only once, like a task. */
+#include <limits.h>
+#include "host.h"
+
+typedef struct pyq_task {
+  int taken;   /* queued or started: a task runs once */
+  int nargs;
+} pyq_task;
+
+static const char task_key = 't';
+
+static int async_call (lua_State *L) {
+  int i, n = lua_gettop(L);
+  pyq_task *t;
+  if (n >= USHRT_MAX - 1) return luaL_error(L, "pyq.async: too many arguments");
+  t = lua_newuserdatauv(L, sizeof *t, n + 1);
+  t->taken = 0;
+  t->nargs = n;
+  lua_pushvalue(L, lua_upvalueindex(2));
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_setiuservalue(L, -2, 1);
+  for (i = 1; i <= n; i++) {
+    lua_pushvalue(L, i);
+    lua_setiuservalue(L, -2, i + 1);
+  }
+  return 1;
+}
+
+static int pyq_async (lua_State *L) {
+  if (lua_type(L, 1) != LUA_TFUNCTION)
+    return luaL_error(L, "pyq.async: expected a function, got %s",
+                     luaL_typename(L, 1));
+  lua_settop(L, 1);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &task_key);
+  lua_pushcclosure(L, async_call, 2);
+  return 1;
+}
+
+static pyq_task *totask (lua_State *L, int idx) {
+  pyq_task *t = lua_touserdata(L, idx);
+  int ok;
+  if (t == NULL || !lua_getmetatable(L, idx)) return NULL;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &task_key);
+  ok = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  return ok ? t : NULL;
+}
+
+static int fresh_coroutine (lua_State *co) {
+  lua_Debug ar;
+  return lua_status(co) == LUA_OK && !lua_getstack(co, 0, &ar) &&
+         lua_gettop(co) == 1 && lua_type(co, 1) == LUA_TFUNCTION;
+}
+
+/* Raises unless the value at idx can be started as a task. */
+int pyq_task_check (lua_State *L, int idx, const char *fname) {
+  pyq_task *t = totask(L, idx);
+  lua_State *co;
+  if (t != NULL) {
+    if (t->taken)
+      return luaL_error(L, "%s: this task was already queued or started "
+                       "(a task runs once; call the async function again)",
+                       fname);
+    return 1;
+  }
+  co = lua_tothread(L, idx);
+  if (co != NULL) {
+    if (!fresh_coroutine(co))
+      return luaL_error(L, "%s: the coroutine was already started or is dead "
+                       "(pass a new coroutine.create(fn))", fname);
+    return 1;
+  }
+  if (lua_tocfunction(L, idx) == async_call)
+    return luaL_error(L, "%s: got an async function, not a task: call it "
+                     "to make one, as in queue:put(fetch(id))", fname);
+  return luaL_error(L, "%s: expected a task (the result of calling a "
+                   "pyq.async function, or coroutine.create(fn)), got %s",
+                   fname, luaL_typename(L, idx));
+}
+
+/* Claims the checked task at idx; a coroutine is replaced there by its
+ * function. */
+void pyq_task_take (lua_State *L, int idx) {
+  pyq_task *t = totask(L, idx);
+  if (t != NULL) {
+    t->taken = 1;
+    return;
+  }
+  lua_State *co = lua_tothread(L, idx);
+  idx = lua_absindex(L, idx);
+  lua_xmove(co, L, 1);
+  lua_replace(L, idx);
+}
+
+/* Replaces the claimed task on top with its function and arguments. */
+int pyq_task_unpack (lua_State *L) {
+  pyq_task *t = lua_touserdata(L, -1);
+  int i, n;
+  if (t == NULL) return 0;   /* a coroutine's function */
+  n = t->nargs;
+  luaL_checkstack(L, n + 1, "pyq: too many task arguments");
+  for (i = 1; i <= n + 1; i++) lua_getiuservalue(L, -i, i);
+  lua_rotate(L, -(n + 2), -1);
+  lua_pop(L, 1);
+  return n;
+}
+
+static int await_k (lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  return lua_gettop(L) - 1;
+}
+
+static int pyq_await (lua_State *L) {
+  int n;
+  lua_settop(L, 1);
+  pyq_task_check(L, 1, "pyq.await");
+  pyq_task_take(L, 1);
+  lua_pushvalue(L, 1);
+  n = pyq_task_unpack(L);
+  lua_callk(L, n, LUA_MULTRET, 0, await_k);
+  return await_k(L, LUA_OK, 0);
+}
+
+static int task_tostring (lua_State *L) {
+  pyq_task *t = lua_touserdata(L, 1);
+  lua_pushfstring(L, "pyq.task (%s): %p", t->taken ? "started" : "new", t);
+  return 1;
+}
+
+void pyq_open_task (lua_State *L) {
+  lua_createtable(L, 0, 3);
+  lua_pushliteral(L, "pyq.task");
+  lua_setfield(L, -2, "__name");
+  lua_pushcfunction(L, task_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pushliteral(L, "pyq.task");
+  lua_setfield(L, -2, "__metatable");
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &task_key);
+  lua_pushcfunction(L, pyq_async);
+  lua_setfield(L, -2, "async");
+  lua_pushcfunction(L, pyq_await);
+  lua_setfield(L, -2, "await");
+}

@@ -1,0 +1,18 @@
+-- The public `pyq` module: the C core (tasks, queues, timers, logging) plus
+-- the Lua submodules, loaded on first use (pyq.itertools, pyq.http, ...).
+local core = require "pyq.core"
+
+local pyq = {}
+for name, value in pairs(core) do pyq[name] = value end
+
+local submodules = { itertools = true, http = true, json = true, jsonl = true }
+
+return setmetatable(pyq, {
+  __index = function(t, name)
+    if submodules[name] then
+      local module = require("pyq." .. name)
+      rawset(t, name, module)
+      return module
+    end
+  end,
+})
