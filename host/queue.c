@@ -547,7 +547,7 @@ static lua_Integer opt_int (lua_State *L, const char *key, lua_Integer dflt,
     return dflt;
   }
   v = lua_tointegerx(L, -1, &isint);
-  if (!isint || v < min)
+  if (lua_type(L, -1) != LUA_TNUMBER || !isint || v < min)
     luaL_error(L, "pyq.Queue: %s must be %s, got %s", key, rule,
               lua_isnumber(L, -1) ? lua_tostring(L, -1) : luaL_typename(L, -1));
   lua_pop(L, 1);

@@ -189,10 +189,14 @@ void pyq_run (pyq_host *h) {
  * behind the scheduler's back. */
 static int guarded (lua_State *L) {
   lua_State *co = lua_tothread(L, 1);
-  if (co != NULL && co != L && pyq_fiber_of(co) != NULL)
-    return luaL_error(L, "%s: cannot %s a task the host runs",
-                     lua_tostring(L, lua_upvalueindex(2)),
-                     lua_tostring(L, lua_upvalueindex(3)));
+  if (co != NULL && co != L && pyq_fiber_of(co) != NULL) {
+    lua_pushboolean(L, 0);
+    lua_pushfstring(L, "%s: cannot %s a task the host runs",
+                    lua_tostring(L, lua_upvalueindex(2)),
+                    lua_tostring(L, lua_upvalueindex(3)));
+    if (*lua_tostring(L, lua_upvalueindex(3)) == 'r') return 2;
+    return lua_error(L);
+  }
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_insert(L, 1);
   lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);

@@ -23,15 +23,16 @@ void pyq_timer_start (pyq_fiber *f, double seconds) {
     uv_timer_init(f->host->loop, f->timer);
     f->timer->data = f;
   }
+  uv_update_time(f->host->loop);   /* the cached time lags after long CPU work */
   uv_timer_start(f->timer, timer_fired, ms > 9e15 ? (uint64_t)9e15 : (uint64_t)ms, 0);
 }
 
 int pyq_checkseconds (lua_State *L, int arg, const char *fname,
                       const char *what) {
   lua_Number s = lua_tonumber(L, arg);
-  if (!lua_isnumber(L, arg) || !(s >= 0))
+  if (lua_type(L, arg) != LUA_TNUMBER || !(s >= 0))
     return luaL_error(L, "%s: %s must be a non-negative number of seconds, "
-                     "got %s", fname, what, lua_isnumber(L, arg) ?
+                     "got %s", fname, what, lua_type(L, arg) == LUA_TNUMBER ?
                      lua_tostring(L, arg) : luaL_typename(L, arg));
   return 1;
 }

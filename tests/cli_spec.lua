@@ -1,0 +1,143 @@
+require 'busted.runner'()
+local helper = require 'tests.helper'
+local run = helper.run
+
+describe("pyqhost command line", function()
+  it("sets arg like lua and passes the arguments as ...", function()
+    local r = run{ script = "print(arg[0] ~= nil, arg[1], arg[2], select('#', ...), ...)", args = { "a", "b c" } }
+    assert.equal(0, r.code)
+    assert.equal("true\ta\tb c\t2\ta\tb c\n", r.out)
+  end)
+
+  it("runs -e chunks and -l modules first, in order", function()
+    local r = run{ flags = { "-e", "x = 1", "-l", "cjson", "-e", "x = x + 1" },
+                   script = "print(x, type(cjson.encode))" }
+    assert.equal("2\tfunction\n", r.out)
+    r = run{ flags = { "-e", "print('only e')" }, nofile = true }
+    assert.equal(0, r.code)
+    assert.equal("only e\n", r.out)
+  end)
+
+  it("reads the script from stdin with -", function()
+    local r = run{ flags = { "-" }, nofile = true, args = { "x" }, stdin = "print('stdin', ...)" }
+    assert.equal(0, r.code)
+    assert.equal("stdin\tx\n", r.out)
+  end)
+
+  it("stops reading options at --", function()
+    local f = helper.tempfile("print(...)")
+    local r = run{ flags = { "--", f, "-v" }, nofile = true }
+    assert.equal("-v\n", r.out)
+  end)
+
+  it("sets the log threshold with -v, -vv, -q and --log-level", function()
+    local cases = { [""] = 30, ["-v"] = 20, ["-vv"] = 10, ["-q"] = 40,
+                    ["--log-level=critical"] = 50, ["--log-level=15"] = 15 }
+    for flag, level in pairs(cases) do
+      local r = run{ flags = flag ~= "" and { flag } or {}, script = "print(pyq.log.level)" }
+      assert.equal(level .. "\n", r.out)
+    end
+    local r = run{ flags = { "--log-level", "info" }, script = "print(pyq.log.level)" }
+    assert.equal("20\n", r.out)
+    r = run{ flags = { "--log-level", "loud" }, script = "" }
+    assert.equal(2, r.code)
+    assert.matches("bad log level 'loud'", r.err, 1, true)
+  end)
+
+  it("prints help and version", function()
+    local r = run{ flags = { "--help" }, nofile = true }
+    assert.equal(0, r.code)
+    assert.matches("usage: pyqhost", r.out, 1, true)
+    r = run{ flags = { "-V" }, nofile = true }
+    assert.equal(0, r.code)
+    assert.matches("^pyqhost %d+%.%d+%.%d+ %(Lua 5%.4", r.out)
+  end)
+
+  it("exits 2 on usage errors and unreadable scripts", function()
+    local r = run{ flags = { "-x" }, nofile = true }
+    assert.equal(2, r.code)
+    assert.matches("unrecognized option '-x'", r.err, 1, true)
+    r = run{ nofile = true }
+    assert.equal(2, r.code)
+    assert.matches("no script given", r.err, 1, true)
+    r = run{ flags = { "-e" }, nofile = true }
+    assert.equal(2, r.code)
+    r = run{ file = "nosuch.lua" }
+    assert.equal(2, r.code)
+    assert.matches("^pyqhost: cannot open nosuch.lua", r.err)
+    r = run{ file = "/tmp" }
+    assert.equal(2, r.code)
+  end)
+
+  it("exits 1 with the message and a traceback on an uncaught error", function()
+    local r = run{ script = "local function f() error('boom') end\nf()" }
+    assert.equal(1, r.code)
+    assert.matches("^pyqhost: [^\n]+:1: boom\nstack traceback:\n", r.err)
+    assert.matches("in local 'f'", r.err, 1, true)
+  end)
+
+  it("exits 1 with file:line on a syntax error", function()
+    local r = run{ script = "x = = 1" }
+    assert.equal(1, r.code)
+    assert.matches("pyqhost: [^\n]+:1: unexpected symbol", r.err)
+  end)
+
+  it("reports error objects that are tables", function()
+    local r = run{ script = "error({})" }
+    assert.equal(1, r.code)
+    assert.matches("(error object is a table value)", r.err, 1, true)
+    r = run{ script = "error(setmetatable({}, { __tostring = function() return 'custom' end }))" }
+    assert.equal(1, r.code)
+    assert.matches("pyqhost: custom", r.err, 1, true)
+  end)
+
+  it("waits for every task before exiting", function()
+    local r = run{ script = [[
+      local q = pyq.Queue{ workers = 1 }
+      q:put(pyq.async(function() pyq.sleep(0.05); print("late") end)())
+      print("main done")
+    ]] }
+    assert.equal(0, r.code)
+    assert.equal("main done\nlate\n", r.out)
+  end)
+
+  it("ends a main task that can never be woken instead of hanging", function()
+    local r = run{ script = [[
+      local a, b = pyq.Queue{}, pyq.Queue{}
+      a:put(pyq.async(function() b:join() end)())
+      b:put(pyq.async(function() a:join() end)())
+      a:join()
+    ]], timeout = 20 }
+    assert.equal(1, r.code)
+    assert.matches("deadlock", r.err, 1, true)
+  end)
+
+  it("preloads pyq as require 'pyq' and finds system modules", function()
+    local r = run{ script = [[
+      print(pyq == require "pyq", require "cjson" ~= nil, require "busted.runner" ~= nil,
+            pyq.itertools == require "pyq.itertools")
+    ]] }
+    assert.equal("true\ttrue\ttrue\ttrue\n", r.out)
+  end)
+
+  it("exits with the code given to os.exit", function()
+    local r = run{ script = "io.write('x'); os.exit(3)" }
+    assert.equal(3, r.code)
+    assert.equal("x", r.out)
+  end)
+
+  it("finds lualib after cmake --install", function()
+    local prefix = os.tmpname()
+    os.remove(prefix)
+    local build = helper.pyqhost:match("^(.*)/[^/]+$")
+    assert.is_true(os.execute("cmake --install " .. helper.quote(build) ..
+      " --prefix " .. helper.quote(prefix) .. " >/dev/null"))
+    local saved = helper.pyqhost
+    helper.pyqhost = prefix .. "/bin/pyqhost"
+    local r = run{ script = "print(package.searchpath('pyq', package.path))" }
+    helper.pyqhost = saved
+    os.execute("rm -rf " .. helper.quote(prefix))
+    assert.equal(0, r.code)
+    assert.matches(prefix .. "/bin/../share/pyqhost/lualib/pyq/init.lua", r.out, 1, true)
+  end)
+end)

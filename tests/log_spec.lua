@@ -1,0 +1,85 @@
+require 'busted.runner'()
+local helper = require 'tests.helper'
+
+describe("pyq.log", function()
+  it("writes one line per message: UTC time, level, script:line, message", function()
+    local r = helper.run{ script = "pyq.log.warning('hello %d', 42)\npyq.log.error('plain')" }
+    local lines = {}
+    for line in r.err:gmatch("[^\n]+") do lines[#lines + 1] = line end
+    assert.equal(2, #lines)
+    assert.matches("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%dZ WARNING [^ ]+%.lua:1: hello 42$", lines[1])
+    assert.matches(" ERROR [^ ]+%.lua:2: plain$", lines[2])
+  end)
+
+  it("filters by the threshold, default WARNING", function()
+    local r = helper.run{ script = [[
+      pyq.log.debug("d") pyq.log.info("i") pyq.log.warning("w")
+      pyq.log.level = "DEBUG"
+      pyq.log.debug("d2") pyq.log.log(25, "custom %s", "level") pyq.log.critical("c")
+    ]] }
+    assert.not_matches(" d\n", r.err, 1, true)
+    assert.matches("WARNING [^\n]*: w\n", r.err)
+    assert.matches("DEBUG [^\n]*: d2\n", r.err)
+    assert.matches("Level 25 [^\n]*: custom level\n", r.err)
+    assert.matches("CRITICAL [^\n]*: c\n", r.err)
+  end)
+
+  it("gets and sets the level by number or name", function()
+    local saved = pyq.log.level
+    assert.equal(30, saved)
+    pyq.log.level = "error"
+    assert.equal(40, pyq.log.level)
+    pyq.log.level = 10
+    assert.equal(10, pyq.log.level)
+    assert.has_error(function() pyq.log.level = "chatty" end)
+    assert.has_error(function() pyq.log.verbose = true end)
+    assert.has_error(function() pyq.log.log("nope", "x") end)
+    pyq.log.level = saved
+  end)
+end)
+
+describe("pyq.itertools.frozen_generator", function()
+  local frozen_generator = pyq.itertools.frozen_generator
+
+  it("yields index and a deep copy of each item", function()
+    local list = { { id = 1, tags = { "a" } }, { id = 2, tags = {} } }
+    local seen = {}
+    for i, item in frozen_generator(list) do
+      assert.are_not.equal(list[i], item)
+      assert.same(list[i], item)
+      item.filled = true
+      item.tags[#item.tags + 1] = "x"
+      seen[#seen + 1] = i
+    end
+    assert.same({ 1, 2 }, seen)
+    assert.is_nil(list[1].filled)
+    assert.same({ "a" }, list[1].tags)
+  end)
+
+  it("keeps cycles and metatables", function()
+    local mt = { __index = { kind = "match" } }
+    local item = setmetatable({}, mt)
+    item.self = item
+    for _, copy in frozen_generator({ item }) do
+      assert.equal(copy, copy.self)
+      assert.are_not.equal(item, copy)
+      assert.equal(mt, getmetatable(copy))
+      assert.equal("match", copy.kind)
+    end
+  end)
+
+  it("rejects a non-table", function()
+    assert.has_error(function() frozen_generator(5) end,
+      "pyq.itertools.frozen_generator: list must be a table, got number")
+  end)
+
+  it("feeds a queue without growing the list", function()
+    local list = {}
+    for i = 1, 100 do list[i] = { id = i } end
+    local fill = pyq.async(function(item) item.data = string.rep("x", 100); return item.id end)
+    local q <close> = pyq.Queue{ workers = 10 }
+    for _, item in frozen_generator(list) do q:put(fill(item)) end
+    assert.equal(100, #q:join())
+    for i = 1, 100 do assert.is_nil(list[i].data) end
+  end)
+end)

@@ -1,0 +1,18 @@
+#!/bin/sh
+# Installs the Debian 12 packages pyqhost needs that are missing:
+# `tools/deps.sh` for building and testing, `tools/deps.sh bench` adds the
+# benchmark peers.  Nothing is downloaded but Debian packages.
+set -e
+pkgs="cmake gcc make pkg-config liblua5.4-dev libuv1-dev libcurl4-openssl-dev lua-busted lua-cjson python3"
+[ "${1:-}" = bench ] && pkgs="$pkgs nginx-light wrk"
+missing=""
+for p in $pkgs; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+    missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "tools/deps.sh: installing$missing"
+sudo=""
+[ "$(id -u)" = 0 ] || sudo=sudo
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing
