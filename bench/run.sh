@@ -1,0 +1,26 @@
+#!/bin/sh
+# Runs the benchmarks side by side: pyqhost against its peers, one run.
+#   sh bench/run.sh [build-dir] [scale]
+set -eu
+build=${1:-build}
+scale=${2:-1}
+here=$(dirname "$0")
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+
+echo "== queue: pyqhost vs asyncio (scale $scale) =="
+"$build/pyqhost" "$here/queue.lua" "$scale" > "$out/pyq"
+python3 "$here/queue_asyncio.py" "$scale" > "$out/py"
+awk '
+  FNR == NR { pyq[$1] = $2; next }
+  { py[$1] = $2 }
+  END {
+    printf "%-34s %14s %14s %9s\n", "measure", "pyqhost", "asyncio", "ratio"
+    printf "%-34s %14.0f %14.0f %8.1fx\n", "no-op tasks/s (25 workers)", pyq["noop_tasks_per_s"], py["noop_tasks_per_s"], pyq["noop_tasks_per_s"] / py["noop_tasks_per_s"]
+    printf "%-34s %14.1f %14s\n", "bytes per pending task (Lua heap)", pyq["pending_heap_bytes"], "-"
+    printf "%-34s %14.1f %14.1f %8.2fx\n", "bytes per pending task (RSS)", pyq["pending_rss_bytes"], py["pending_rss_bytes"], pyq["pending_rss_bytes"] / py["pending_rss_bytes"]
+    printf "%-34s %14.3f %14.3f %9s\n", "10 ms sleeps over 1000 workers, s", pyq["sleep_seconds"], py["sleep_seconds"], ""
+    printf "%-34s %14.2fx %13.2fx\n", "  against the ideal " pyq["sleep_ideal"] " s", pyq["sleep_seconds"] / pyq["sleep_ideal"], py["sleep_seconds"] / pyq["sleep_ideal"]
+  }' "$out/pyq" "$out/py"
+
+if [ -f "$here/http.sh" ]; then sh "$here/http.sh" "$build"; fi
