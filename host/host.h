@@ -42,6 +42,7 @@ static inline pyq_link *pyq_list_shift (pyq_link *head) {
 typedef struct pyq_host pyq_host;
 typedef struct pyq_fiber pyq_fiber;
 typedef struct pyq_queue pyq_queue;
+typedef struct pyq_http pyq_http;
 
 /* Something the scheduler runs on its next turn: a fiber to resume, or a
  * queue that wants workers started. */
@@ -88,6 +89,7 @@ struct pyq_host {
   pyq_link queues;        /* queues not yet closed */
   pyq_fiber *current;     /* the fiber being resumed, if any */
   pyq_fiber *main;        /* the main task while it runs */
+  pyq_http *http;         /* pyq.http's multi handle */
   int log_level;
   int exit_code;
   int main_done;

@@ -8,8 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <lualib.h>
 #include "host.h"
+#include "http.h"
 
 #define USAGE \
   "usage: %s [options] [script [args]]\n" \
@@ -206,6 +208,15 @@ static int run_script (pyq_host *h, int argc, char **argv, int script) {
   return run_main(h, argc - script - 1);
 }
 
+/* 10,000 requests in flight need as many sockets. */
+static void raise_nofile (void) {
+  struct rlimit r;
+  if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
+    r.rlim_cur = r.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &r);
+  }
+}
+
 static int open_host (pyq_host *h, int log_level) {
   lua_State *L;
   memset(h, 0, sizeof *h);
@@ -216,6 +227,7 @@ static int open_host (pyq_host *h, int log_level) {
   h->loop = uv_default_loop();
   h->L = L = lua_newstate(host_alloc, h);
   if (L == NULL) return 0;
+  raise_nofile();
   lua_atpanic(L, host_panic);
   luaL_openlibs(L);
   set_paths(L);
@@ -237,8 +249,15 @@ static int open_host (pyq_host *h, int log_level) {
   return 1;
 }
 
+static void close_handle (uv_handle_t *handle, void *arg) {
+  (void)arg;
+  if (!uv_is_closing(handle)) uv_close(handle, NULL);
+}
+
 static void close_host (pyq_host *h) {
   pyq_queue_report_unclosed(h);
+  if (h->http) pyq_http_close(h->http);
+  uv_walk(h->loop, close_handle, NULL);
   uv_run(h->loop, UV_RUN_DEFAULT);
   lua_close(h->L);
   uv_loop_close(h->loop);
@@ -249,12 +268,14 @@ int main (int argc, char **argv) {
   options o = {NULL, 0, 0, PYQ_WARNING};
   int i, code = parse_args(argc, argv, &o);
   if (code != 0) return code;
+  curl_global_init(CURL_GLOBAL_DEFAULT);
   if (!open_host(&host, o.log_level)) return 1;
   host.progname = "pyqhost";
   create_arg(host.L, argc, argv, o.script ? o.script : argc);
   for (i = 0; i < o.npre && code == 0; i++) code = run_pre(&host, &o.pre[i]);
   if (code == 0 && o.script) code = run_script(&host, argc, argv, o.script);
   close_host(&host);
+  curl_global_cleanup();
   free(o.pre);
   return code;
 }

@@ -2,6 +2,7 @@
  *
  * lualib/pyq/init.lua builds the public `pyq` table on top of it. */
 #include "host.h"
+#include "http.h"
 
 int luaopen_pyq_core (lua_State *L) {
   lua_newtable(L);
@@ -9,6 +10,7 @@ int luaopen_pyq_core (lua_State *L) {
   pyq_open_timer(L);
   pyq_open_queue(L);
   pyq_open_log(L);
+  pyq_open_http(L);
   lua_pushliteral(L, PYQ_VERSION);
   lua_setfield(L, -2, "version");
   return 1;

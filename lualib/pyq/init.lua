@@ -3,7 +3,9 @@
 local core = require "pyq.core"
 
 local pyq = {}
-for name, value in pairs(core) do pyq[name] = value end
+for name, value in pairs(core) do
+  if name:sub(1, 1) ~= "_" then pyq[name] = value end   -- _http: pyq.http's C half
+end
 
 local submodules = { itertools = true, http = true, json = true, jsonl = true }
 

@@ -1,0 +1,70 @@
+#!/bin/sh
+# HTTP benchmarks (run by bench/run.sh): pyqhost against a C-only libcurl +
+# libuv loop and wrk, on loopback.
+#   1. nginx serving a 1 KiB JSON file, 25 in flight;
+#   2. 10,000 requests to the fixture API answering after 50 ms, 500 in flight.
+set -eu
+build=${1:-build}
+here=$(cd "$(dirname "$0")" && pwd)
+n=${HTTP_N:-200000}
+tmp=$(mktemp -d)
+nginx_pid=""; api_pid=""
+cleanup() {
+  [ -n "$nginx_pid" ] && kill "$nginx_pid" 2>/dev/null || true
+  [ -n "$api_pid" ] && kill "$api_pid" 2>/dev/null || true
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+field() { awk -v k="$1" '$1 == k { print $2 }' "$2"; }
+
+if command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; then
+  port=$(free_port)
+  mkdir -p "$tmp/www"
+  python3 -c 'import json; print(json.dumps({"id": 1, "pad": "x" * 990})[:1023])' > "$tmp/www/doc.json"
+  cat > "$tmp/nginx.conf" <<CONF
+daemon off;
+worker_processes 1;
+pid $tmp/nginx.pid;
+error_log $tmp/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 10000000;
+  client_body_temp_path $tmp; proxy_temp_path $tmp; fastcgi_temp_path $tmp;
+  uwsgi_temp_path $tmp; scgi_temp_path $tmp;
+  server { listen 127.0.0.1:$port; root $tmp/www; default_type application/json; }
+}
+CONF
+  /usr/sbin/nginx -c "$tmp/nginx.conf" -p "$tmp" & nginx_pid=$!
+  sleep 0.5
+  url="http://127.0.0.1:$port/doc.json"
+  echo
+  echo "== HTTP: nginx, 1 KiB JSON, 25 in flight, $n requests =="
+  "$build/pyqhost" "$here/http.lua" "$url" "$n" 25 > "$tmp/pyq"
+  "$build/http_loop" "$url" "$n" 25 > "$tmp/c"
+  wrk_rps="-"
+  if command -v wrk >/dev/null 2>&1; then
+    wrk_rps=$(wrk -t1 -c25 -d5s "$url" | awk '/Requests\/sec/ { printf "%.0f", $2 }')
+  fi
+  p=$(field requests_per_s "$tmp/pyq"); c=$(field requests_per_s "$tmp/c")
+  printf "%-36s %12s req/s\n" "pyqhost Queue{workers=25}" "$p"
+  printf "%-36s %12s req/s\n" "C loop (libcurl multi + libuv)" "$c"
+  printf "%-36s %12s req/s\n" "wrk -c25 (the server's limit)" "$wrk_rps"
+  awk -v p="$p" -v c="$c" 'BEGIN { printf "pyqhost / C loop: %.2fx\n", p / c }'
+else
+  echo "nginx not found: skipping the nginx benchmark (tools/deps.sh bench installs it)"
+fi
+
+port=$(free_port)
+python3 "$here/../tests/fixtures/api.py" --port "$port" --latency 50 > /dev/null & api_pid=$!
+sleep 1
+url="http://127.0.0.1:$port/lol/summoner/v4/summoners/bench"
+echo
+echo "== HTTP: 10,000 requests, server answers after 50 ms, 500 in flight (ideal 1.0 s) =="
+"$build/pyqhost" "$here/http.lua" "$url" 10000 500 > "$tmp/pyq"
+"$build/http_loop" "$url" 10000 500 > "$tmp/c"
+p=$(field seconds "$tmp/pyq"); c=$(field seconds "$tmp/c")
+printf "%-36s %8s s\n" "pyqhost Queue{workers=500}" "$p"
+printf "%-36s %8s s\n" "C loop, 500 in flight" "$c"
+awk -v p="$p" -v c="$c" 'BEGIN { printf "pyqhost / C loop time: %.2fx\n", p / c }'

@@ -1,0 +1,858 @@
+/* http.c -- pyq.http's transfers: libcurl's multi interface on the loop.
+ *
+ * One CURLM drives every request, so connections, DNS answers and TLS
+ * sessions are reused across tasks.  libcurl says which sockets to watch
+ * (socket_cb: one uv_poll_t each) and when to call it back (timer_cb: one
+ * uv_timer_t); both feed curl_multi_socket_action, and finished transfers
+ * wake their task.  The response table is built in the task's continuation,
+ * inside its coroutine, never in a libuv callback.  Easy handles are reset
+ * and pooled. */
+#include <ctype.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <curl/curl.h>
+#include "host.h"
+#include "http.h"
+
+#define POOL_MAX 1024
+
+typedef struct sock_watch {
+  uv_poll_t poll;
+  curl_socket_t fd;
+  pyq_http *http;
+} sock_watch;
+
+typedef struct buf { char *p; size_t len, cap; } buf;
+
+/* The options last set on a pooled easy handle. */
+typedef struct applied {
+  int set;                /* 0: a new handle, nothing set yet */
+  unsigned gen;           /* pyq_http.config_gen they were set under */
+  long follow, maxredirs, timeout_ms, ctimeout_ms, verify, verifyhost;
+  curl_off_t max_body;
+  int headers;            /* CURLOPT_HTTPHEADER points at a list */
+  int plain_get;          /* no method or body options in effect */
+} applied;
+
+typedef struct xfer xfer;
+struct xfer {
+  applied applied;
+  CURL *easy;
+  pyq_fiber *f;
+  pyq_http *http;
+  struct curl_slist *headers;
+  buf body, head;
+  curl_off_t max_body;
+  int too_big;
+  CURLcode result;
+  char method[24];
+  char *url;
+  char err[CURL_ERROR_SIZE];
+};
+
+struct pyq_http {
+  pyq_host *host;
+  CURLM *multi;
+  CURLSH *share;
+  uv_timer_t timer;
+  struct xfer *pool[POOL_MAX];   /* finished transfers, easy handle reset */
+  int npool;
+  int active;             /* transfers in the multi handle */
+  unsigned config_gen;    /* bumped by configure: pooled handles re-apply */
+  char *user_agent;
+  long http_version;
+  /* counters for the summary */
+  uint64_t requests, bytes;
+};
+
+static const char response_key = 'r';
+
+/* 1 when s (n bytes) holds no CR, LF or NUL: a header cannot be split. */
+static int header_safe (const char *s, size_t n) {
+  return memchr(s, '\r', n) == NULL && memchr(s, '\n', n) == NULL &&
+         memchr(s, '\0', n) == NULL;
+}
+
+/* A header name is a token; its value cannot start another header. */
+int pyq_http_header_ok (const char *name, size_t nlen, const char *value,
+                        size_t vlen) {
+  size_t i;
+  if (nlen == 0) return 0;
+  for (i = 0; i < nlen; i++) {
+    unsigned char c = (unsigned char)name[i];
+    if (c <= ' ' || c >= 127 || c == ':') return 0;
+  }
+  return header_safe(value, vlen);
+}
+
+/* ---- buffers and curl callbacks -------------------------------------- */
+
+static int buf_add (buf *b, const char *p, size_t n) {
+  if (b->len + n + 1 > b->cap) {
+    size_t cap = b->cap ? b->cap : 1024;
+    char *np;
+    while (cap < b->len + n + 1) cap *= 2;
+    if ((np = realloc(b->p, cap)) == NULL) return 0;
+    b->p = np;
+    b->cap = cap;
+  }
+  memcpy(b->p + b->len, p, n);
+  b->len += n;
+  b->p[b->len] = '\0';
+  return 1;
+}
+
+static size_t on_body (char *p, size_t size, size_t n, void *ud) {
+  xfer *x = ud;
+  n *= size;
+  if ((curl_off_t)(x->body.len + n) > x->max_body) {
+    x->too_big = 1;
+    return 0;
+  }
+  return buf_add(&x->body, p, n) ? n : 0;
+}
+
+static size_t on_header (char *p, size_t size, size_t n, void *ud) {
+  xfer *x = ud;
+  n *= size;
+  if (n >= 5 && memcmp(p, "HTTP/", 5) == 0) x->head.len = 0;  /* next hop */
+  return buf_add(&x->head, p, n) ? n : 0;
+}
+
+/* ---- the multi handle on the loop ------------------------------------- */
+
+/* libcurl's timer keeps the loop alive only while transfers are in flight:
+ * between jobs it may ask for housekeeping the process need not wait for. */
+static void xfer_add (xfer *x) {
+  pyq_http *hp = x->http;
+  curl_multi_add_handle(hp->multi, x->easy);
+  if (hp->active++ == 0) uv_ref((uv_handle_t *)&hp->timer);
+}
+
+static void xfer_remove (xfer *x) {
+  pyq_http *hp = x->http;
+  curl_multi_remove_handle(hp->multi, x->easy);
+  if (--hp->active == 0) uv_unref((uv_handle_t *)&hp->timer);
+}
+
+static void check_done (pyq_http *hp) {
+  CURLMsg *m;
+  int left;
+  while ((m = curl_multi_info_read(hp->multi, &left)) != NULL) {
+    xfer *x;
+    if (m->msg != CURLMSG_DONE) continue;
+    curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+    x->result = m->data.result;
+    xfer_remove(x);
+    pyq_wake(x->f, 0);
+  }
+}
+
+static void on_poll (uv_poll_t *p, int status, int events) {
+  sock_watch *w = p->data;
+  int flags = 0, running;
+  if (status < 0) flags = CURL_CSELECT_ERR;
+  if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
+  if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
+  curl_multi_socket_action(w->http->multi, w->fd, flags, &running);
+  check_done(w->http);
+}
+
+static void watch_free (uv_handle_t *h) { free(h->data); }
+
+static int socket_cb (CURL *e, curl_socket_t fd, int what, void *ud,
+                      void *sockp) {
+  pyq_http *hp = ud;
+  sock_watch *w = sockp;
+  int events = 0;
+  (void)e;
+  if (what == CURL_POLL_REMOVE) {
+    if (w) {
+      uv_poll_stop(&w->poll);
+      uv_close((uv_handle_t *)&w->poll, watch_free);
+      curl_multi_assign(hp->multi, fd, NULL);
+    }
+    return 0;
+  }
+  if (w == NULL) {
+    if ((w = calloc(1, sizeof *w)) == NULL) return -1;
+    w->fd = fd;
+    w->http = hp;
+    w->poll.data = w;
+    if (uv_poll_init_socket(hp->host->loop, &w->poll, fd) != 0) {
+      free(w);
+      return -1;
+    }
+    curl_multi_assign(hp->multi, fd, w);
+  }
+  if (what & CURL_POLL_IN) events |= UV_READABLE;
+  if (what & CURL_POLL_OUT) events |= UV_WRITABLE;
+  uv_poll_start(&w->poll, events, on_poll);
+  return 0;
+}
+
+static void on_timeout (uv_timer_t *t) {
+  pyq_http *hp = t->data;
+  int running;
+  curl_multi_socket_action(hp->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+  check_done(hp);
+}
+
+static int timer_cb (CURLM *m, long ms, void *ud) {
+  pyq_http *hp = ud;
+  (void)m;
+  if (ms < 0) uv_timer_stop(&hp->timer);
+  else uv_timer_start(&hp->timer, on_timeout, (uint64_t)ms, 0);
+  return 0;
+}
+
+/* ---- transfers ---------------------------------------------------------- */
+
+/* Back to the pool: the easy handle keeps its options, small buffers stay. */
+static void xfer_free (xfer *x) {
+  pyq_http *hp = x->http;
+  curl_slist_free_all(x->headers);
+  x->headers = NULL;
+  free(x->url);
+  x->url = NULL;
+  x->f = NULL;
+  if (x->easy && hp->npool < POOL_MAX) {
+    if (x->body.cap > 65536) {
+      free(x->body.p);
+      x->body.p = NULL;
+      x->body.cap = 0;
+    }
+    x->body.len = x->head.len = 0;
+    x->too_big = 0;
+    x->err[0] = '\0';
+    hp->pool[hp->npool++] = x;
+    return;
+  }
+  if (x->easy) curl_easy_cleanup(x->easy);
+  free(x->body.p);
+  free(x->head.p);
+  free(x);
+}
+
+static xfer *xfer_new (pyq_http *hp) {
+  xfer *x;
+  if (hp->npool > 0) return hp->pool[--hp->npool];
+  if ((x = calloc(1, sizeof *x)) == NULL) return NULL;
+  x->http = hp;
+  if ((x->easy = curl_easy_init()) == NULL) {
+    free(x);
+    return NULL;
+  }
+  return x;
+}
+
+/* A cancelled task's transfer stops at once. */
+static void xfer_disarm (pyq_fiber *f) {
+  xfer *x = f->on;
+  xfer_remove(x);
+  f->on = NULL;
+  xfer_free(x);
+}
+
+static const char *version_name (long v) {
+  switch (v) {
+    case CURL_HTTP_VERSION_1_0: return "1.0";
+    case CURL_HTTP_VERSION_1_1: return "1.1";
+    case CURL_HTTP_VERSION_2_0: return "2";
+    case CURL_HTTP_VERSION_3: return "3";
+    default: return "?";
+  }
+}
+
+/* Lower-cased names; a repeated header's values joined with ", ". */
+static void push_headers (lua_State *L, const char *p, size_t len) {
+  const char *end = p + len;
+  lua_createtable(L, 0, 8);
+  while (p < end) {
+    const char *eol = memchr(p, '\n', (size_t)(end - p));
+    const char *colon, *v, *ve;
+    char name[256];
+    size_t i, nlen;
+    if (eol == NULL) eol = end;
+    colon = memchr(p, ':', (size_t)(eol - p));
+    if (colon != NULL && colon > p && (size_t)(colon - p) < sizeof name &&
+        memcmp(p, "HTTP/", 5) != 0) {
+      nlen = (size_t)(colon - p);
+      for (i = 0; i < nlen; i++) name[i] = (char)tolower((unsigned char)p[i]);
+      for (v = colon + 1; v < eol && (*v == ' ' || *v == '\t'); v++) ;
+      for (ve = eol; ve > v && isspace((unsigned char)ve[-1]); ve--) ;
+      lua_pushlstring(L, name, nlen);
+      if (lua_rawget(L, -2) == LUA_TSTRING) {
+        lua_pushliteral(L, ", ");
+        lua_pushlstring(L, v, (size_t)(ve - v));
+        lua_concat(L, 3);
+      } else {
+        lua_pop(L, 1);
+        lua_pushlstring(L, v, (size_t)(ve - v));
+      }
+      lua_pushlstring(L, name, nlen);
+      lua_insert(L, -2);
+      lua_rawset(L, -3);
+    }
+    p = eol + 1;
+  }
+}
+
+static void push_response (lua_State *L, xfer *x) {
+  long status = 0, version = 0;
+  char *url = NULL;
+  curl_off_t total = 0;
+  curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+  curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &url);
+  curl_easy_getinfo(x->easy, CURLINFO_TOTAL_TIME_T, &total);
+  curl_easy_getinfo(x->easy, CURLINFO_HTTP_VERSION, &version);
+  lua_createtable(L, 0, 8);
+  lua_pushinteger(L, status);
+  lua_setfield(L, -2, "status");
+  lua_pushboolean(L, status >= 200 && status < 300);
+  lua_setfield(L, -2, "ok");
+  lua_pushlstring(L, x->body.p ? x->body.p : "", x->body.len);
+  lua_setfield(L, -2, "body");
+  lua_pushlstring(L, x->head.p ? x->head.p : "", x->head.len);
+  lua_setfield(L, -2, "raw_headers");   /* res.headers parses it on use */
+  lua_pushstring(L, url ? url : x->url);
+  lua_setfield(L, -2, "url");
+  lua_pushnumber(L, (lua_Number)total / 1e6);
+  lua_setfield(L, -2, "elapsed");
+  lua_pushstring(L, version_name(version));
+  lua_setfield(L, -2, "http_version");
+  lua_pushstring(L, x->method);
+  lua_setfield(L, -2, "method");
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &response_key);
+  lua_setmetatable(L, -2);
+}
+
+static int request_k (lua_State *L, int status, lua_KContext ctx) {
+  pyq_fiber *f = (pyq_fiber *)ctx;
+  xfer *x = f->on;
+  (void)status;
+  if (!pyq_resumed(L, f)) return lua_error(L);
+  f->on = NULL;
+  x->http->requests++;
+  x->http->bytes += x->body.len;
+  if (x->result != CURLE_OK) {
+    long oserr = 0;
+    if (x->result == CURLE_COULDNT_CONNECT)   /* say "Connection refused" */
+      curl_easy_getinfo(x->easy, CURLINFO_OS_ERRNO, &oserr);
+    if (x->too_big || x->result == CURLE_FILESIZE_EXCEEDED)
+      lua_pushfstring(L, "pyq.http: %s %s: the response body is over max_body "
+                      "(%d bytes)", x->method, x->url, (int)x->max_body);
+    else
+      lua_pushfstring(L, "pyq.http: %s %s: %s%s%s%s", x->method, x->url,
+                      x->err[0] ? x->err : curl_easy_strerror(x->result),
+                      oserr ? " (" : "", oserr ? strerror((int)oserr) : "",
+                      oserr ? ")" : "");
+    xfer_free(x);
+    return lua_error(L);
+  }
+  push_response(L, x);
+  xfer_free(x);
+  return 1;
+}
+
+/* ---- options -------------------------------------------------------------- */
+
+/* Raises at the user's line: the first Lua frame outside lualib's pyq/. */
+static int bad (lua_State *L, const char *fmt, const char *a, const char *b) {
+  lua_Debug ar;
+  int level;
+  for (level = 1; lua_getstack(L, level, &ar); level++) {
+    lua_getinfo(L, "S", &ar);
+    if (*ar.what != 'C' && strstr(ar.short_src, "pyq/http.lua") == NULL) break;
+  }
+  luaL_where(L, level);
+  lua_pushfstring(L, fmt, a, b);
+  lua_concat(L, 2);
+  return lua_error(L);
+}
+
+/* Validators for the value on top of the stack, named `key` in errors. */
+static double to_seconds (lua_State *L, const char *key) {
+  double v = lua_tonumber(L, -1);
+  if (lua_type(L, -1) != LUA_TNUMBER || !(v >= 0) || v > 1e9)
+    bad(L, "pyq.http.request: %s must be a non-negative number of seconds, "
+        "got %s", key, luaL_tolstring(L, -1, NULL));
+  return v;
+}
+
+static lua_Integer to_count (lua_State *L, const char *fname, const char *key) {
+  int isint;
+  lua_Integer v = lua_tointegerx(L, -1, &isint);
+  if (lua_type(L, -1) != LUA_TNUMBER || !isint || v < 0) {
+    lua_pushfstring(L, "%s: %s", fname, key);
+    bad(L, "%s must be a non-negative integer, got %s", lua_tostring(L, -1),
+        luaL_tolstring(L, -2, NULL));
+  }
+  return v;
+}
+
+static int to_bool (lua_State *L, const char *fname, const char *key) {
+  if (lua_type(L, -1) != LUA_TBOOLEAN) {
+    lua_pushfstring(L, "%s: %s", fname, key);
+    bad(L, "%s must be a boolean, got %s", lua_tostring(L, -1),
+        luaL_typename(L, -2));
+  }
+  return lua_toboolean(L, -1);
+}
+
+/* The index in `known` of the key below the value on top, or an error. */
+static int key_index (lua_State *L, const char *fname,
+                      const char *const *known) {
+  int i;
+  if (lua_type(L, -2) != LUA_TSTRING)
+    bad(L, "%s: option names must be strings, got %s", fname,
+        luaL_typename(L, -2));
+  for (i = 0; known[i]; i++)
+    if (strcmp(known[i], lua_tostring(L, -2)) == 0) return i;
+  return bad(L, "%s: unknown option '%s'", fname, lua_tostring(L, -2));
+}
+
+enum { K_URL, K_METHOD, K_HEADERS, K_BODY, K_QUERY, K_TIMEOUT, K_CTIMEOUT,
+       K_FOLLOW, K_MAXREDIR, K_MAXBODY, K_VERIFY };
+
+static const char *const request_keys[] = {
+  "url", "method", "headers", "body", "query", "timeout", "connect_timeout",
+  "follow_redirects", "max_redirects", "max_body", "verify", NULL
+};
+
+static struct curl_slist *build_headers (lua_State *L, int t, int present) {
+  struct curl_slist *list = NULL, *n;
+  if (!present) return NULL;
+  if (lua_getfield(L, t, "headers") == LUA_TNIL) {
+    lua_pop(L, 1);
+    return NULL;
+  }
+  if (!lua_istable(L, -1))
+    bad(L, "pyq.http.request: headers must be a table, got %s",
+        luaL_typename(L, -1), NULL);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    size_t nlen, vlen;
+    const char *name, *value;
+    if (lua_type(L, -2) != LUA_TSTRING ||
+        (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER)) {
+      curl_slist_free_all(list);
+      bad(L, "pyq.http.request: headers must map names to strings, got %s = "
+          "%s", luaL_typename(L, -2), luaL_typename(L, -1));
+    }
+    name = lua_tolstring(L, -2, &nlen);
+    value = lua_tolstring(L, -1, &vlen);
+    if (!pyq_http_header_ok(name, nlen, value, vlen)) {
+      curl_slist_free_all(list);
+      bad(L, "pyq.http.request: header '%s' has a bad name or a CR, LF or "
+          "NUL in its value", name, NULL);
+    }
+    lua_pushfstring(L, vlen ? "%s: %s" : "%s;", name, value);
+    n = curl_slist_append(list, lua_tostring(L, -1));
+    lua_pop(L, 2);
+    if (n == NULL) {
+      curl_slist_free_all(list);
+      luaL_error(L, "not enough memory");
+    }
+    list = n;
+  }
+  lua_pop(L, 1);
+  return list;
+}
+
+/* Appends one name=value pair (URL-encoded) to the query of u. */
+static void add_query (lua_State *L, CURLU *u, int name, int value) {
+  const char *v;
+  if (lua_type(L, value) == LUA_TBOOLEAN)
+    v = lua_toboolean(L, value) ? "true" : "false";
+  else if (lua_type(L, value) == LUA_TSTRING || lua_type(L, value) == LUA_TNUMBER)
+    v = lua_tostring(L, value);
+  else {
+    curl_url_cleanup(u);
+    bad(L, "pyq.http.request: query value for '%s' must be a string, number "
+        "or boolean, got %s", lua_tostring(L, name), luaL_typename(L, value));
+    return;
+  }
+  lua_pushfstring(L, "%s=%s", lua_tostring(L, name), v);
+  curl_url_set(u, CURLUPART_QUERY, lua_tostring(L, -1),
+               CURLU_APPENDQUERY | CURLU_URLENCODE);
+  lua_pop(L, 1);
+}
+
+static void build_query (lua_State *L, int t, CURLU *u) {
+  if (lua_getfield(L, t, "query") == LUA_TNIL) {
+    lua_pop(L, 1);
+    return;
+  }
+  if (!lua_istable(L, -1)) {
+    curl_url_cleanup(u);
+    bad(L, "pyq.http.request: query must be a table, got %s",
+        luaL_typename(L, -1), NULL);
+  }
+  /* sorted names, so the same table always gives the same URL */
+  lua_getglobal(L, "table");
+  lua_getfield(L, -1, "sort");
+  lua_remove(L, -2);
+  lua_newtable(L);
+  lua_pushnil(L);
+  while (lua_next(L, -4)) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) != LUA_TSTRING) {
+      curl_url_cleanup(u);
+      bad(L, "pyq.http.request: query names must be strings, got %s",
+          luaL_typename(L, -1), NULL);
+    }
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, -3, (lua_Integer)luaL_len(L, -3) + 1);
+  }
+  lua_pushvalue(L, -1);
+  lua_insert(L, -3);
+  lua_call(L, 1, 0);
+  {
+    lua_Integer i, n = luaL_len(L, -1);
+    for (i = 1; i <= n; i++) {
+      lua_rawgeti(L, -1, i);
+      lua_pushvalue(L, -1);
+      lua_gettable(L, -4);
+      if (lua_istable(L, -1)) {   /* a list: the name repeated */
+        lua_Integer j, m = luaL_len(L, -1);
+        for (j = 1; j <= m; j++) {
+          lua_rawgeti(L, -1, j);
+          add_query(L, u, lua_gettop(L) - 2, lua_gettop(L));
+          lua_pop(L, 1);
+        }
+      } else {
+        add_query(L, u, lua_gettop(L) - 1, lua_gettop(L));
+      }
+      lua_pop(L, 2);
+    }
+  }
+  lua_pop(L, 2);
+}
+
+/* "http://host..." or "https://host..." with no space, CR, LF or NUL */
+static int plain_http (const char *url, size_t n) {
+  size_t host = strncasecmp(url, "http://", 7) == 0 ? 7
+              : strncasecmp(url, "https://", 8) == 0 ? 8 : 0;
+  return host > 0 && n > host && url[host] != '/' && header_safe(url, n) &&
+         memchr(url, ' ', n) == NULL;
+}
+
+/* Checks the URL and scheme and appends the query; pushes the final URL.
+ * A plain http(s) URL without a query table goes to libcurl as it is:
+ * libcurl parses it again anyway, and refuses what it cannot send. */
+static void build_url (lua_State *L, int t, int has_query) {
+  CURLU *u;
+  CURLUcode rc;
+  char *scheme = NULL, *full = NULL;
+  const char *url;
+  size_t n;
+  if (lua_getfield(L, t, "url") != LUA_TSTRING)
+    bad(L, "pyq.http.request: url must be a string, got %s",
+        luaL_typename(L, -1), NULL);
+  url = lua_tolstring(L, -1, &n);
+  if (!has_query && plain_http(url, n)) return;
+  if ((u = curl_url()) == NULL) luaL_error(L, "not enough memory");
+  rc = curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME);
+  if (rc != CURLUE_OK) {
+    curl_url_cleanup(u);
+    bad(L, "pyq.http.request: bad url '%s': %s", url, curl_url_strerror(rc));
+  }
+  curl_url_get(u, CURLUPART_SCHEME, &scheme, 0);
+  if (scheme == NULL || (strcasecmp(scheme, "http") != 0 &&
+                         strcasecmp(scheme, "https") != 0)) {
+    curl_free(scheme);
+    curl_url_cleanup(u);
+    bad(L, "pyq.http.request: url '%s' is not http or https", url, NULL);
+  }
+  curl_free(scheme);
+  build_query(L, t, u);
+  curl_url_get(u, CURLUPART_URL, &full, 0);
+  curl_url_cleanup(u);
+  lua_pushstring(L, full ? full : url);
+  curl_free(full);
+  lua_remove(L, -2);
+}
+
+static void check_method (lua_State *L, int t, unsigned present, char *out,
+                          size_t size) {
+  const char *m = (present & (1u << K_BODY)) ? "POST" : "GET";
+  size_t i, n;
+  int type = (present & (1u << K_METHOD)) ? lua_getfield(L, t, "method")
+                                          : (lua_pushnil(L), LUA_TNIL);
+  if (type == LUA_TNIL) {
+  } else if (type == LUA_TSTRING) {
+    m = lua_tostring(L, -1);
+  } else {
+    bad(L, "pyq.http.request: method must be a string, got %s",
+        luaL_typename(L, -1), NULL);
+  }
+  n = strlen(m);
+  if (n == 0 || n >= size)
+    bad(L, "pyq.http.request: bad method '%s'", m, NULL);
+  for (i = 0; i < n; i++) {
+    if (!isalpha((unsigned char)m[i]) && m[i] != '-' && m[i] != '_')
+      bad(L, "pyq.http.request: bad method '%s'", m, NULL);
+    out[i] = (char)toupper((unsigned char)m[i]);
+  }
+  out[n] = '\0';
+  lua_pop(L, 1);
+}
+
+/* ---- pyq.http.request ---------------------------------------------------- */
+
+/* Options that never change on a handle of ours. */
+static void setup_fixed (pyq_http *hp, xfer *x) {
+  CURL *e = x->easy;
+  curl_easy_setopt(e, CURLOPT_PRIVATE, x);
+  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->err);
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
+  curl_easy_setopt(e, CURLOPT_SHARE, hp->share);
+}
+
+/* A pooled handle keeps its options: each is set again only when this
+ * request wants another value, which spares most setopt calls. */
+#define APPLY(field, opt, value) do { \
+    if (!a->set || a->field != (value)) { \
+      a->field = (value); \
+      curl_easy_setopt(e, opt, a->field); \
+    } \
+  } while (0)
+
+static void setup (pyq_http *hp, xfer *x, const pyq_http_opts *o,
+                   const char *body, size_t bodylen) {
+  CURL *e = x->easy;
+  applied *a = &x->applied;
+  int get = strcmp(x->method, "GET") == 0, plain = get && body == NULL;
+  if (!a->set) setup_fixed(hp, x);
+  if (!a->set || a->gen != hp->config_gen) {
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, hp->http_version);
+    curl_easy_setopt(e, CURLOPT_USERAGENT, hp->user_agent);
+    a->gen = hp->config_gen;
+  }
+  curl_easy_setopt(e, CURLOPT_URL, x->url);
+  APPLY(follow, CURLOPT_FOLLOWLOCATION, (long)o->follow);
+  APPLY(maxredirs, CURLOPT_MAXREDIRS, o->max_redirects);
+  APPLY(timeout_ms, CURLOPT_TIMEOUT_MS, (long)(o->timeout * 1000));
+  APPLY(ctimeout_ms, CURLOPT_CONNECTTIMEOUT_MS, (long)(o->connect_timeout * 1000));
+  APPLY(verify, CURLOPT_SSL_VERIFYPEER, (long)o->verify);
+  APPLY(verifyhost, CURLOPT_SSL_VERIFYHOST, o->verify ? 2L : 0L);
+  APPLY(max_body, CURLOPT_MAXFILESIZE_LARGE, x->max_body);
+  if (x->headers || a->headers) {
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers);
+    a->headers = x->headers != NULL;
+  }
+  if (!plain || !a->plain_get || !a->set) {
+    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, NULL);
+    if (body != NULL) {
+      curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)bodylen);
+      curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, body);
+    }
+    if (strcmp(x->method, "HEAD") == 0)
+      curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    else if (!plain)
+      curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, x->method);
+  }
+  a->plain_get = plain;
+  a->set = 1;
+}
+
+/* Validates the options at index 1 and pushes the final URL and the body;
+ * raises on bad input, before anything is allocated outside Lua. */
+int pyq_http_check (lua_State *L, pyq_http_opts *o) {
+  static const char *const fname = "pyq.http.request";
+  unsigned present = 0;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  o->timeout = 30;
+  o->connect_timeout = 10;
+  o->follow = o->verify = 1;
+  o->max_redirects = 10;
+  o->max_body = 64 * 1024 * 1024;
+  lua_pushnil(L);
+  while (lua_next(L, 1)) {
+    int k = key_index(L, fname, request_keys);
+    present |= 1u << k;
+    switch (k) {
+      case K_TIMEOUT: o->timeout = to_seconds(L, "timeout"); break;
+      case K_CTIMEOUT: o->connect_timeout = to_seconds(L, "connect_timeout"); break;
+      case K_FOLLOW: o->follow = to_bool(L, fname, "follow_redirects"); break;
+      case K_VERIFY: o->verify = to_bool(L, fname, "verify"); break;
+      case K_MAXREDIR: o->max_redirects = (long)to_count(L, fname, "max_redirects"); break;
+      case K_MAXBODY: o->max_body = (curl_off_t)to_count(L, fname, "max_body"); break;
+      case K_BODY:
+        if (lua_type(L, -1) != LUA_TSTRING)
+          bad(L, "pyq.http.request: body must be a string, got %s",
+              luaL_typename(L, -1), NULL);
+        break;
+      default: break;
+    }
+    lua_pop(L, 1);
+  }
+  o->has_headers = (present & (1u << K_HEADERS)) != 0;
+  check_method(L, 1, present, o->method, sizeof o->method);
+  build_url(L, 1, (present & (1u << K_QUERY)) != 0);
+  lua_getfield(L, 1, "body");
+  return 2;
+}
+
+static int http_request (lua_State *L) {
+  pyq_http *hp = lua_touserdata(L, lua_upvalueindex(1));
+  pyq_http_opts o;
+  pyq_fiber *f;
+  struct curl_slist *headers;
+  xfer *x;
+  size_t bodylen = 0;
+  const char *body;
+  lua_settop(L, 1);
+  pyq_http_check(L, &o);                    /* 2: url, 3: body */
+  f = pyq_fiber_check(L, "pyq.http.request");
+  body = lua_tolstring(L, 3, &bodylen);
+  headers = build_headers(L, 1, o.has_headers);
+  if ((x = xfer_new(hp)) == NULL) {
+    curl_slist_free_all(headers);
+    return luaL_error(L, "not enough memory");
+  }
+  x->headers = headers;
+  x->f = f;
+  x->max_body = o.max_body;
+  strcpy(x->method, o.method);
+  if ((x->url = strdup(lua_tostring(L, 2))) == NULL) {
+    xfer_free(x);
+    return luaL_error(L, "not enough memory");
+  }
+  f->on = x;
+  setup(hp, x, &o, body, bodylen);
+  xfer_add(x);
+  return pyq_park(L, f, xfer_disarm, request_k);
+}
+
+/* pyq.http.configure{ user_agent, max_connections, max_per_host, http2 } */
+static int http_configure (lua_State *L) {
+  static const char *const keys[] = {
+    "user_agent", "max_connections", "max_per_host", "http2", NULL
+  };
+  pyq_http *hp = lua_touserdata(L, lua_upvalueindex(1));
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_pushnil(L);
+  while (lua_next(L, 1)) {
+    key_index(L, "pyq.http.configure", keys);
+    lua_pop(L, 1);
+  }
+  if (lua_getfield(L, 1, "user_agent") != LUA_TNIL) {
+    size_t n;
+    const char *ua = lua_tolstring(L, -1, &n);
+    if (lua_type(L, -1) != LUA_TSTRING || !header_safe(ua, n))
+      return luaL_error(L, "pyq.http.configure: user_agent must be a string "
+                        "without CR or LF");
+    free(hp->user_agent);
+    hp->user_agent = strdup(ua);
+  }
+  if (lua_getfield(L, 1, "max_connections") != LUA_TNIL)
+    curl_multi_setopt(hp->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
+                      (long)to_count(L, "pyq.http.configure", "max_connections"));
+  if (lua_getfield(L, 1, "max_per_host") != LUA_TNIL)
+    curl_multi_setopt(hp->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+                      (long)to_count(L, "pyq.http.configure", "max_per_host"));
+  if (lua_getfield(L, 1, "http2") != LUA_TNIL)
+    hp->http_version = to_bool(L, "pyq.http.configure", "http2")
+                       ? CURL_HTTP_VERSION_2TLS : CURL_HTTP_VERSION_1_1;
+  hp->config_gen++;
+  return 0;
+}
+
+static int http_parse_headers (lua_State *L) {
+  size_t len;
+  const char *raw = luaL_checklstring(L, 1, &len);
+  push_headers(L, raw, len);
+  return 1;
+}
+
+static int http_stats (lua_State *L) {
+  pyq_http *hp = lua_touserdata(L, lua_upvalueindex(1));
+  lua_createtable(L, 0, 2);
+  lua_pushinteger(L, (lua_Integer)hp->requests);
+  lua_setfield(L, -2, "requests");
+  lua_pushinteger(L, (lua_Integer)hp->bytes);
+  lua_setfield(L, -2, "bytes");
+  return 1;
+}
+
+/* The response metatable comes from lualib/pyq/http.lua (res:json()). */
+static int http_set_response_mt (lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &response_key);
+  return 0;
+}
+
+static int http_gc (lua_State *L) {
+  pyq_http *hp = lua_touserdata(L, 1);
+  pyq_http_close(hp);
+  return 0;
+}
+
+static void timer_closed (uv_handle_t *h) { (void)h; }
+
+void pyq_http_close (pyq_http *hp) {
+  int i;
+  if (hp->multi == NULL) return;
+  for (i = 0; i < hp->npool; i++) {
+    curl_easy_cleanup(hp->pool[i]->easy);
+    free(hp->pool[i]->body.p);
+    free(hp->pool[i]->head.p);
+    free(hp->pool[i]);
+  }
+  hp->npool = 0;
+  curl_multi_cleanup(hp->multi);
+  curl_share_cleanup(hp->share);
+  hp->multi = NULL;
+  free(hp->user_agent);
+  hp->user_agent = NULL;
+  uv_close((uv_handle_t *)&hp->timer, timer_closed);
+}
+
+void pyq_open_http (lua_State *L) {
+  static const luaL_Reg funcs[] = {
+    {"request", http_request}, {"configure", http_configure},
+    {"stats", http_stats}, {"set_response_mt", http_set_response_mt},
+    {"parse_headers", http_parse_headers},
+    {NULL, NULL}
+  };
+  pyq_host *h = pyq_host_of(L);
+  pyq_http *hp = lua_newuserdatauv(L, sizeof *hp, 0);
+  memset(hp, 0, sizeof *hp);
+  hp->host = h;
+  hp->http_version = CURL_HTTP_VERSION_2TLS;
+  hp->multi = curl_multi_init();
+  hp->share = curl_share_init();
+  curl_share_setopt(hp->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+  curl_multi_setopt(hp->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+  curl_multi_setopt(hp->multi, CURLMOPT_SOCKETDATA, hp);
+  curl_multi_setopt(hp->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+  curl_multi_setopt(hp->multi, CURLMOPT_TIMERDATA, hp);
+  curl_multi_setopt(hp->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
+  uv_timer_init(h->loop, &hp->timer);
+  uv_unref((uv_handle_t *)&hp->timer);
+  hp->timer.data = hp;
+  h->http = hp;
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, http_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  lua_newtable(L);
+  lua_pushvalue(L, -2);
+  luaL_setfuncs(L, funcs, 1);
+  lua_remove(L, -2);
+  /* keep the userdata alive as long as the module */
+  lua_setfield(L, -2, "_http");
+}

@@ -1,0 +1,22 @@
+/* http.h -- pyq.http's C side (http.c), shared with the fuzz target. */
+#ifndef PYQ_HTTP_H
+#define PYQ_HTTP_H
+
+#include <curl/curl.h>
+#include "host.h"
+
+typedef struct pyq_http_opts {
+  char method[24];
+  double timeout, connect_timeout;
+  int follow, verify, has_headers;
+  long max_redirects;
+  curl_off_t max_body;
+} pyq_http_opts;
+
+int pyq_http_check (lua_State *L, pyq_http_opts *o);
+int pyq_http_header_ok (const char *name, size_t nlen, const char *value,
+                        size_t vlen);
+void pyq_open_http (lua_State *L);
+void pyq_http_close (pyq_http *hp);
+
+#endif
