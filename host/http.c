@@ -549,7 +549,9 @@ static void build_url (lua_State *L, int t, int has_query) {
   char *scheme = NULL, *full = NULL;
   const char *url;
   size_t n;
-  if (lua_getfield(L, t, "url") != LUA_TSTRING)
+  int type = lua_type(L, 2) != LUA_TNIL ? (lua_pushvalue(L, 2), lua_type(L, 2))
+           : lua_istable(L, t) ? lua_getfield(L, t, "url") : (lua_pushnil(L), LUA_TNIL);
+  if (type != LUA_TSTRING)
     bad(L, "pyq.http.request: url must be a string, got %s",
         luaL_typename(L, -1), NULL);
   url = lua_tolstring(L, -1, &n);
@@ -580,8 +582,9 @@ static void check_method (lua_State *L, int t, unsigned present, char *out,
                           size_t size) {
   const char *m = (present & (1u << K_BODY)) ? "POST" : "GET";
   size_t i, n;
-  int type = (present & (1u << K_METHOD)) ? lua_getfield(L, t, "method")
-                                          : (lua_pushnil(L), LUA_TNIL);
+  int type = lua_type(L, 1) != LUA_TNIL ? (lua_pushvalue(L, 1), lua_type(L, 1))
+           : (present & (1u << K_METHOD)) ? lua_getfield(L, t, "method")
+           : (lua_pushnil(L), LUA_TNIL);
   if (type == LUA_TNIL) {
   } else if (type == LUA_TSTRING) {
     m = lua_tostring(L, -1);
@@ -667,19 +670,23 @@ static void setup (pyq_http *hp, xfer *x, const pyq_http_opts *o,
   a->set = 1;
 }
 
-/* Validates the options at index 1 and pushes the final URL and the body;
- * raises on bad input, before anything is allocated outside Lua. */
+/* Validates a request given as 1: method or nil, 2: url or nil, 3: the
+ * options table or nil (the method and url arguments win over the table's)
+ * and pushes the final URL and the body; raises on bad input, before
+ * anything is allocated outside Lua. */
 int pyq_http_check (lua_State *L, pyq_http_opts *o) {
   static const char *const fname = "pyq.http.request";
   unsigned present = 0;
-  luaL_checktype(L, 1, LUA_TTABLE);
+  if (!lua_isnil(L, 3) && !lua_istable(L, 3))
+    bad(L, "pyq.http.request: expected a table of options, got %s",
+        luaL_typename(L, 3), NULL);
   o->timeout = 30;
   o->connect_timeout = 10;
   o->follow = o->verify = 1;
   o->max_redirects = 10;
   o->max_body = 64 * 1024 * 1024;
-  lua_pushnil(L);
-  while (lua_next(L, 1)) {
+  if (lua_istable(L, 3)) lua_pushnil(L);
+  while (lua_istable(L, 3) && lua_next(L, 3)) {
     int k = key_index(L, fname, request_keys);
     present |= 1u << k;
     switch (k) {
@@ -699,9 +706,10 @@ int pyq_http_check (lua_State *L, pyq_http_opts *o) {
     lua_pop(L, 1);
   }
   o->has_headers = (present & (1u << K_HEADERS)) != 0;
-  check_method(L, 1, present, o->method, sizeof o->method);
-  build_url(L, 1, (present & (1u << K_QUERY)) != 0);
-  lua_getfield(L, 1, "body");
+  check_method(L, 3, present, o->method, sizeof o->method);
+  build_url(L, 3, (present & (1u << K_QUERY)) != 0);
+  if (present & (1u << K_BODY)) lua_getfield(L, 3, "body");
+  else lua_pushnil(L);
   return 2;
 }
 
@@ -713,11 +721,18 @@ static int http_request (lua_State *L) {
   xfer *x;
   size_t bodylen = 0;
   const char *body;
-  lua_settop(L, 1);
-  pyq_http_check(L, &o);                    /* 2: url, 3: body */
+  if (lua_toboolean(L, lua_upvalueindex(2))) {   /* send(method, url, opts) */
+    lua_settop(L, 3);
+  } else {                                      /* request(opts) */
+    lua_settop(L, 1);
+    lua_pushnil(L);
+    lua_pushnil(L);
+    lua_rotate(L, 1, 2);
+  }
+  pyq_http_check(L, &o);                    /* 4: url, 5: body */
   f = pyq_fiber_check(L, "pyq.http.request");
-  body = lua_tolstring(L, 3, &bodylen);
-  headers = build_headers(L, 1, o.has_headers);
+  body = lua_tolstring(L, 5, &bodylen);
+  headers = build_headers(L, 3, o.has_headers);
   if ((x = xfer_new(hp)) == NULL) {
     curl_slist_free_all(headers);
     return luaL_error(L, "not enough memory");
@@ -726,7 +741,7 @@ static int http_request (lua_State *L) {
   x->f = f;
   x->max_body = o.max_body;
   strcpy(x->method, o.method);
-  if ((x->url = strdup(lua_tostring(L, 2))) == NULL) {
+  if ((x->url = strdup(lua_tostring(L, 4))) == NULL) {
     xfer_free(x);
     return luaL_error(L, "not enough memory");
   }
@@ -823,7 +838,8 @@ void pyq_http_close (pyq_http *hp) {
 
 void pyq_open_http (lua_State *L) {
   static const luaL_Reg funcs[] = {
-    {"request", http_request}, {"configure", http_configure},
+    {"request", http_request}, {"send", http_request},
+    {"configure", http_configure},
     {"stats", http_stats}, {"set_response_mt", http_set_response_mt},
     {"parse_headers", http_parse_headers},
     {NULL, NULL}
@@ -851,7 +867,12 @@ void pyq_open_http (lua_State *L) {
   lua_setmetatable(L, -2);
   lua_newtable(L);
   lua_pushvalue(L, -2);
-  luaL_setfuncs(L, funcs, 1);
+  lua_pushboolean(L, 0);
+  luaL_setfuncs(L, funcs, 2);
+  lua_pushvalue(L, -2);
+  lua_pushboolean(L, 1);   /* send: the method and url come as arguments */
+  lua_pushcclosure(L, http_request, 2);
+  lua_setfield(L, -2, "send");
   lua_remove(L, -2);
   /* keep the userdata alive as long as the module */
   lua_setfield(L, -2, "_http");

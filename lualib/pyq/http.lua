@@ -76,15 +76,12 @@ function M.request(opts)
   return C.request(opts)
 end
 
+local send = C.send
+
 local function verb(method)
   return function(url, opts)
-    if opts ~= nil and type(opts) ~= "table" then
-      error(("pyq.http.%s: opts must be a table, got %s"):format(method:lower(), type(opts)), 2)
-    end
-    local o = opts and copy(opts) or {}
-    o.url, o.method = url, method
-    if o.json ~= nil then o = with_json(o) end
-    return C.request(o)
+    if opts ~= nil and opts.json ~= nil then opts = with_json(opts) end
+    return send(method, url, opts)
   end
 end
 
