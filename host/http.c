@@ -64,7 +64,7 @@ struct pyq_http {
   char *user_agent;
   long http_version;
   /* counters for the summary */
-  uint64_t requests, bytes;
+  uint64_t requests, bytes, retries;
 };
 
 static const char response_key = 'r';
@@ -792,6 +792,12 @@ static int http_parse_headers (lua_State *L) {
   return 1;
 }
 
+static int http_count_retry (lua_State *L) {
+  pyq_http *hp = lua_touserdata(L, lua_upvalueindex(1));
+  hp->retries++;
+  return 0;
+}
+
 static int http_stats (lua_State *L) {
   pyq_http *hp = lua_touserdata(L, lua_upvalueindex(1));
   lua_createtable(L, 0, 2);
@@ -799,6 +805,8 @@ static int http_stats (lua_State *L) {
   lua_setfield(L, -2, "requests");
   lua_pushinteger(L, (lua_Integer)hp->bytes);
   lua_setfield(L, -2, "bytes");
+  lua_pushinteger(L, (lua_Integer)hp->retries);
+  lua_setfield(L, -2, "retries");
   return 1;
 }
 
@@ -841,7 +849,7 @@ void pyq_open_http (lua_State *L) {
     {"request", http_request}, {"send", http_request},
     {"configure", http_configure},
     {"stats", http_stats}, {"set_response_mt", http_set_response_mt},
-    {"parse_headers", http_parse_headers},
+    {"parse_headers", http_parse_headers}, {"count_retry", http_count_retry},
     {NULL, NULL}
   };
   pyq_host *h = pyq_host_of(L);

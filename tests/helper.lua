@@ -43,4 +43,38 @@ function M.run(opts)
   return { code = code, out = out, err = slurp(errfile), script = file }
 end
 
+--- Starts tests/fixtures/api.py on a free loopback port.
+-- flags: extra command-line flags ({ "--latency", "50" }).
+-- Returns { port =, base = "http://127.0.0.1:PORT", stop = function }.
+function M.start_api(flags)
+  local stem = os.tmpname()
+  local portfile, pidfile = stem .. ".port", stem .. ".pid"
+  os.remove(stem)
+  local parts = { "python3", M.quote(M.source .. "/tests/fixtures/api.py"), "--daemon",
+                  "--port-file", M.quote(portfile), "--pid-file", M.quote(pidfile) }
+  for _, f in ipairs(flags or {}) do parts[#parts + 1] = M.quote(f) end
+  assert(os.execute(table.concat(parts, " ")), "the fixture API did not start")
+  local f = assert(io.open(portfile))
+  local port = assert(tonumber(f:read("l")))
+  f:close()
+  f = assert(io.open(pidfile))
+  local pid = assert(tonumber(f:read("l")))
+  f:close()
+  os.remove(portfile)
+  os.remove(pidfile)
+  local api = { port = port, pid = pid, base = "http://127.0.0.1:" .. port }
+  function api.stop()
+    os.execute("kill " .. pid .. " 2>/dev/null")
+  end
+  return api
+end
+
+--- A loopback port nothing listens on (bound, then closed).
+function M.closed_port()
+  local p = io.popen([[python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])']])
+  local port = tonumber(p:read("l"))
+  p:close()
+  return port
+end
+
 return M
