@@ -18,6 +18,7 @@ build: deps
 
 run: build
 	./$(BUILD)/pyqhost scripts/quickstart.lua
+	@sh tools/demo.sh $(BUILD)
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) $(CTEST_ARGS)

@@ -386,18 +386,19 @@ static lua_Integer to_count (lua_State *L, const char *fname, const char *key) {
   int isint;
   lua_Integer v = lua_tointegerx(L, -1, &isint);
   if (lua_type(L, -1) != LUA_TNUMBER || !isint || v < 0) {
-    lua_pushfstring(L, "%s: %s", fname, key);
-    bad(L, "%s must be a non-negative integer, got %s", lua_tostring(L, -1),
-        luaL_tolstring(L, -2, NULL));
+    const char *got = luaL_tolstring(L, -1, NULL);
+    lua_pushfstring(L, "%s: %s must be a non-negative integer, got %s", fname,
+                    key, got);
+    bad(L, "%s", lua_tostring(L, -1), NULL);
   }
   return v;
 }
 
 static int to_bool (lua_State *L, const char *fname, const char *key) {
   if (lua_type(L, -1) != LUA_TBOOLEAN) {
-    lua_pushfstring(L, "%s: %s", fname, key);
-    bad(L, "%s must be a boolean, got %s", lua_tostring(L, -1),
-        luaL_typename(L, -2));
+    lua_pushfstring(L, "%s: %s must be a boolean, got %s", fname, key,
+                    luaL_typename(L, -1));
+    bad(L, "%s", lua_tostring(L, -1), NULL);
   }
   return lua_toboolean(L, -1);
 }

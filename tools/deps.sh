@@ -3,7 +3,7 @@
 # `tools/deps.sh` for building and testing, `tools/deps.sh bench` adds the
 # benchmark peers.  Nothing is downloaded but Debian packages.
 set -e
-pkgs="cmake gcc make pkg-config liblua5.4-dev libuv1-dev libcurl4-openssl-dev lua-busted lua-cjson python3"
+pkgs="cmake gcc make pkg-config liblua5.4-dev libuv1-dev libcurl4-openssl-dev lua-busted lua-cjson python3 openssl"
 [ "${1:-}" = bench ] && pkgs="$pkgs nginx-light wrk"
 missing=""
 for p in $pkgs; do
