@@ -43,6 +43,17 @@ typedef struct pyq_host pyq_host;
 typedef struct pyq_fiber pyq_fiber;
 typedef struct pyq_queue pyq_queue;
 typedef struct pyq_http pyq_http;
+typedef struct pyq_deadline pyq_deadline;
+
+/* A queue's counts; the host keeps it after the queue is gone. */
+typedef struct pyq_qstats {
+  pyq_link link;          /* in host->stats */
+  char where[160];        /* script:line that created the queue */
+  lua_Integer total;      /* expected tasks, for progress; 0 unknown */
+  lua_Integer put, done, failed, cancelled, pending, running;
+  double started, closed_at;   /* seconds; closed_at 0 while open */
+  int progress;           /* drawn by report.c */
+} pyq_qstats;
 
 /* Something the scheduler runs on its next turn: a fiber to resume, or a
  * queue that wants workers started. */
@@ -77,6 +88,8 @@ struct pyq_fiber {
   pyq_queue *queue;       /* the queue it works for; NULL for the main task */
   void *on;               /* what the current wait is on (a queue) */
   uv_timer_t *timer;      /* pyq.sleep and put delays; made on first use */
+  pyq_deadline *deadline; /* innermost pyq.timeout scope */
+  int expired;            /* deadlines in the chain that fired */
   lua_Integer idx;        /* worker: put index of the task it runs */
   void (*finish) (pyq_fiber *f, int status);  /* its coroutine ended */
 };
@@ -95,10 +108,28 @@ struct pyq_host {
   int main_done;
   size_t mem;             /* bytes the Lua state holds */
   const char *progname;
+  double started;         /* seconds, for the summary */
+  pyq_link stats;         /* pyq_qstats of every queue */
+  int progress_all;       /* --progress */
+  int progress_tty;       /* stderr is a terminal */
+  int progress_lines;     /* live lines now on the terminal */
+  uv_timer_t progress_timer;
+  volatile int signal;    /* SIGINT or SIGTERM received, or 0 */
+  uv_async_t signal_async;
+};
+
+/* A pyq.timeout scope: its timer, on the fiber's chain of scopes. */
+struct pyq_deadline {
+  uv_timer_t timer;
+  pyq_fiber *f;
+  pyq_deadline *outer;
+  double seconds;
+  int fired;
 };
 
 /* The four waits share this message so users recognise it. */
 #define PYQ_CANCELLED "pyq: task cancelled"
+#define PYQ_TIMED_OUT "pyq.timeout: timed out"
 
 static inline pyq_host *pyq_host_of (lua_State *L) {
   void *ud;
@@ -130,11 +161,13 @@ void pyq_timer_start (pyq_fiber *f, double seconds);
 void pyq_timer_disarm (pyq_fiber *f);
 int pyq_checkseconds (lua_State *L, int arg, const char *fname, const char *what);
 void pyq_open_timer (lua_State *L);
+void pyq_deadlines_free (pyq_fiber *f);
 
 /* task.c */
 int pyq_task_check (lua_State *L, int idx, const char *fname);
 void pyq_task_take (lua_State *L, int idx);
 int pyq_task_unpack (lua_State *L);
+void pyq_task_new (lua_State *L, int nargs);
 void pyq_open_task (lua_State *L);
 
 /* queue.c */
@@ -147,12 +180,24 @@ int pyq_queue_unstick (pyq_host *h);
 enum { PYQ_DEBUG = 10, PYQ_INFO = 20, PYQ_WARNING = 30, PYQ_ERROR = 40,
        PYQ_CRITICAL = 50 };
 void pyq_log (pyq_host *h, int level, const char *where, const char *fmt, ...);
+void pyq_log_line (pyq_host *h, int level, const char *where, const char *msg);
 int pyq_log_level_parse (const char *s, int *level);
 int pyq_checklevel (lua_State *L, int idx, const char *fname, const char *what);
 void pyq_where (lua_State *L, int level, char *buf, size_t size);
 int pyq_error (lua_State *L, const char *fmt, ...);
 const char *pyq_errstr (lua_State *L, int idx);
 void pyq_open_log (lua_State *L);
+
+/* report.c */
+pyq_qstats *pyq_report_queue (pyq_host *h);
+void pyq_report_closed (pyq_host *h, pyq_qstats *st);
+void pyq_progress_watch (pyq_host *h, pyq_qstats *st);
+void pyq_progress_clear (pyq_host *h);
+void pyq_report_summary (pyq_host *h);
+void pyq_report_close (pyq_host *h);
+
+/* signal.c */
+void pyq_signal_init (pyq_host *h);
 
 int luaopen_pyq_core (lua_State *L);
 

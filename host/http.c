@@ -9,6 +9,7 @@
  * and pooled. */
 #include <ctype.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -17,6 +18,7 @@
 #include "http.h"
 
 #define POOL_MAX 1024
+#define LATENCY_BUCKETS 320
 
 typedef struct sock_watch {
   uv_poll_t poll;
@@ -63,8 +65,10 @@ struct pyq_http {
   unsigned config_gen;    /* bumped by configure: pooled handles re-apply */
   char *user_agent;
   long http_version;
-  /* counters for the summary */
-  uint64_t requests, bytes, retries;
+  /* for the summary */
+  uint64_t requests, bytes, retries, failures;
+  uint64_t status[600];
+  uint64_t latency[LATENCY_BUCKETS];   /* by log2(microseconds) in eighths */
 };
 
 static const char response_key = 'r';
@@ -329,14 +333,62 @@ static void push_response (lua_State *L, xfer *x) {
   lua_setmetatable(L, -2);
 }
 
+static void count (xfer *x) {
+  pyq_http *hp = x->http;
+  long status = 0;
+  curl_off_t us = 0;
+  int b;
+  hp->requests++;
+  hp->bytes += x->body.len;
+  if (x->result != CURLE_OK) {
+    hp->failures++;
+    return;
+  }
+  curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+  curl_easy_getinfo(x->easy, CURLINFO_TOTAL_TIME_T, &us);
+  if (status >= 0 && status < 600) hp->status[status]++;
+  b = us > 0 ? (int)(log2((double)us) * 8) : 0;
+  hp->latency[b < 0 ? 0 : b >= LATENCY_BUCKETS ? LATENCY_BUCKETS - 1 : b]++;
+}
+
+/* The latency at quantile q, in milliseconds (bucket midpoint). */
+static double quantile (const pyq_http *hp, double q) {
+  uint64_t n = 0, seen = 0, want;
+  int b;
+  for (b = 0; b < LATENCY_BUCKETS; b++) n += hp->latency[b];
+  want = (uint64_t)(q * (double)n);
+  for (b = 0; b < LATENCY_BUCKETS; b++) {
+    seen += hp->latency[b];
+    if (seen > want) break;
+  }
+  return pow(2.0, (b + 0.5) / 8.0) / 1000.0;
+}
+
+void pyq_http_report (pyq_http *hp, FILE *out) {
+  int s;
+  if (hp->requests == 0) return;
+  fprintf(out, "  http: %llu requests, %llu retries, %llu failed, %.1f MiB;",
+          (unsigned long long)hp->requests, (unsigned long long)hp->retries,
+          (unsigned long long)hp->failures, (double)hp->bytes / 1048576.0);
+  for (s = 0; s < 600; s++)
+    if (hp->status[s])
+      fprintf(out, " %d x%llu", s, (unsigned long long)hp->status[s]);
+  if (hp->requests > hp->failures)
+    fprintf(out, "; latency p50 %.1f ms, p90 %.1f ms, p99 %.1f ms",
+            quantile(hp, 0.5), quantile(hp, 0.9), quantile(hp, 0.99));
+  fputc('\n', out);
+}
+
 static int request_k (lua_State *L, int status, lua_KContext ctx) {
   pyq_fiber *f = (pyq_fiber *)ctx;
   xfer *x = f->on;
   (void)status;
-  if (!pyq_resumed(L, f)) return lua_error(L);
   f->on = NULL;
-  x->http->requests++;
-  x->http->bytes += x->body.len;
+  if (!pyq_resumed(L, f)) {   /* cancelled or timed out after it finished */
+    if (x) xfer_free(x);
+    return lua_error(L);
+  }
+  count(x);
   if (x->result != CURLE_OK) {
     long oserr = 0;
     if (x->result == CURLE_COULDNT_CONNECT)   /* say "Connection refused" */

@@ -2,6 +2,7 @@
 #ifndef PYQ_HTTP_H
 #define PYQ_HTTP_H
 
+#include <stdio.h>
 #include <curl/curl.h>
 #include "host.h"
 
@@ -18,5 +19,6 @@ int pyq_http_header_ok (const char *name, size_t nlen, const char *value,
                         size_t vlen);
 void pyq_open_http (lua_State *L);
 void pyq_http_close (pyq_http *hp);
+void pyq_http_report (pyq_http *hp, FILE *out);
 
 #endif

@@ -82,13 +82,14 @@ const char *pyq_errstr (lua_State *L, int idx) {
                          luaL_typename(L, idx));
 }
 
-static void log_write (pyq_host *h, int level, const char *where,
-                       const char *msg) {
+/* Writes a log line whatever the threshold. */
+void pyq_log_line (pyq_host *h, int level, const char *where,
+                   const char *msg) {
   char stamp[32], lbuf[16], line[8192];
   struct timeval tv;
   struct tm tm;
   int n;
-  (void)h;
+  pyq_progress_clear(h);
   gettimeofday(&tv, NULL);
   gmtime_r(&tv.tv_sec, &tm);
   strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
@@ -111,7 +112,7 @@ void pyq_log (pyq_host *h, int level, const char *where, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
-  log_write(h, level, where, msg);
+  pyq_log_line(h, level, where, msg);
 }
 
 /* pyq.log.<name>(fmt, ...) with the level in upvalue 1, or
@@ -135,7 +136,7 @@ static int log_emit (lua_State *L) {
     luaL_tolstring(L, first, NULL);
   }
   pyq_where(L, 1, where, sizeof where);
-  log_write(h, level, where, lua_tostring(L, -1));
+  pyq_log_line(h, level, where, lua_tostring(L, -1));
   return 0;
 }
 

@@ -21,6 +21,8 @@
   "  -v, -vv           log INFO, DEBUG and above (default WARNING)\n" \
   "  -q                log ERROR and above\n" \
   "  --log-level LEVEL log threshold, a name or number\n" \
+  "  --progress        show progress for every queue\n" \
+  "  --summary         print a summary of queues and HTTP at exit\n" \
   "  -h, --help        show this help\n" \
   "  -V, --version     show the version\n" \
   "  --                stop handling options\n" \
@@ -33,6 +35,7 @@ typedef struct options {
   int npre;
   int script;       /* argv index of the script, or 0 */
   int log_level;
+  int progress, summary;
 } options;
 
 static void *host_alloc (void *ud, void *ptr, size_t osize, size_t nsize) {
@@ -90,6 +93,10 @@ static int parse_args (int argc, char **argv, options *o) {
         return usage_error("pyqhost", "'%s' needs an argument", a);
       if (!pyq_log_level_parse(v, &o->log_level))
         return usage_error("pyqhost", "bad log level '%s'", v);
+    } else if (strcmp(a, "--progress") == 0) {
+      o->progress = 1;
+    } else if (strcmp(a, "--summary") == 0) {
+      o->summary = 1;
     } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
       printf(USAGE, "pyqhost");
       exit(0);
@@ -144,8 +151,12 @@ static void main_finish (pyq_fiber *f, int status) {
   h->main = NULL;
   h->main_done = 1;
   if (status != LUA_OK) {
-    luaL_traceback(h->L, f->L, pyq_errstr(f->L, -1), 0);
+    if (h->signal)   /* the interruption unwound it: no traceback */
+      lua_pushstring(h->L, pyq_errstr(f->L, -1));
+    else
+      luaL_traceback(h->L, f->L, pyq_errstr(f->L, -1), 0);
     lua_resetthread(f->L);
+    pyq_progress_clear(h);
     fprintf(stderr, "%s: %s\n", h->progname, lua_tostring(h->L, -1));
     fflush(stderr);
     lua_pop(h->L, 1);
@@ -223,11 +234,16 @@ static int open_host (pyq_host *h, int log_level) {
   pyq_list_init(&h->ready);
   pyq_list_init(&h->fibers);
   pyq_list_init(&h->queues);
+  pyq_list_init(&h->stats);
   h->log_level = log_level;
+  h->started = (double)uv_hrtime() / 1e9;
   h->loop = uv_default_loop();
   h->L = L = lua_newstate(host_alloc, h);
   if (L == NULL) return 0;
+  /* threads copy the main thread's extra space: no fiber there */
+  *(pyq_fiber **)lua_getextraspace(L) = NULL;
   raise_nofile();
+  pyq_signal_init(h);
   lua_atpanic(L, host_panic);
   luaL_openlibs(L);
   set_paths(L);
@@ -257,6 +273,7 @@ static void close_handle (uv_handle_t *handle, void *arg) {
 static void close_host (pyq_host *h) {
   pyq_queue_report_unclosed(h);
   if (h->http) pyq_http_close(h->http);
+  pyq_report_close(h);
   uv_walk(h->loop, close_handle, NULL);
   uv_run(h->loop, UV_RUN_DEFAULT);
   lua_close(h->L);
@@ -265,15 +282,19 @@ static void close_host (pyq_host *h) {
 
 int main (int argc, char **argv) {
   pyq_host host;
-  options o = {NULL, 0, 0, PYQ_WARNING};
+  options o = {NULL, 0, 0, PYQ_WARNING, 0, 0};
   int i, code = parse_args(argc, argv, &o);
   if (code != 0) return code;
   curl_global_init(CURL_GLOBAL_DEFAULT);
   if (!open_host(&host, o.log_level)) return 1;
   host.progname = "pyqhost";
+  host.progress_all = o.progress;
   create_arg(host.L, argc, argv, o.script ? o.script : argc);
   for (i = 0; i < o.npre && code == 0; i++) code = run_pre(&host, &o.pre[i]);
   if (code == 0 && o.script) code = run_script(&host, argc, argv, o.script);
+  if (o.summary || host.log_level <= PYQ_INFO || host.signal)
+    pyq_report_summary(&host);
+  if (host.signal) code = 128 + host.signal;
   close_host(&host);
   curl_global_cleanup();
   free(o.pre);

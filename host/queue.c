@@ -25,11 +25,10 @@ struct pyq_queue {
   int log_level;
   int closed;
   lua_Integer workers, maxsize;
-  lua_Integer spawned, running, reserved, stuck;
-  lua_Integer head, npending, cap;
+  lua_Integer spawned, reserved, stuck;
+  lua_Integer head, cap;
   lua_Integer counter, taken;
-  lua_Integer done, failed, cancelled;
-  char where[160];
+  pyq_qstats *st;         /* counts; outlives the queue for the summary */
 };
 
 static const char queue_key = 'q';
@@ -49,7 +48,7 @@ static pyq_queue *checkqueue (lua_State *L, const char *fname) {
 }
 
 static int queue_idle (const pyq_queue *q) {
-  return q->running == 0 && q->npending == 0 && q->reserved == 0;
+  return q->st->running == 0 && q->st->pending == 0 && q->reserved == 0;
 }
 
 static void wake_joiners (pyq_queue *q) {
@@ -61,7 +60,7 @@ static void wake_joiners (pyq_queue *q) {
 /* Hands free slots to waiting producers, first come first served. */
 static void give_room (pyq_queue *q) {
   pyq_link *n;
-  while (q->npending + q->reserved < q->maxsize &&
+  while (q->st->pending + q->reserved < q->maxsize &&
          (n = pyq_list_shift(&q->putters)) != NULL) {
     pyq_fiber *f = pyq_container(n, pyq_fiber, wait);
     if (f->queue == q) q->stuck--;
@@ -83,7 +82,7 @@ static void ring_grow (lua_State *L, pyq_queue *q) {
   lua_Integer i, cap = q->cap * 2;
   lua_getiuservalue(L, 1, Q_RING);
   lua_createtable(L, (int)cap, 0);
-  for (i = 0; i < q->npending; i++) {
+  for (i = 0; i < q->st->pending; i++) {
     lua_rawgeti(L, -2, ((q->head + i) & (q->cap - 1)) + 1);
     lua_rawseti(L, -2, i + 1);
   }
@@ -95,14 +94,15 @@ static void ring_grow (lua_State *L, pyq_queue *q) {
 
 /* Appends the claimed task at idx; the queue is at index 1. */
 static void enqueue (lua_State *L, pyq_queue *q, int idx) {
-  if (q->npending == q->cap) ring_grow(L, q);
+  if (q->st->pending == q->cap) ring_grow(L, q);
   lua_getiuservalue(L, 1, Q_RING);
   lua_pushvalue(L, idx);
-  lua_rawseti(L, -2, ((q->head + q->npending) & (q->cap - 1)) + 1);
+  lua_rawseti(L, -2, ((q->head + q->st->pending) & (q->cap - 1)) + 1);
   lua_pop(L, 1);
-  q->npending++;
+  q->st->pending++;
+  q->st->put++;
   q->counter++;
-  if (q->running < q->workers) pyq_post(q->host, &q->dispatch);
+  if (q->st->running < q->workers) pyq_post(q->host, &q->dispatch);
 }
 
 /* Pops the oldest task and pushes its function and arguments. */
@@ -114,8 +114,8 @@ static int take (lua_State *L, pyq_queue *q, pyq_fiber *f) {
   lua_rawseti(L, -3, slot);
   lua_remove(L, -2);
   q->head = (q->head + 1) & (q->cap - 1);
-  q->npending--;
-  q->running++;
+  q->st->pending--;
+  q->st->running++;
   f->idx = ++q->taken;
   f->flags |= PYQ_F_BUSY;
   give_room(q);
@@ -123,11 +123,11 @@ static int take (lua_State *L, pyq_queue *q, pyq_fiber *f) {
 }
 
 static lua_Integer drop_pending (lua_State *L, pyq_queue *q) {
-  lua_Integer n = q->npending;
+  lua_Integer n = q->st->pending;
   lua_createtable(L, (int)q->cap, 0);
   lua_setiuservalue(L, 1, Q_RING);
-  q->head = q->npending = 0;
-  q->cancelled += n;
+  q->head = q->st->pending = 0;
+  q->st->cancelled += n;
   give_room(q);
   return n;
 }
@@ -138,7 +138,7 @@ static int worker_next (lua_State *L, pyq_fiber *f);
 
 static void task_end (pyq_fiber *f) {
   pyq_queue *q = f->queue;
-  q->running--;
+  q->st->running--;
   f->flags &= ~(PYQ_F_BUSY | PYQ_F_CANCELLED);
   f->cancel_msg = NULL;
   if (queue_idle(q)) wake_joiners(q);
@@ -147,7 +147,7 @@ static void task_end (pyq_fiber *f) {
 static void handler_done (lua_State *L, pyq_fiber *f, int status) {
   if (status != LUA_OK && status != LUA_YIELD &&
       !(f->flags & PYQ_F_CANCELLED))
-    pyq_log(f->host, PYQ_ERROR, f->queue->where,
+    pyq_log(f->host, PYQ_ERROR, f->queue->st->where,
             "exception_handler failed: %s", pyq_errstr(L, -1));
   lua_settop(L, 2);
   task_end(f);
@@ -163,16 +163,16 @@ static int handler_k (lua_State *L, int status, lua_KContext ctx) {
 static void worker_ran (lua_State *L, pyq_fiber *f, int status) {
   pyq_queue *q = f->queue;
   if (f->flags & PYQ_F_CANCELLED) {
-    q->cancelled++;
+    q->st->cancelled++;
   } else if (status == LUA_OK || status == LUA_YIELD) {
-    q->done++;
+    q->st->done++;
     if (!lua_isnil(L, -1)) {
       lua_getiuservalue(L, 1, Q_RESULTS);
       lua_rotate(L, -2, 1);
       lua_rawseti(L, -2, f->idx);
     }
   } else {
-    q->failed++;
+    q->st->failed++;
     lua_getiuservalue(L, 1, Q_HANDLER);
     lua_rotate(L, -2, 1);
     if (lua_rawgetp(L, LUA_REGISTRYINDEX, f) == LUA_TNIL) {
@@ -209,7 +209,7 @@ static int worker_next (lua_State *L, pyq_fiber *f) {
   pyq_queue *q = f->queue;
   for (;;) {
     int nargs;
-    if (q->npending == 0) {
+    if (q->st->pending == 0) {
       if (q->closed) return 0;
       pyq_list_push(&q->idle, &f->wait);
       return pyq_park(L, f, idle_disarm, worker_woken);
@@ -240,19 +240,19 @@ static void worker_finish (pyq_fiber *f, int status) {
   pyq_queue *q = f->queue;
   if (status != LUA_OK) {
     if (f->flags & PYQ_F_BUSY) {
-      if (f->flags & PYQ_F_CANCELLED) q->cancelled++;
+      if (f->flags & PYQ_F_CANCELLED) q->st->cancelled++;
       else {
-        q->failed++;
-        pyq_log(f->host, PYQ_ERROR, q->where, "task failed: %s",
+        q->st->failed++;
+        pyq_log(f->host, PYQ_ERROR, q->st->where, "task failed: %s",
                 pyq_errstr(f->L, -1));
       }
-      q->running--;
+      q->st->running--;
     }
     lua_resetthread(f->L);
   }
   q->spawned--;
   pyq_fiber_free(f);
-  if (!q->closed && q->npending > 0) pyq_post(f->host, &q->dispatch);
+  if (!q->closed && q->st->pending > 0) pyq_post(f->host, &q->dispatch);
   if (queue_idle(q)) wake_joiners(q);
 }
 
@@ -271,7 +271,7 @@ static pyq_fiber *spawn (pyq_host *h, pyq_queue *q) {
 /* Starts workers while tasks wait and the limit allows. */
 static void dispatch (pyq_host *h, pyq_job *j) {
   pyq_queue *q = pyq_container(j, pyq_queue, dispatch);
-  while (q->npending > 0 && q->running < q->workers && !q->closed) {
+  while (q->st->pending > 0 && q->st->running < q->workers && !q->closed) {
     pyq_link *n = pyq_list_shift(&q->idle);
     pyq_fiber *f = n ? pyq_container(n, pyq_fiber, wait) : spawn(h, q);
     pyq_fiber_resume(f);
@@ -281,7 +281,7 @@ static void dispatch (pyq_host *h, pyq_job *j) {
 /* ---- put ---------------------------------------------------------------- */
 
 static int must_wait (const pyq_queue *q) {
-  return q->maxsize > 0 && (q->npending + q->reserved >= q->maxsize ||
+  return q->maxsize > 0 && (q->st->pending + q->reserved >= q->maxsize ||
                             !pyq_list_empty(&q->putters));
 }
 
@@ -298,8 +298,8 @@ static int put_or_wait (lua_State *L, pyq_queue *q) {
     return 0;
   }
   f = pyq_fiber_check(L, "pyq.Queue.put");
-  if (f->queue == q && (f->flags & PYQ_F_BUSY) && q->stuck + 1 >= q->running &&
-      q->running >= q->workers)
+  if (f->queue == q && (f->flags & PYQ_F_BUSY) && q->stuck + 1 >= q->st->running &&
+      q->st->running >= q->workers)
     return luaL_error(L, "pyq.Queue.put: deadlock: the queue is full and "
                      "every worker is waiting to put into it (raise maxsize, "
                      "use maxsize = 0, or put from outside the queue)");
@@ -447,6 +447,7 @@ static void mark_closed (lua_State *L, pyq_queue *q) {
   stop_workers(q);
   luaL_unref(L, LUA_REGISTRYINDEX, q->ref);
   q->ref = LUA_NOREF;
+  pyq_report_closed(q->host, q->st);
 }
 
 static lua_Integer cancel (lua_State *L, pyq_queue *q, const char *msg) {
@@ -469,7 +470,7 @@ static void close_finish (lua_State *L, pyq_queue *q) {
   q->counter = q->taken = 0;
   mark_closed(L, q);
   if (q->log_level > 0)
-    pyq_log(q->host, q->log_level, q->where, "joined %d workers",
+    pyq_log(q->host, q->log_level, q->st->where, "joined %d workers",
             (int)q->workers);
 }
 
@@ -498,7 +499,7 @@ static int queue_close (lua_State *L) {
     lua_Integer n = cancel(L, q, PYQ_CANCELLED);
     mark_closed(L, q);
     if (n > 0)
-      pyq_log(q->host, PYQ_WARNING, q->where, "cancelled %d tasks: the "
+      pyq_log(q->host, PYQ_WARNING, q->st->where, "cancelled %d tasks: the "
               "queue's scope was left by an error: %s", (int)n,
               pyq_errstr(L, 2));
     return 0;
@@ -522,7 +523,7 @@ static int default_handler (lua_State *L) {
   pyq_fiber *f = pyq_fiber_of(L);
   pyq_host *h = pyq_host_of(L);
   const char *msg = pyq_errstr(L, 1);
-  pyq_log(h, PYQ_WARNING, f && f->queue ? f->queue->where : "pyq.Queue",
+  pyq_log(h, PYQ_WARNING, f && f->queue ? f->queue->st->where : "pyq.Queue",
           "task failed: %s\n%s", msg, luaL_optstring(L, 2, ""));
   return 0;
 }
@@ -556,7 +557,8 @@ static lua_Integer opt_int (lua_State *L, const char *key, lua_Integer dflt,
 
 static void check_keys (lua_State *L) {
   static const char *const known[] = {
-    "workers", "maxsize", "log_level", "exception_handler", NULL
+    "workers", "maxsize", "log_level", "exception_handler", "progress",
+    "total", NULL
   };
   lua_pushnil(L);
   while (lua_next(L, 1)) {
@@ -569,14 +571,15 @@ static void check_keys (lua_State *L) {
       if (strcmp(known[i], lua_tostring(L, -1)) == 0) break;
     if (!known[i])
       luaL_error(L, "pyq.Queue: unknown option '%s' (expected workers, "
-                "maxsize, log_level or exception_handler)", lua_tostring(L, -1));
+                "maxsize, log_level, exception_handler, progress or total)",
+                lua_tostring(L, -1));
   }
 }
 
 static int queue_new (lua_State *L) {
   pyq_host *h = pyq_host_of(L);
-  lua_Integer workers, maxsize;
-  int log_level = 0;
+  lua_Integer workers, maxsize, total;
+  int log_level = 0, progress;
   pyq_queue *q;
   if (lua_isnoneornil(L, 1)) {
     lua_settop(L, 0);
@@ -593,6 +596,13 @@ static int queue_new (lua_State *L) {
   if (lua_getfield(L, 1, "log_level") != LUA_TNIL)
     log_level = pyq_checklevel(L, -1, "pyq.Queue", "log_level");
   lua_pop(L, 1);
+  total = opt_int(L, "total", 0, 1, "an integer greater than 0");
+  lua_getfield(L, 1, "progress");
+  if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
+    luaL_error(L, "pyq.Queue: progress must be a boolean, got %s",
+               luaL_typename(L, -1));
+  progress = lua_toboolean(L, -1) || h->progress_all;
+  lua_pop(L, 1);
   lua_getfield(L, 1, "exception_handler");
   check_handler(L, 2, "pyq.Queue");
   if (lua_isnil(L, 2)) {
@@ -601,6 +611,8 @@ static int queue_new (lua_State *L) {
   }
   q = lua_newuserdatauv(L, sizeof *q, Q_NUV);
   memset(q, 0, sizeof *q);
+  if ((q->st = pyq_report_queue(h)) == NULL) luaL_error(L, "not enough memory");
+  q->st->total = total;
   q->host = h;
   q->workers = workers;
   q->maxsize = maxsize;
@@ -614,7 +626,7 @@ static int queue_new (lua_State *L) {
   pyq_list_init(&q->joiners);
   pyq_list_push(&h->queues, &q->member);
   q->ref = LUA_NOREF;
-  pyq_where(L, 1, q->where, sizeof q->where);
+  pyq_where(L, 1, q->st->where, sizeof q->st->where);
   lua_rawgetp(L, LUA_REGISTRYINDEX, &queue_key);
   lua_setmetatable(L, -2);
   lua_rotate(L, -2, 1);
@@ -625,8 +637,9 @@ static int queue_new (lua_State *L) {
   lua_setiuservalue(L, -2, Q_RESULTS);
   lua_pushvalue(L, -1);
   q->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  if (progress) pyq_progress_watch(h, q->st);
   if (log_level > 0)
-    pyq_log(h, log_level, q->where, "spawned %d workers", (int)workers);
+    pyq_log(h, log_level, q->st->where, "spawned %d workers", (int)workers);
   return 1;
 }
 
@@ -650,11 +663,13 @@ static int queue_index (lua_State *L) {
   else if (strcmp(k, "maxsize") == 0) v = q->maxsize;
   else if (strcmp(k, "log_level") == 0) v = q->log_level;
   else if (strcmp(k, "counter") == 0) v = q->counter;
-  else if (strcmp(k, "pending") == 0) v = q->npending;
-  else if (strcmp(k, "running") == 0) v = q->running;
-  else if (strcmp(k, "done") == 0) v = q->done;
-  else if (strcmp(k, "failed") == 0) v = q->failed;
-  else if (strcmp(k, "cancelled") == 0) v = q->cancelled;
+  else if (strcmp(k, "pending") == 0) v = q->st->pending;
+  else if (strcmp(k, "running") == 0) v = q->st->running;
+  else if (strcmp(k, "done") == 0) v = q->st->done;
+  else if (strcmp(k, "failed") == 0) v = q->st->failed;
+  else if (strcmp(k, "cancelled") == 0) v = q->st->cancelled;
+  else if (strcmp(k, "put") == 0) v = q->st->put;
+  else if (strcmp(k, "total") == 0) v = q->st->total;
   else return 0;
   lua_pushinteger(L, v);
   return 1;
@@ -672,15 +687,15 @@ static int queue_newindex (lua_State *L) {
 }
 
 static int queue_len (lua_State *L) {
-  lua_pushinteger(L, ((pyq_queue *)lua_touserdata(L, 1))->npending);
+  lua_pushinteger(L, ((pyq_queue *)lua_touserdata(L, 1))->st->pending);
   return 1;
 }
 
 static int queue_tostring (lua_State *L) {
   pyq_queue *q = lua_touserdata(L, 1);
   lua_pushfstring(L, "pyq.Queue (%s, %d workers, %d pending, %d running%s)",
-                  q->where, (int)q->workers, (int)q->npending,
-                  (int)q->running, q->closed ? ", closed" : "");
+                  q->st->where, (int)q->workers, (int)q->st->pending,
+                  (int)q->st->running, q->closed ? ", closed" : "");
   return 1;
 }
 
@@ -694,7 +709,7 @@ int pyq_queue_unstick (pyq_host *h) {
       pyq_fiber *f = pyq_container(fl, pyq_fiber, member);
       if ((f->flags & (PYQ_F_BUSY | PYQ_F_PARKED)) ==
           (PYQ_F_BUSY | PYQ_F_PARKED)) {
-        pyq_log(h, PYQ_ERROR, q->where, "a task waits for something that "
+        pyq_log(h, PYQ_ERROR, q->st->where, "a task waits for something that "
                 "can never happen; cancelling it");
         pyq_cancel(f, "pyq: deadlock: the task waits for something that "
                    "can never happen");
@@ -722,7 +737,7 @@ void pyq_queue_report_unclosed (pyq_host *h) {
   pyq_link *l;
   for (l = h->queues.next; l != &h->queues; l = l->next) {
     pyq_queue *q = pyq_container(l, pyq_queue, member);
-    pyq_log(h, PYQ_WARNING, q->where, "pyq.Queue was never closed: write "
+    pyq_log(h, PYQ_WARNING, q->st->where, "pyq.Queue was never closed: write "
             "`local queue <close> = pyq.Queue{...}` so leaving the scope "
             "joins it");
     stop_workers(q);

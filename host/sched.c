@@ -40,6 +40,7 @@ void pyq_fiber_free (pyq_fiber *f) {
   pyq_list_remove(&f->wait);
   pyq_list_remove(&f->member);
   if (f->timer) uv_close((uv_handle_t *)f->timer, timer_free);
+  pyq_deadlines_free(f);
   *(pyq_fiber **)lua_getextraspace(f->L) = NULL;
   luaL_unref(f->L, LUA_REGISTRYINDEX, f->ref);
   free(f);
@@ -84,6 +85,10 @@ pyq_fiber *pyq_fiber_check (lua_State *L, const char *fname) {
               "string.gsub and the like)", fname);
   if (f->flags & PYQ_F_CANCELLED) {
     lua_pushstring(L, f->cancel_msg);
+    lua_error(L);
+  }
+  if (f->expired) {
+    lua_pushliteral(L, PYQ_TIMED_OUT);
     lua_error(L);
   }
   return f;

@@ -15,22 +15,38 @@ typedef struct pyq_task {
 
 static const char task_key = 't';
 
-static int async_call (lua_State *L) {
-  int i, n = lua_gettop(L);
+/* Makes a task of the function at index base and the n values above it;
+ * the metatable is at index mt. */
+static void make_task (lua_State *L, int base, int n, int mt) {
   pyq_task *t;
-  if (n >= USHRT_MAX - 1) return luaL_error(L, "pyq.async: too many arguments");
+  int i;
+  if (n >= USHRT_MAX - 1) luaL_error(L, "pyq.async: too many arguments");
   t = lua_newuserdatauv(L, sizeof *t, n + 1);
   t->taken = 0;
   t->nargs = n;
-  lua_pushvalue(L, lua_upvalueindex(2));
+  lua_pushvalue(L, mt);
   lua_setmetatable(L, -2);
-  lua_pushvalue(L, lua_upvalueindex(1));
-  lua_setiuservalue(L, -2, 1);
-  for (i = 1; i <= n; i++) {
-    lua_pushvalue(L, i);
+  for (i = 0; i <= n; i++) {
+    lua_pushvalue(L, base + i);
     lua_setiuservalue(L, -2, i + 1);
   }
+}
+
+static int async_call (lua_State *L) {
+  int n = lua_gettop(L);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  make_task(L, 1, n, lua_upvalueindex(2));
   return 1;
+}
+
+/* Replaces the function and nargs values on top with a task. */
+void pyq_task_new (lua_State *L, int nargs) {
+  int base = lua_gettop(L) - nargs;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &task_key);
+  make_task(L, base, nargs, lua_gettop(L));
+  lua_replace(L, base);
+  lua_settop(L, base);
 }
 
 static int pyq_async (lua_State *L) {
