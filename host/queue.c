@@ -668,7 +668,7 @@ static int queue_index (lua_State *L) {
   else if (strcmp(k, "done") == 0) v = q->st->done;
   else if (strcmp(k, "failed") == 0) v = q->st->failed;
   else if (strcmp(k, "cancelled") == 0) v = q->st->cancelled;
-  else if (strcmp(k, "put") == 0) v = q->st->put;
+  else if (strcmp(k, "puts") == 0) v = q->st->put;
   else if (strcmp(k, "total") == 0) v = q->st->total;
   else return 0;
   lua_pushinteger(L, v);

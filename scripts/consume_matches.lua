@@ -1,12 +1,17 @@
--- consume_matches.lua: the seed's memory advice as a real job.
---   pyqhost scripts/consume_matches.lua BASE_URL [count]
+-- consume_matches.lua: the seed's memory advice, in production shape.
+--   pyqhost scripts/consume_matches.lua BASE_URL [count] [out.jsonl]
 -- 30,000 match documents (~20 KB each) are fetched by tasks that consume
--- them (a few counters) and return nothing; the match list is iterated
--- with frozen_generator, so the tasks fill copies and the list stays small.
-local base = arg[1] or error("usage: pyqhost scripts/consume_matches.lua BASE_URL [count]", 0)
+-- them and return nothing; the match list is iterated with frozen_generator,
+-- so tasks fill copies while the list stays small.  The API's own rate-limit
+-- headers set pyq.http.limit, retries absorb the odd 429 or 5xx, progress
+-- is shown, and one JSON line per match goes to out.jsonl.
+local base = arg[1] or error("usage: pyqhost scripts/consume_matches.lua BASE_URL [count] [out.jsonl]", 0)
 local count = tonumber(arg[2]) or 30000
+local out_path = arg[3] or "matches.jsonl"
 local http = pyq.http
 local frozen_generator = pyq.itertools.frozen_generator
+
+http.configure{ retries = 5, backoff = 0.2 }
 
 local function peak_rss_mib()
   local f = assert(io.open("/proc/self/status"))
@@ -15,49 +20,85 @@ local function peak_rss_mib()
   return tonumber(kib) / 1024
 end
 
--- The match ids, 100 per page, as small objects the tasks will fill.
+-- Respect the API: "20:1,100:120" becomes pyq.http.limit(host, "20/1.100s",
+-- "100/126.050s"): the windows are padded by 5% and 50 ms, since the server
+-- counts arrivals in its own windows and the network adds jitter.
+local function limit_from_headers(res)
+  local spec = res.headers["x-app-rate-limit"]
+  if not spec then return "none" end
+  local rates = {}
+  for n, secs in spec:gmatch("(%d+):(%d+)") do
+    rates[#rates + 1] = ("%s/%.3fs"):format(n, tonumber(secs) * 1.05 + 0.05)
+  end
+  http.limit(base:match("^%a+://([^/]+)"), table.unpack(rates))
+  return table.concat(rates, ", ")
+end
+
+local seen_429 = 0
+local function get_json(url, opts)
+  local res = http.get(url, opts)
+  if res.status == 429 then seen_429 = seen_429 + 1 end
+  if not res.ok then error(("%s: HTTP %d after %d retries"):format(url, res.status, res.retries), 0) end
+  return res:json(), res
+end
+
+-- 1. The match ids, 100 per page, as small objects the tasks will fill.
+local ids_url = base .. "/lol/match/v5/matches/by-puuid/puuid-demo/ids"
+local first, res = get_json(ids_url, { query = { start = 0, count = math.min(100, count) } })
+local limits = limit_from_headers(res)
+
 local list_ids = pyq.async(function(start)
-  local res = http.get(base .. "/lol/match/v5/matches/by-puuid/puuid-demo/ids",
-                       { query = { start = start, count = math.min(100, count - start) }, retries = 3 })
-  if not res.ok then error("match ids: HTTP " .. res.status, 0) end
-  return res:json()
+  return get_json(ids_url, { query = { start = start, count = math.min(100, count - start) } })
 end)
 
 local matches = {}
+for _, id in ipairs(first) do matches[#matches + 1] = { id = id } end
 do
   local queue <close> = pyq.Queue{ workers = 10 }
-  for start = 0, count - 1, 100 do queue:put(list_ids(start)) end
+  for start = 100, count - 1, 100 do queue:put(list_ids(start)) end
   for _, page in ipairs(queue:join("table")) do
     for _, id in ipairs(page) do matches[#matches + 1] = { id = id } end
   end
 end
 
+-- 2. Consume every match: a few totals in memory, one line per match on disk.
 local totals = { matches = 0, kills = 0, deaths = 0, blue_wins = 0 }
-
-local consume_match = pyq.async(function(match)
-  local res = http.get(base .. "/lol/match/v5/matches/" .. match.id, { retries = 3 })
-  if not res.ok then error(match.id .. ": HTTP " .. res.status, 0) end
-  match.doc = res:json()            -- filled on the copy, not on `matches`
-  local info = match.doc.info
-  for _, p in ipairs(info.participants) do
-    totals.kills = totals.kills + p.kills
-    totals.deaths = totals.deaths + p.deaths
-  end
-  if info.participants[1].win then totals.blue_wins = totals.blue_wins + 1 end
-  totals.matches = totals.matches + 1
-  -- nothing returned: the queue keeps nothing
-end)
-
 local t0 = pyq.now()
+local written
 do
-  local queue <close> = pyq.Queue{ workers = 50 }
+  local out <close> = pyq.jsonl.open(out_path)
+
+  local consume_match = pyq.async(function(match)
+    match.doc = get_json(base .. "/lol/match/v5/matches/" .. match.id)  -- fills the copy
+    local info, kills = match.doc.info, 0
+    for _, p in ipairs(info.participants) do
+      kills = kills + p.kills
+      totals.deaths = totals.deaths + p.deaths
+    end
+    local blue_win = info.participants[1].win
+    totals.kills = totals.kills + kills
+    totals.blue_wins = totals.blue_wins + (blue_win and 1 or 0)
+    totals.matches = totals.matches + 1
+    out:write{ id = match.id, duration = info.gameDuration, kills = kills, blue_win = blue_win }
+    -- nothing returned: the queue keeps nothing
+  end)
+
+  local queue <close> = pyq.Queue{ workers = 50, progress = true, total = #matches }
   for _, match in frozen_generator(matches) do
     queue:put(consume_match(match))
   end
+  queue:join()
+  written = out.lines
+  print(("queue: put %d = done %d + failed %d + cancelled %d"):format(
+    queue.puts, queue.done, queue.failed, queue.cancelled))
 end
 local dt = pyq.now() - t0
 
-print(("consumed %d matches in %.1fs (%.0f/s): %d kills, %d deaths, blue side won %d"):format(
-  totals.matches, dt, totals.matches / dt, totals.kills, totals.deaths, totals.blue_wins))
+local stats = http.stats()
+print(("consumed %d matches in %.1fs (%.0f/s) under limits %s"):format(
+  totals.matches, dt, totals.matches / dt, limits))
+print(("%d kills, %d deaths, blue side won %d"):format(totals.kills, totals.deaths, totals.blue_wins))
+print(("%d lines in %s; %d requests, %d retries, 429s reaching the script: %d"):format(
+  written, out_path, stats.requests, stats.retries, seen_429))
 print(("peak RSS %.1f MiB; the match list still holds no documents: %s"):format(
   peak_rss_mib(), tostring(matches[1].doc == nil)))

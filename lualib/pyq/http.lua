@@ -134,18 +134,23 @@ local function reserve(limit)
 end
 
 -- Suspends the task until the host's limits and any Retry-After allow a
--- request.  Slots are reserved on arrival, so waiting requests go in order.
+-- request.  Slots are reserved on arrival, so waiting requests go in order;
+-- a Retry-After that comes while a slot is awaited makes the request wait
+-- it out and take a new slot, so the windows count real send times.
 local function wait_turn(key, name)
-  local limit = limits[key] or limits[name]
-  local at = limit and reserve(limit) or 0
   while true do
     local now = pyq.now()
-    local until_ = math.max(at, blocked[key] or 0)
-    if until_ <= now then
-      if blocked[key] then blocked[key] = nil end
-      return
+    local until_ = blocked[key]
+    if until_ and until_ > now then
+      pyq.sleep(until_ - now)
+    else
+      blocked[key] = nil
+      local limit = limits[key] or limits[name]
+      if not limit then return end
+      local at = reserve(limit)
+      if at > now then pyq.sleep(at - now) end
+      if (blocked[key] or 0) <= pyq.now() then return end
     end
-    pyq.sleep(until_ - now)
   end
 end
 

@@ -1,0 +1,441 @@
+require 'busted.runner'()
+local helper = require 'tests.helper'
+local http = pyq.http
+
+local function failure(f, ...)
+  local ok, err = pcall(f, ...)
+  assert.is_false(ok, "expected an error")
+  return tostring(err)
+end
+
+describe("collection-job essentials", function()
+  local api, base, hostport
+  local unique = 0
+  local function key() unique = unique + 1; return "k" .. unique end
+
+  setup(function()
+    api = helper.start_api()
+    base = api.base
+    hostport = "127.0.0.1:" .. api.port
+  end)
+  teardown(function() api.stop() end)
+
+  describe("pyq.http.limit", function()
+    after_each(function() http.limit(hostport, nil); http.limit("127.0.0.1", nil) end)
+
+    it("holds requests until every window allows them, in arrival order", function()
+      http.limit(hostport, "5/200ms", "8/1s")
+      local starts, order = {}, {}
+      local t0 = pyq.now()
+      local fetch = pyq.async(function(i)
+        http.get(base .. "/bytes/1")
+        starts[i] = pyq.now() - t0
+        order[#order + 1] = i
+      end)
+      local q <close> = pyq.Queue{ workers = 20 }
+      for i = 1, 12 do q:put(fetch(i)) end
+      q:join()
+      -- 5 at once, 3 more after 200 ms (8 in the first second), 4 after 1 s
+      assert.is_true(starts[5] < 0.15, "5th at " .. starts[5])
+      assert.is_true(starts[6] >= 0.19 and starts[8] < 0.6, "6th-8th at " .. starts[6])
+      assert.is_true(starts[9] >= 0.99 and starts[12] < 1.6, "9th at " .. starts[9])
+      assert.same({ 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12 }, order)
+    end)
+
+    it("applies a bare host name to every port, is replaced by a new call and removed by nil", function()
+      http.limit("127.0.0.1", "2/300ms")
+      local t0 = pyq.now()
+      for _ = 1, 3 do http.get(base .. "/bytes/1") end
+      assert.is_true(pyq.now() - t0 >= 0.29)
+      http.limit("127.0.0.1", "100/1s")
+      t0 = pyq.now()
+      for _ = 1, 3 do http.get(base .. "/bytes/1") end
+      assert.is_true(pyq.now() - t0 < 0.25)
+      http.limit("127.0.0.1", "1/10s")
+      http.limit("127.0.0.1", nil)
+      t0 = pyq.now()
+      for _ = 1, 3 do http.get(base .. "/bytes/1") end
+      assert.is_true(pyq.now() - t0 < 0.25)
+    end)
+
+    it("refuses malformed rates and hosts, naming them", function()
+      for _, rate in ipairs({ "5", "5/", "x/1s", "5/1x", "0/1s", "5/0s", 5, {} }) do
+        local err = failure(http.limit, "api.example.com", rate)
+        assert.matches("bad rate", err, 1, true)
+        assert.matches(tostring(rate), err, 1, true)
+      end
+      assert.matches("host", failure(http.limit, 5, "1/1s"))
+      assert.matches("host", failure(http.limit, "http://x/", "1/1s"))
+    end)
+  end)
+
+  describe("retries", function()
+    it("retries 5xx statuses and counts the retries", function()
+      local res = http.get(base .. "/flaky/" .. key() .. "/2", { retries = 3, backoff = 0.01 })
+      assert.equal(200, res.status)
+      assert.equal(2, res.retries)
+      assert.equal(3, res:json().attempt)
+    end)
+
+    it("returns the last response when every try fails", function()
+      local res = http.get(base .. "/flaky/" .. key() .. "/10", { retries = 2, backoff = 0.01 })
+      assert.equal(503, res.status)
+      assert.equal(2, res.retries)
+    end)
+
+    it("does not retry by default, nor 404s, nor POST without retry_unsafe", function()
+      assert.equal(503, http.get(base .. "/flaky/" .. key() .. "/1").status)
+      local res = http.get(base .. "/flaky/" .. key() .. "/1?status=404", { retries = 3, backoff = 0.01 })
+      assert.same({ 404, 0 }, { res.status, res.retries })
+      res = http.post(base .. "/flaky/" .. key() .. "/1", { body = "x", retries = 3, backoff = 0.01 })
+      assert.same({ 503, 0 }, { res.status, res.retries })
+      res = http.post(base .. "/flaky/" .. key() .. "/1", { body = "x", retries = 3, backoff = 0.01, retry_unsafe = true })
+      assert.same({ 200, 1 }, { res.status, res.retries })
+      for _, verb in ipairs({ "put", "delete" }) do
+        res = http[verb](base .. "/flaky/" .. key() .. "/1", { retries = 1, backoff = 0.01 })
+        assert.same({ 200, 1 }, { res.status, res.retries })
+      end
+    end)
+
+    it("retries transport failures with doubling backoff, then raises the last error", function()
+      local url = "http://127.0.0.1:" .. helper.closed_port() .. "/x"
+      local before = http.stats().retries
+      local t0 = pyq.now()
+      local err = failure(http.get, url, { retries = 3, backoff = 0.05 })
+      local dt = pyq.now() - t0
+      assert.matches("Connection refused", err, 1, true)
+      assert.equal(3, http.stats().retries - before)
+      -- 0.05 + 0.1 + 0.2 = 0.35 s, with jitter between 0.75x and 1.25x
+      assert.is_true(dt >= 0.26 and dt < 1.5, "took " .. dt)
+    end)
+
+    it("takes its default from configure", function()
+      http.configure{ retries = 2, backoff = 0.01 }
+      local res = http.get(base .. "/flaky/" .. key() .. "/2")
+      http.configure{ retries = 0, backoff = 0.5 }
+      assert.same({ 200, 2 }, { res.status, res.retries })
+      assert.matches("retries", failure(http.configure, { retries = -1 }))
+    end)
+  end)
+
+  describe("Retry-After", function()
+    it("makes the retry wait at least that long", function()
+      local t0 = pyq.now()
+      local res = http.get(base .. "/retry-after/" .. key() .. "/1", { retries = 1, backoff = 0.01 })
+      assert.same({ 200, 1 }, { res.status, res.retries })
+      assert.is_true(pyq.now() - t0 >= 0.99, "waited " .. (pyq.now() - t0))
+    end)
+
+    it("accepts an HTTP date", function()
+      local t0 = pyq.now()
+      local res = http.get(base .. "/retry-after/" .. key() .. "/2?date=1", { retries = 1, backoff = 0.01 })
+      assert.same({ 200, 1 }, { res.status, res.retries })
+      assert.is_true(pyq.now() - t0 >= 0.9, "waited " .. (pyq.now() - t0))
+    end)
+
+    it("holds every request to that host until then", function()
+      local other = helper.start_api()
+      local q <close> = pyq.Queue{ workers = 5 }
+      local t0 = pyq.now()
+      local took = {}
+      q:put(pyq.async(function() return http.get(base .. "/retry-after/" .. key() .. "/1").status end)())
+      pyq.sleep(0.1)
+      q:put(pyq.async(function() http.get(base .. "/bytes/1"); took.same = pyq.now() - t0 end)())
+      q:put(pyq.async(function() http.get(other.base .. "/bytes/1"); took.other = pyq.now() - t0 end)())
+      assert.same({ 429 }, q:join())
+      other.stop()
+      assert.is_true(took.same >= 0.95, "same host after " .. took.same)
+      assert.is_true(took.other < 0.5, "other host after " .. took.other)
+    end)
+  end)
+
+  describe("pyq.timeout", function()
+    it("raises 'timed out', cancels the wait and closes the task's variables", function()
+      local closed = false
+      local slow = pyq.async(function()
+        local guard <close> = setmetatable({}, { __close = function() closed = true end })
+        pyq.sleep(5)
+      end)
+      local t0 = pyq.now()
+      local err = failure(pyq.await, pyq.timeout(0.1, slow()))
+      assert.matches("timed out", err, 1, true)
+      assert.is_true(closed)
+      assert.is_true(pyq.now() - t0 < 0.5)
+    end)
+
+    it("cancels a transfer in flight", function()
+      local t0 = pyq.now()
+      local fetch = pyq.async(function() return http.get(base .. "/delay/5") end)
+      assert.matches("timed out", failure(pyq.await, pyq.timeout(0.2, fetch())), 1, true)
+      assert.is_true(pyq.now() - t0 < 1)
+      assert.equal(200, http.get(base .. "/bytes/3").status)
+    end)
+
+    it("returns every value when in time, and nests", function()
+      local quick = pyq.async(function(a, b) pyq.sleep(0.01); return a, b end)
+      assert.same({ 1, 2 }, { pyq.await(pyq.timeout(1, quick(1, 2))) })
+      local inner = pyq.async(function() return pyq.await(pyq.timeout(5, pyq.async(function() pyq.sleep(5) end)())) end)
+      local t0 = pyq.now()
+      assert.matches("timed out after 0.1", failure(pyq.await, pyq.timeout(0.1, inner())), 1, true)
+      assert.is_true(pyq.now() - t0 < 1)
+    end)
+
+    it("keeps failing waits that catch the error until the scope ends", function()
+      local caught = 0
+      local stubborn = pyq.async(function()
+        for _ = 1, 3 do if not pcall(pyq.sleep, 1) then caught = caught + 1 end end
+      end)
+      local t0 = pyq.now()
+      failure(pyq.await, pyq.timeout(0.05, stubborn()))
+      assert.equal(3, caught)
+      assert.is_true(pyq.now() - t0 < 0.5)
+      pyq.sleep(0.01)   -- the scope is over: waits work again
+    end)
+
+    it("fails a queue task with 'timed out'", function()
+      local errors = {}
+      local q <close> = pyq.Queue{ exception_handler = function(e) errors[#errors + 1] = e end }
+      q:put(pyq.timeout(0.05, pyq.async(function() pyq.sleep(1) end)()))
+      q:put(pyq.timeout(1, pyq.async(function() return "ok" end)()))
+      assert.same({ "ok" }, q:join())
+      assert.equal(1, q.failed)
+      assert.matches("timed out", errors[1], 1, true)
+    end)
+
+    it("refuses bad arguments", function()
+      assert.matches("pyq.timeout: seconds", failure(pyq.timeout, -1, pyq.async(function() end)()))
+      assert.matches("pyq.timeout: expected a task", failure(pyq.timeout, 1, 5))
+    end)
+  end)
+
+  describe("queue:cancel()", function()
+    it("drops pending tasks, cancels running ones and leaves the queue usable", function()
+      local closed = 0
+      local slow = pyq.async(function()
+        local guard <close> = setmetatable({}, { __close = function() closed = closed + 1 end })
+        pyq.sleep(5)
+      end)
+      local q <close> = pyq.Queue{ workers = 2, maxsize = 0 }
+      for _ = 1, 6 do q:put(slow()) end
+      pyq.sleep(0.02)
+      assert.equal(6, q:cancel())
+      q:join()
+      assert.equal(2, closed)
+      assert.equal(6, q.cancelled)
+      q:put(pyq.async(function() return "again" end)())
+      assert.same({ "again" }, q:join())
+      assert.equal(7, q.puts)
+      assert.equal(q.puts, q.done + q.failed + q.cancelled)
+    end)
+  end)
+
+  describe("JSON", function()
+    it("encodes and decodes through lua-cjson, with null", function()
+      assert.equal('{"a":[1,2,null]}', pyq.json.encode({ a = { 1, 2, pyq.json.null } }))
+      assert.same({ a = { 1, 2 } }, pyq.json.decode('{"a":[1,2]}'))
+      assert.equal(pyq.json.null, pyq.json.decode('[null]')[1])
+    end)
+
+    it("names the position of errors", function()
+      assert.matches("character 7", failure(pyq.json.decode, '{"a": x}'))
+      assert.matches("pyq.json.encode", failure(pyq.json.encode, { f = print }))
+      assert.matches("expected a string", failure(pyq.json.decode, 5))
+    end)
+  end)
+
+  describe("pyq.jsonl", function()
+    it("writes one JSON line per value and flushes on close", function()
+      local path = os.tmpname()
+      do
+        local out <close> = pyq.jsonl.open(path)
+        out:write({ id = 1 })
+        out:write("two")
+        out:write({ 3 })
+      end
+      assert.same({ { id = 1 }, "two", { 3 } }, pyq.jsonl.read(path))
+      do
+        local out <close> = pyq.jsonl.open(path, { append = true })
+        out:write(4)
+      end
+      assert.same({ { id = 1 }, "two", { 3 }, 4 }, pyq.jsonl.read(path))
+      os.remove(path)
+    end)
+
+    it("names the path in errors", function()
+      assert.matches("cannot open '/nonexistent/dir/out.jsonl'", failure(pyq.jsonl.open, "/nonexistent/dir/out.jsonl"), 1, true)
+      assert.matches("cannot open '/tmp'", failure(pyq.jsonl.open, "/tmp"), 1, true)
+      assert.matches("unknown option", failure(pyq.jsonl.open, os.tmpname(), { appnd = true }))
+      local path = os.tmpname()
+      local out = pyq.jsonl.open(path)
+      assert.matches("cannot encode", failure(out.write, out, { f = print }))
+      out:close()
+      assert.matches("closed", failure(out.write, out, 1))
+      os.remove(path)
+    end)
+  end)
+end)
+
+describe("a real job: signals, progress and the summary", function()
+  local api
+  setup(function() api = helper.start_api() end)
+  teardown(function() api.stop() end)
+
+  -- Starts pyqhost in the background; returns its pid, output paths and
+  -- the file its exit code will be written to.
+  local function spawn(flags, script, args)
+    local file = helper.tempfile(script)
+    local out, err, pidf, codef = os.tmpname(), os.tmpname(), os.tmpname(), os.tmpname()
+    os.remove(codef)
+    local cmd = ("(%s %s %s %s >%s 2>%s & echo $! >%s; wait $!; echo $? >%s) &"):format(
+      helper.quote(helper.pyqhost), flags, helper.quote(file), args or "", out, err, pidf, codef)
+    assert(os.execute(cmd))
+    local pid
+    for _ = 1, 100 do
+      local f = io.open(pidf)
+      pid = f and tonumber(f:read("l"))
+      if f then f:close() end
+      if pid then break end
+      pyq.sleep(0.02)
+    end
+    return { pid = pid, out = out, err = err, codef = codef, script = file }
+  end
+
+  -- Waits for the job's exit code; returns it with stdout and stderr.
+  local function wait_exit(job)
+    local code
+    for _ = 1, 600 do
+      local f = io.open(job.codef)
+      code = f and tonumber(f:read("l"))
+      if f then f:close() end
+      if code then break end
+      pyq.sleep(0.05)
+    end
+    if not code then os.execute("kill -KILL " .. job.pid .. " 2>/dev/null") end
+    local function slurp(path)
+      local f = io.open(path)
+      local s = f:read("a")
+      f:close()
+      return s
+    end
+    return code, slurp(job.out), slurp(job.err)
+  end
+
+  local writer_job = [[
+    local path = arg[1]
+    local out <close> = pyq.jsonl.open(path)
+    local q <close> = pyq.Queue{ workers = 20 }
+    local line = pyq.async(function(i)
+      pyq.sleep(0.001 * (i % 7))
+      out:write({ i = i, pad = string.rep("x", 500) })
+      if i % 50 == 0 then out:flush() end
+    end)
+    for i = 1, 1000000 do q:put(line(i)) end
+  ]]
+
+  local function run_and_signal(sig)
+    local path = os.tmpname()
+    local job = spawn("--summary", writer_job, helper.quote(path))
+    pyq.sleep(0.7)
+    os.execute("kill -" .. sig .. " " .. job.pid)
+    local code, _, err = wait_exit(job)
+    return path, code, err
+  end
+
+  it("SIGINT cancels everything, closes files, prints the summary and exits 130", function()
+    local path, code, err = run_and_signal("INT")
+    assert.equal(130, code)
+    assert.matches("interrupted (SIGINT)", err, 1, true)
+    assert.matches("pyqhost summary", err, 1, true)
+    local put, done, failed, cancelled = err:match("put (%d+) = done (%d+) %+ failed (%d+) %+ cancelled (%d+)")
+    assert.is_truthy(put)
+    assert.equal(tonumber(put), tonumber(done) + tonumber(failed) + tonumber(cancelled))
+    assert.not_matches("unaccounted", err)
+    -- every line whole: the file parses line by line
+    local lines = pyq.jsonl.read(path)
+    assert.is_true(#lines > 10)
+    for _, v in ipairs(lines) do assert.equal(500, #v.pad) end
+    os.remove(path)
+  end)
+
+  it("SIGTERM exits 143", function()
+    local path, code, err = run_and_signal("TERM")
+    assert.equal(143, code)
+    assert.matches("interrupted (SIGTERM)", err, 1, true)
+    for _, v in ipairs(pyq.jsonl.read(path)) do assert.equal(500, #v.pad) end
+    os.remove(path)
+  end)
+
+  it("a second SIGINT exits at once", function()
+    local job = spawn("", [[
+      while true do pcall(function() while true do end end) end
+    ]])
+    pyq.sleep(0.5)
+    os.execute("kill -INT " .. job.pid)
+    pyq.sleep(0.2)
+    os.execute("kill -INT " .. job.pid)
+    local code, _, err = wait_exit(job)
+    assert.equal(130, code)
+    assert.matches("exiting at once", err, 1, true)
+  end)
+
+  local progress_job = [[
+    local q <close> = pyq.Queue{ workers = 10, progress = true, total = 200 }
+    for i = 1, 200 do q:put(pyq.async(function() pyq.sleep(0.005) end)()) end
+    q:join()
+    pyq.log.warning("a log line in between")
+  ]]
+
+  it("draws live progress lines on a terminal", function()
+    local file = helper.tempfile(progress_job)
+    local p = io.popen("script -qec " .. helper.quote(helper.pyqhost .. " " .. file) .. " /dev/null")
+    local out = p:read("a")
+    p:close()
+    assert.matches("\27[2K", out, 1, true)
+    assert.matches("[100.0%] done 200/200", out, 1, true)
+    assert.matches("WARNING [^\n]*a log line in between", out)
+  end)
+
+  it("prints INFO progress lines off a terminal", function()
+    local r = helper.run{ script = progress_job }
+    assert.equal(0, r.code)
+    assert.not_matches("\27[", r.err, 1, true)
+    assert.matches("INFO progress: [^\n]*%[100.0%%%] done 200/200  failed 0", r.err)
+  end)
+
+  it("--progress shows every queue", function()
+    local r = helper.run{ flags = { "--progress" }, script = [[
+      local q <close> = pyq.Queue{}
+      q:put(pyq.async(function() end)())
+    ]] }
+    assert.matches("INFO progress: [^\n]*done 1 ", r.err)
+  end)
+
+  it("--summary reports queues and HTTP", function()
+    local r = helper.run{ flags = { "--summary" }, args = { api.base }, script = [[
+      local q <close> = pyq.Queue{ exception_handler = function() end }
+      for i = 1, 10 do q:put(pyq.async(function() return pyq.http.get(arg[1] .. "/status/" .. (i <= 8 and 200 or 404)).status end)()) end
+      q:put(pyq.async(function() error("x") end)())
+    ]] }
+    assert.equal(0, r.code)
+    assert.matches("queue [^\n]*: put 11 = done 10 %+ failed 1 %+ cancelled 0 in", r.err)
+    assert.matches("http: 10 requests, 0 retries, 0 failed, [%d.]+ MiB; 200 x8 404 x2; latency p50 [%d.]+ ms, p90 [%d.]+ ms, p99", r.err)
+  end)
+
+  it("consume_matches.lua completes 30,000 matches with no 429 reaching it", function()
+    local limited = helper.start_api{ "--rate-limit", "3000:1,100000:120" }
+    local out = os.tmpname()
+    local r = helper.run{ file = helper.source .. "/scripts/consume_matches.lua",
+                          args = { limited.base, "30000", out }, timeout = 240 }
+    limited.stop()
+    assert.equal(0, r.code, r.err)
+    assert.matches("consumed 30000 matches", r.out, 1, true)
+    assert.matches("429s reaching the script: 0", r.out, 1, true)
+    assert.matches("30000 lines in", r.out, 1, true)
+    assert.matches("put 30000 = done 30000 + failed 0 + cancelled 0", r.out, 1, true)
+    assert.matches("INFO progress: ", r.err, 1, true)
+    local n = 0
+    for _ in io.lines(out) do n = n + 1 end
+    assert.equal(30000, n)
+    os.remove(out)
+  end)
+end)
