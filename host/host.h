@@ -115,6 +115,9 @@ struct pyq_host {
   int progress_lines;     /* live lines now on the terminal */
   uv_timer_t progress_timer;
   volatile int signal;    /* SIGINT or SIGTERM received, or 0 */
+  int exit_requested;     /* os.exit was called; exit_code holds its code */
+  int warnings_on;
+  char warning[1024];     /* a Lua warning being put together */
   uv_async_t signal_async;
 };
 
@@ -141,6 +144,11 @@ static inline pyq_fiber *pyq_fiber_of (lua_State *L) {
   return *(pyq_fiber **)lua_getextraspace(L);
 }
 
+/* host.c: the host's life */
+int pyq_host_open (pyq_host *h, int log_level);
+int pyq_host_run_main (pyq_host *h, int nargs);
+void pyq_host_close (pyq_host *h);
+
 /* sched.c: fibers, parking and the run loop */
 pyq_fiber *pyq_fiber_new (lua_State *L, pyq_host *h);
 void pyq_fiber_free (pyq_fiber *f);
@@ -155,6 +163,7 @@ void pyq_cancel (pyq_fiber *f, const char *msg);
 void pyq_post (pyq_host *h, pyq_job *j);
 void pyq_run (pyq_host *h);
 void pyq_open_sched (lua_State *L);
+void pyq_check_leaks (pyq_host *h);
 
 /* timer.c */
 void pyq_timer_start (pyq_fiber *f, double seconds);
@@ -175,6 +184,7 @@ void pyq_open_queue (lua_State *L);
 int pyq_queue_cancel_all (pyq_host *h, const char *msg);
 void pyq_queue_report_unclosed (pyq_host *h);
 int pyq_queue_unstick (pyq_host *h);
+int pyq_queue_live_fibers (pyq_host *h);
 
 /* log.c */
 enum { PYQ_DEBUG = 10, PYQ_INFO = 20, PYQ_WARNING = 30, PYQ_ERROR = 40,

@@ -238,6 +238,7 @@ static int worker_main (lua_State *L) {
  * worker loop (a stray coroutine.yield, memory). */
 static void worker_finish (pyq_fiber *f, int status) {
   pyq_queue *q = f->queue;
+  pyq_host *h = f->host;
   if (status != LUA_OK) {
     if (f->flags & PYQ_F_BUSY) {
       if (f->flags & PYQ_F_CANCELLED) q->st->cancelled++;
@@ -252,7 +253,7 @@ static void worker_finish (pyq_fiber *f, int status) {
   }
   q->spawned--;
   pyq_fiber_free(f);
-  if (!q->closed && q->st->pending > 0) pyq_post(f->host, &q->dispatch);
+  if (!q->closed && q->st->pending > 0) pyq_post(h, &q->dispatch);
   if (queue_idle(q)) wake_joiners(q);
 }
 
@@ -729,6 +730,17 @@ int pyq_queue_cancel_all (pyq_host *h, const char *msg) {
     lua_insert(h->L, 1);
     n += (int)cancel(h->L, q, msg);
     lua_remove(h->L, 1);
+  }
+  return n;
+}
+
+/* Workers still alive: for the leak check at exit. */
+int pyq_queue_live_fibers (pyq_host *h) {
+  int n = 0;
+  pyq_link *ql, *fl;
+  for (ql = h->queues.next; ql != &h->queues; ql = ql->next) {
+    pyq_queue *q = pyq_container(ql, pyq_queue, member);
+    for (fl = q->fibers.next; fl != &q->fibers; fl = fl->next) n++;
   }
   return n;
 }

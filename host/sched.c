@@ -10,6 +10,7 @@
  * The run loop runs the jobs that were ready at the start of a turn, then
  * polls libuv: without waiting while more jobs are ready, blocking otherwise,
  * and stops when neither has anything left. */
+#include <stdio.h>
 #include <stdlib.h>
 #include "host.h"
 
@@ -221,4 +222,18 @@ void pyq_open_sched (lua_State *L) {
   guard(L, "resume", "resume");
   guard(L, "close", "close");
   lua_pop(L, 1);
+}
+
+/* At exit every fiber must be gone: a leftover one is a leak of its thread's
+ * registry reference and its handles.  Sanitizer builds make that fatal. */
+void pyq_check_leaks (pyq_host *h) {
+  int n = 0;
+  pyq_link *l;
+  for (l = h->fibers.next; l != &h->fibers; l = l->next) n++;
+  n += pyq_queue_live_fibers(h);
+  if (n == 0) return;
+  fprintf(stderr, "pyqhost: internal error: %d fibers left at exit\n", n);
+#ifdef PYQ_SANITIZE
+  abort();
+#endif
 }

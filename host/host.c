@@ -1,0 +1,200 @@
+/* host.c -- the host's life: open the Lua state and the loop, run a
+ * chunk as the main task, close everything.
+ *
+ * The Lua state allocates through host_alloc, whose userdata is the host,
+ * so every lua_State finds it.  os.exit unwinds instead of leaving: it
+ * cancels every task and the main task, so to-be-closed variables run and
+ * the host closes normally with the code asked for. */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <lualib.h>
+#include "host.h"
+#include "http.h"
+
+#define PYQ_EXITING "pyq: exiting (os.exit)"
+
+static void *host_alloc (void *ud, void *ptr, size_t osize, size_t nsize) {
+  pyq_host *h = ud;
+  void *p;
+  if (ptr == NULL) osize = 0;
+  if (nsize == 0) {
+    free(ptr);
+    h->mem -= osize;
+    return NULL;
+  }
+  p = realloc(ptr, nsize);
+  if (p != NULL) h->mem += nsize - osize;
+  return p;
+}
+
+static int host_panic (lua_State *L) {
+  const char *msg = lua_tostring(L, -1);
+  fprintf(stderr, "pyqhost: %s\n", msg ? msg : "unrecoverable error");
+  fflush(NULL);
+  exit(1);
+}
+
+/* Prepends the project's lualib/ (the source tree's when run from the
+ * build tree, else the installed one) to package.path. */
+static void set_paths (lua_State *L) {
+  char exe[PATH_MAX], real_exe_dir[PATH_MAX], real_build[PATH_MAX];
+  size_t size = sizeof exe;
+  const char *lualib = PYQ_SOURCE_LUALIB;
+  char *slash;
+  if (uv_exepath(exe, &size) == 0 && (slash = strrchr(exe, '/')) != NULL) {
+    *slash = '\0';
+    if (!realpath(exe, real_exe_dir) || !realpath(PYQ_BUILD_DIR, real_build) ||
+        strcmp(real_exe_dir, real_build) != 0) {
+      lua_pushfstring(L, "%s/%s", exe, PYQ_INSTALL_LUALIB);
+      lualib = lua_tostring(L, -1);
+    }
+  }
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "path");
+  lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s", lualib, lualib,
+                  lua_tostring(L, -1));
+  lua_setfield(L, -3, "path");
+  lua_pop(L, 2);
+}
+
+/* os.exit(code [, close]): every task is cancelled and the current one
+ * raises, so the job unwinds and the host exits with `code` after closing
+ * everything (whatever `close` says). */
+static int host_exit (lua_State *L) {
+  pyq_host *h = pyq_host_of(L);
+  pyq_fiber *f = pyq_fiber_of(L);
+  int code = lua_isboolean(L, 1) ? (lua_toboolean(L, 1) ? 0 : 1)
+                                 : (int)luaL_optinteger(L, 1, 0);
+  fflush(NULL);
+  if (!h->exit_requested) {
+    h->exit_requested = 1;
+    h->exit_code = code;
+    pyq_queue_cancel_all(h, PYQ_EXITING);
+    if (h->main && h->main != f) pyq_cancel(h->main, PYQ_EXITING);
+  }
+  if (f != NULL) {
+    f->flags |= PYQ_F_CANCELLED;
+    f->cancel_msg = PYQ_EXITING;
+  }
+  lua_pushliteral(L, PYQ_EXITING);
+  return lua_error(L);
+}
+
+/* Lua warnings (errors in __gc, warn()) become WARNING log lines. */
+static void host_warn (void *ud, const char *msg, int tocont) {
+  pyq_host *h = ud;
+  size_t n = strlen(h->warning);
+  if (!tocont && n == 0 && *msg == '@') {   /* control message */
+    if (strcmp(msg, "@on") == 0) h->warnings_on = 1;
+    else if (strcmp(msg, "@off") == 0) h->warnings_on = 0;
+    return;
+  }
+  snprintf(h->warning + n, sizeof h->warning - n, "%s", msg);
+  if (tocont) return;
+  pyq_log(h, PYQ_WARNING, "lua", "%s", h->warning);
+  h->warning[0] = '\0';
+}
+
+static void main_finish (pyq_fiber *f, int status) {
+  pyq_host *h = f->host;
+  h->main = NULL;
+  h->main_done = 1;
+  if (status != LUA_OK && h->exit_requested) {
+    lua_resetthread(f->L);
+  } else if (status != LUA_OK) {
+    if (h->signal)   /* the interruption unwound it: no traceback */
+      lua_pushstring(h->L, pyq_errstr(f->L, -1));
+    else
+      luaL_traceback(h->L, f->L, pyq_errstr(f->L, -1), 0);
+    lua_resetthread(f->L);
+    pyq_progress_clear(h);
+    fprintf(stderr, "%s: %s\n", h->progname, lua_tostring(h->L, -1));
+    fflush(stderr);
+    lua_pop(h->L, 1);
+    h->exit_code = 1;
+    pyq_queue_cancel_all(h, PYQ_CANCELLED);
+  }
+  pyq_fiber_free(f);
+}
+
+/* Runs the function and nargs arguments on h->L as the main task, then the
+ * loop until nothing is left to do; returns the exit code so far. */
+int pyq_host_run_main (pyq_host *h, int nargs) {
+  pyq_fiber *f = pyq_fiber_new(h->L, h);
+  f->flags |= PYQ_F_MAIN;
+  f->finish = main_finish;
+  pyq_list_push(&h->fibers, &f->member);
+  lua_xmove(h->L, f->L, nargs + 1);
+  f->nargs = nargs;
+  h->main = f;
+  pyq_post(h, &f->job);
+  pyq_run(h);
+  return h->exit_code;
+}
+
+/* 10,000 requests in flight need as many sockets. */
+static void raise_nofile (void) {
+  struct rlimit r;
+  if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
+    r.rlim_cur = r.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &r);
+  }
+}
+
+int pyq_host_open (pyq_host *h, int log_level) {
+  lua_State *L;
+  memset(h, 0, sizeof *h);
+  pyq_list_init(&h->ready);
+  pyq_list_init(&h->fibers);
+  pyq_list_init(&h->queues);
+  pyq_list_init(&h->stats);
+  h->log_level = log_level;
+  h->started = (double)uv_hrtime() / 1e9;
+  h->loop = uv_default_loop();
+  h->L = L = lua_newstate(host_alloc, h);
+  if (L == NULL) return 0;
+  /* threads copy the main thread's extra space: no fiber there */
+  *(pyq_fiber **)lua_getextraspace(L) = NULL;
+  raise_nofile();
+  pyq_signal_init(h);
+  lua_atpanic(L, host_panic);
+  lua_setwarnf(L, host_warn, h);
+  luaL_openlibs(L);
+  set_paths(L);
+  pyq_open_sched(L);
+  lua_getglobal(L, "os");
+  lua_pushcfunction(L, host_exit);
+  lua_setfield(L, -2, "exit");
+  lua_pop(L, 1);
+  luaL_requiref(L, "pyq.core", luaopen_pyq_core, 0);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "pyq");
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    fprintf(stderr, "pyqhost: cannot load the pyq library: %s\n",
+            lua_tostring(L, -1));
+    return 0;
+  }
+  lua_setglobal(L, "pyq");
+  lua_settop(L, 0);
+  return 1;
+}
+
+static void close_handle (uv_handle_t *handle, void *arg) {
+  (void)arg;
+  if (!uv_is_closing(handle)) uv_close(handle, NULL);
+}
+
+void pyq_host_close (pyq_host *h) {
+  pyq_queue_report_unclosed(h);
+  pyq_check_leaks(h);
+  if (h->http) pyq_http_close(h->http);
+  pyq_report_close(h);
+  uv_walk(h->loop, close_handle, NULL);
+  uv_run(h->loop, UV_RUN_DEFAULT);
+  lua_close(h->L);
+  uv_loop_close(h->loop);
+}
+
