@@ -4,8 +4,9 @@
  * put order.  Workers are long-lived fibers that run one task after another
  * with lua_pcallk, so a task that never waits costs no coroutine switch; a
  * worker is spawned only when a task is waiting for one, and parks on the
- * idle list when the ring is empty.  A task's first result is stored under
- * its put index in Q_RESULTS, which join compacts into a sequence.
+ * idle list when the ring is empty (or ends, when many already idle).  A
+ * task's first result is stored under its put index in Q_RESULTS, which
+ * join compacts into a sequence.
  *
  * Producers that find the ring full wait on the putters list; room is
  * handed to them in order by reserving a slot before waking them. */
@@ -32,6 +33,9 @@ struct pyq_queue {
 };
 
 static const char queue_key = 'q';
+
+/* Idle workers kept for the next tasks; a big queue gives the rest back. */
+#define IDLE_KEEP 256
 
 static pyq_queue *checkqueue (lua_State *L, const char *fname) {
   pyq_queue *q = lua_touserdata(L, 1);
@@ -210,7 +214,8 @@ static int worker_next (lua_State *L, pyq_fiber *f) {
   for (;;) {
     int nargs;
     if (q->st->pending == 0) {
-      if (q->closed) return 0;
+      /* this worker is idle too: beyond IDLE_KEEP idle ones, it ends */
+      if (q->closed || q->spawned - q->st->running > IDLE_KEEP) return 0;
       pyq_list_push(&q->idle, &f->wait);
       return pyq_park(L, f, idle_disarm, worker_woken);
     }

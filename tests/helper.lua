@@ -64,10 +64,41 @@ function M.start_api(flags)
   os.remove(pidfile)
   local api = { port = port, pid = pid, base = "http://127.0.0.1:" .. port }
   function api.stop()
-    os.execute("kill " .. pid .. " 2>/dev/null")
+    -- --daemon made it a process group leader: --processes workers go too
+    os.execute("kill -- -" .. pid .. " 2>/dev/null || kill " .. pid .. " 2>/dev/null")
   end
   return api
 end
+
+--- Starts tests/fixtures/delay_server.py: every answer after `delay` s.
+function M.start_delay_server(delay, processes)
+  local stem = os.tmpname()
+  os.remove(stem)
+  assert(os.execute(("python3 %s --delay %s --processes %d --port-file %s --pid-file %s"):format(
+    M.quote(M.source .. "/tests/fixtures/delay_server.py"), delay, processes or 1,
+    M.quote(stem .. ".port"), M.quote(stem .. ".pid"))), "the delay server did not start")
+  local function read(path)
+    local f = assert(io.open(path))
+    local v = tonumber(f:read("l"))
+    f:close()
+    os.remove(path)
+    return v
+  end
+  local port, pid = read(stem .. ".port"), read(stem .. ".pid")
+  return { port = port, base = "http://127.0.0.1:" .. port,
+           stop = function() os.execute("kill -- -" .. pid .. " 2>/dev/null") end }
+end
+
+--- Resident set size of this process, in MiB.
+function M.rss_mib()
+  local f = assert(io.open("/proc/self/status"))
+  local kib = f:read("a"):match("VmRSS:%s*(%d+)")
+  f:close()
+  return tonumber(kib) / 1024
+end
+
+--- True when the suite runs under the sanitizers (slower, no ulimit -v).
+M.sanitized = os.getenv("PYQ_SANITIZE") == "1"
 
 --- A loopback port nothing listens on (bound, then closed).
 function M.closed_port()
