@@ -8,6 +8,7 @@
  * inside its coroutine, never in a libuv callback.  Easy handles are reset
  * and pooled. */
 #include <ctype.h>
+#include <stdarg.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -379,6 +380,8 @@ void pyq_http_report (pyq_http *hp, FILE *out) {
   fputc('\n', out);
 }
 
+static void log_response (xfer *x);
+
 static int request_k (lua_State *L, int status, lua_KContext ctx) {
   pyq_fiber *f = (pyq_fiber *)ctx;
   xfer *x = f->on;
@@ -405,6 +408,7 @@ static int request_k (lua_State *L, int status, lua_KContext ctx) {
     return lua_error(L);
   }
   push_response(L, x);
+  if (x->http->host->log_level <= PYQ_DEBUG) log_response(x);
   xfer_free(x);
   return 1;
 }
@@ -412,25 +416,28 @@ static int request_k (lua_State *L, int status, lua_KContext ctx) {
 /* ---- options -------------------------------------------------------------- */
 
 /* Raises at the user's line: the first Lua frame outside lualib's pyq/. */
-static int bad (lua_State *L, const char *fmt, const char *a, const char *b) {
+static int bad (lua_State *L, const char *fmt, ...) {
   lua_Debug ar;
+  va_list ap;
   int level;
   for (level = 1; lua_getstack(L, level, &ar); level++) {
     lua_getinfo(L, "S", &ar);
     if (*ar.what != 'C' && strstr(ar.short_src, "pyq/http.lua") == NULL) break;
   }
   luaL_where(L, level);
-  lua_pushfstring(L, fmt, a, b);
+  va_start(ap, fmt);
+  lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
   lua_concat(L, 2);
   return lua_error(L);
 }
 
 /* Validators for the value on top of the stack, named `key` in errors. */
-static double to_seconds (lua_State *L, const char *key) {
+static double to_seconds (lua_State *L, const char *fname, const char *key) {
   double v = lua_tonumber(L, -1);
   if (lua_type(L, -1) != LUA_TNUMBER || !(v >= 0) || v > 1e9)
-    bad(L, "pyq.http.request: %s must be a non-negative number of seconds, "
-        "got %s", key, luaL_tolstring(L, -1, NULL));
+    bad(L, "%s: %s must be a non-negative number of seconds, "
+        "got %s", fname, key, luaL_tolstring(L, -1, NULL));
   return v;
 }
 
@@ -441,7 +448,7 @@ static lua_Integer to_count (lua_State *L, const char *fname, const char *key) {
     const char *got = luaL_tolstring(L, -1, NULL);
     lua_pushfstring(L, "%s: %s must be a non-negative integer, got %s", fname,
                     key, got);
-    bad(L, "%s", lua_tostring(L, -1), NULL);
+    bad(L, "%s", lua_tostring(L, -1));
   }
   return v;
 }
@@ -450,7 +457,7 @@ static int to_bool (lua_State *L, const char *fname, const char *key) {
   if (lua_type(L, -1) != LUA_TBOOLEAN) {
     lua_pushfstring(L, "%s: %s must be a boolean, got %s", fname, key,
                     luaL_typename(L, -1));
-    bad(L, "%s", lua_tostring(L, -1), NULL);
+    bad(L, "%s", lua_tostring(L, -1));
   }
   return lua_toboolean(L, -1);
 }
@@ -475,7 +482,8 @@ static const char *const request_keys[] = {
   "follow_redirects", "max_redirects", "max_body", "verify", NULL
 };
 
-static struct curl_slist *build_headers (lua_State *L, int t, int present) {
+static struct curl_slist *build_headers (lua_State *L, int t, int present,
+                                         const char *fname) {
   struct curl_slist *list = NULL, *n;
   if (!present) return NULL;
   if (lua_getfield(L, t, "headers") == LUA_TNIL) {
@@ -483,8 +491,8 @@ static struct curl_slist *build_headers (lua_State *L, int t, int present) {
     return NULL;
   }
   if (!lua_istable(L, -1))
-    bad(L, "pyq.http.request: headers must be a table, got %s",
-        luaL_typename(L, -1), NULL);
+    bad(L, "%s: headers must be a table, got %s", fname,
+        luaL_typename(L, -1));
   lua_pushnil(L);
   while (lua_next(L, -2)) {
     size_t nlen, vlen;
@@ -492,15 +500,15 @@ static struct curl_slist *build_headers (lua_State *L, int t, int present) {
     if (lua_type(L, -2) != LUA_TSTRING ||
         (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER)) {
       curl_slist_free_all(list);
-      bad(L, "pyq.http.request: headers must map names to strings, got %s = "
-          "%s", luaL_typename(L, -2), luaL_typename(L, -1));
+      bad(L, "%s: headers must map names to strings, got %s = "
+          "%s", fname, luaL_typename(L, -2), luaL_typename(L, -1));
     }
     name = lua_tolstring(L, -2, &nlen);
     value = lua_tolstring(L, -1, &vlen);
     if (!pyq_http_header_ok(name, nlen, value, vlen)) {
       curl_slist_free_all(list);
-      bad(L, "pyq.http.request: header '%s' has a bad name or a CR, LF or "
-          "NUL in its value", name, NULL);
+      bad(L, "%s: header '%s' has a bad name or a CR, LF or "
+          "NUL in its value", fname, name);
     }
     lua_pushfstring(L, vlen ? "%s: %s" : "%s;", name, value);
     n = curl_slist_append(list, lua_tostring(L, -1));
@@ -516,7 +524,8 @@ static struct curl_slist *build_headers (lua_State *L, int t, int present) {
 }
 
 /* Appends one name=value pair (URL-encoded) to the query of u. */
-static void add_query (lua_State *L, CURLU *u, int name, int value) {
+static void add_query (lua_State *L, CURLU *u, int name, int value,
+                       const char *fname) {
   const char *v;
   if (lua_type(L, value) == LUA_TBOOLEAN)
     v = lua_toboolean(L, value) ? "true" : "false";
@@ -524,8 +533,8 @@ static void add_query (lua_State *L, CURLU *u, int name, int value) {
     v = lua_tostring(L, value);
   else {
     curl_url_cleanup(u);
-    bad(L, "pyq.http.request: query value for '%s' must be a string, number "
-        "or boolean, got %s", lua_tostring(L, name), luaL_typename(L, value));
+    bad(L, "%s: query value for '%s' must be a string, number "
+        "or boolean, got %s", fname, lua_tostring(L, name), luaL_typename(L, value));
     return;
   }
   lua_pushfstring(L, "%s=%s", lua_tostring(L, name), v);
@@ -534,15 +543,15 @@ static void add_query (lua_State *L, CURLU *u, int name, int value) {
   lua_pop(L, 1);
 }
 
-static void build_query (lua_State *L, int t, CURLU *u) {
+static void build_query (lua_State *L, int t, CURLU *u, const char *fname) {
   if (lua_getfield(L, t, "query") == LUA_TNIL) {
     lua_pop(L, 1);
     return;
   }
   if (!lua_istable(L, -1)) {
     curl_url_cleanup(u);
-    bad(L, "pyq.http.request: query must be a table, got %s",
-        luaL_typename(L, -1), NULL);
+    bad(L, "%s: query must be a table, got %s", fname,
+        luaL_typename(L, -1));
   }
   /* sorted names, so the same table always gives the same URL */
   lua_getglobal(L, "table");
@@ -554,8 +563,8 @@ static void build_query (lua_State *L, int t, CURLU *u) {
     lua_pop(L, 1);
     if (lua_type(L, -1) != LUA_TSTRING) {
       curl_url_cleanup(u);
-      bad(L, "pyq.http.request: query names must be strings, got %s",
-          luaL_typename(L, -1), NULL);
+      bad(L, "%s: query names must be strings, got %s", fname,
+          luaL_typename(L, -1));
     }
     lua_pushvalue(L, -1);
     lua_rawseti(L, -3, (lua_Integer)luaL_len(L, -3) + 1);
@@ -573,11 +582,11 @@ static void build_query (lua_State *L, int t, CURLU *u) {
         lua_Integer j, m = luaL_len(L, -1);
         for (j = 1; j <= m; j++) {
           lua_rawgeti(L, -1, j);
-          add_query(L, u, lua_gettop(L) - 2, lua_gettop(L));
+          add_query(L, u, lua_gettop(L) - 2, lua_gettop(L), fname);
           lua_pop(L, 1);
         }
       } else {
-        add_query(L, u, lua_gettop(L) - 1, lua_gettop(L));
+        add_query(L, u, lua_gettop(L) - 1, lua_gettop(L), fname);
       }
       lua_pop(L, 2);
     }
@@ -596,7 +605,7 @@ static int plain_http (const char *url, size_t n) {
 /* Checks the URL and scheme and appends the query; pushes the final URL.
  * A plain http(s) URL without a query table goes to libcurl as it is:
  * libcurl parses it again anyway, and refuses what it cannot send. */
-static void build_url (lua_State *L, int t, int has_query) {
+static void build_url (lua_State *L, int t, int has_query, const char *fname) {
   CURLU *u;
   CURLUcode rc;
   char *scheme = NULL, *full = NULL;
@@ -605,25 +614,25 @@ static void build_url (lua_State *L, int t, int has_query) {
   int type = lua_type(L, 2) != LUA_TNIL ? (lua_pushvalue(L, 2), lua_type(L, 2))
            : lua_istable(L, t) ? lua_getfield(L, t, "url") : (lua_pushnil(L), LUA_TNIL);
   if (type != LUA_TSTRING)
-    bad(L, "pyq.http.request: url must be a string, got %s",
-        luaL_typename(L, -1), NULL);
+    bad(L, "%s: url must be a string, got %s", fname,
+        luaL_typename(L, -1));
   url = lua_tolstring(L, -1, &n);
   if (!has_query && plain_http(url, n)) return;
   if ((u = curl_url()) == NULL) luaL_error(L, "not enough memory");
   rc = curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME);
   if (rc != CURLUE_OK) {
     curl_url_cleanup(u);
-    bad(L, "pyq.http.request: bad url '%s': %s", url, curl_url_strerror(rc));
+    bad(L, "%s: bad url '%s': %s", fname, url, curl_url_strerror(rc));
   }
   curl_url_get(u, CURLUPART_SCHEME, &scheme, 0);
   if (scheme == NULL || (strcasecmp(scheme, "http") != 0 &&
                          strcasecmp(scheme, "https") != 0)) {
     curl_free(scheme);
     curl_url_cleanup(u);
-    bad(L, "pyq.http.request: url '%s' is not http or https", url, NULL);
+    bad(L, "%s: url '%s' is not http or https", fname, url);
   }
   curl_free(scheme);
-  build_query(L, t, u);
+  build_query(L, t, u, fname);
   curl_url_get(u, CURLUPART_URL, &full, 0);
   curl_url_cleanup(u);
   lua_pushstring(L, full ? full : url);
@@ -632,7 +641,7 @@ static void build_url (lua_State *L, int t, int has_query) {
 }
 
 static void check_method (lua_State *L, int t, unsigned present, char *out,
-                          size_t size) {
+                          size_t size, const char *fname) {
   const char *m = (present & (1u << K_BODY)) ? "POST" : "GET";
   size_t i, n;
   int type = lua_type(L, 1) != LUA_TNIL ? (lua_pushvalue(L, 1), lua_type(L, 1))
@@ -642,15 +651,15 @@ static void check_method (lua_State *L, int t, unsigned present, char *out,
   } else if (type == LUA_TSTRING) {
     m = lua_tostring(L, -1);
   } else {
-    bad(L, "pyq.http.request: method must be a string, got %s",
-        luaL_typename(L, -1), NULL);
+    bad(L, "%s: method must be a string, got %s", fname,
+        luaL_typename(L, -1));
   }
   n = strlen(m);
   if (n == 0 || n >= size)
-    bad(L, "pyq.http.request: bad method '%s'", m, NULL);
+    bad(L, "%s: bad method '%s'", fname, m);
   for (i = 0; i < n; i++) {
     if (!isalpha((unsigned char)m[i]) && m[i] != '-' && m[i] != '_')
-      bad(L, "pyq.http.request: bad method '%s'", m, NULL);
+      bad(L, "%s: bad method '%s'", fname, m);
     out[i] = (char)toupper((unsigned char)m[i]);
   }
   out[n] = '\0';
@@ -728,11 +737,11 @@ static void setup (pyq_http *hp, xfer *x, const pyq_http_opts *o,
  * and pushes the final URL and the body; raises on bad input, before
  * anything is allocated outside Lua. */
 int pyq_http_check (lua_State *L, pyq_http_opts *o) {
-  static const char *const fname = "pyq.http.request";
+  const char *fname = o->fname;
   unsigned present = 0;
   if (!lua_isnil(L, 3) && !lua_istable(L, 3))
-    bad(L, "pyq.http.request: expected a table of options, got %s",
-        luaL_typename(L, 3), NULL);
+    bad(L, "%s: expected a table of options, got %s", fname,
+        luaL_typename(L, 3));
   o->timeout = 30;
   o->connect_timeout = 10;
   o->follow = o->verify = 1;
@@ -743,27 +752,104 @@ int pyq_http_check (lua_State *L, pyq_http_opts *o) {
     int k = key_index(L, fname, request_keys);
     present |= 1u << k;
     switch (k) {
-      case K_TIMEOUT: o->timeout = to_seconds(L, "timeout"); break;
-      case K_CTIMEOUT: o->connect_timeout = to_seconds(L, "connect_timeout"); break;
+      case K_TIMEOUT: o->timeout = to_seconds(L, fname, "timeout"); break;
+      case K_CTIMEOUT: o->connect_timeout = to_seconds(L, fname, "connect_timeout"); break;
       case K_FOLLOW: o->follow = to_bool(L, fname, "follow_redirects"); break;
       case K_VERIFY: o->verify = to_bool(L, fname, "verify"); break;
       case K_MAXREDIR: o->max_redirects = (long)to_count(L, fname, "max_redirects"); break;
       case K_MAXBODY: o->max_body = (curl_off_t)to_count(L, fname, "max_body"); break;
       case K_BODY:
         if (lua_type(L, -1) != LUA_TSTRING)
-          bad(L, "pyq.http.request: body must be a string, got %s",
-              luaL_typename(L, -1), NULL);
+          bad(L, "%s: body must be a string, got %s", fname,
+              luaL_typename(L, -1));
         break;
       default: break;
     }
     lua_pop(L, 1);
   }
   o->has_headers = (present & (1u << K_HEADERS)) != 0;
-  check_method(L, 3, present, o->method, sizeof o->method);
-  build_url(L, 3, (present & (1u << K_QUERY)) != 0);
+  check_method(L, 3, present, o->method, sizeof o->method, fname);
+  build_url(L, 3, (present & (1u << K_QUERY)) != 0, fname);
   if (present & (1u << K_BODY)) lua_getfield(L, 3, "body");
   else lua_pushnil(L);
   return 2;
+}
+
+/* ---- DEBUG logging, credentials masked -------------------------------- */
+
+/* A name that carries a secret: Authorization, Cookie, X-Api-Key,
+ * X-Riot-Token, api_key, access_token, password, ... */
+int pyq_http_secret_name (const char *name, size_t n) {
+  static const char *const words[] = {
+    "auth", "cookie", "key", "token", "secret", "pass", "signature",
+    "session", "credential", NULL
+  };
+  char low[128];
+  size_t i;
+  int w;
+  if (n >= sizeof low) n = sizeof low - 1;
+  for (i = 0; i < n; i++) low[i] = (char)tolower((unsigned char)name[i]);
+  low[n] = '\0';
+  for (w = 0; words[w]; w++)
+    if (strstr(low, words[w]) != NULL) return 1;
+  return 0;
+}
+
+/* Copies url to out with the password and secret query values masked. */
+void pyq_http_mask_url (const char *url, char *out, size_t size) {
+  const char *p = url, *q = strchr(url, '?'), *at, *scheme = strstr(url, "://");
+  size_t n = 0;
+  if (size == 0) return;
+#define PUT(c) do { if (n + 1 < size) out[n++] = (c); } while (0)
+  at = scheme ? strpbrk(scheme + 3, "@/?#") : NULL;
+  if (at && *at == '@') {   /* user:password@ */
+    const char *colon = memchr(scheme + 3, ':', (size_t)(at - scheme - 3));
+    for (; p < (colon ? colon + 1 : at); p++) PUT(*p);
+    if (colon) { PUT('*'); PUT('*'); PUT('*'); }
+    p = at;
+  }
+  for (; *p && (q == NULL || p <= q); p++) PUT(*p);
+  while (q && *p) {   /* name=value pairs */
+    const char *end = p + strcspn(p, "&#"), *eq = memchr(p, '=', (size_t)(end - p));
+    int secret = eq && pyq_http_secret_name(p, (size_t)(eq - p));
+    for (; p < (secret ? eq + 1 : end); p++) PUT(*p);
+    if (secret) { PUT('*'); PUT('*'); PUT('*'); p = end; }
+    if (*p == '#') break;
+    if (*p) PUT(*p++);
+  }
+  for (; *p; p++) PUT(*p);
+#undef PUT
+  out[n] = '\0';
+}
+
+static void log_request (pyq_http *hp, xfer *x) {
+  char url[1024], line[2048];
+  size_t n;
+  struct curl_slist *h;
+  pyq_http_mask_url(x->url, url, sizeof url);
+  n = (size_t)snprintf(line, sizeof line, "%s %s", x->method, url);
+  for (h = x->headers; h && n < sizeof line; h = h->next) {
+    const char *colon = strchr(h->data, ':');
+    size_t nlen = colon ? (size_t)(colon - h->data) : strlen(h->data);
+    int secret = pyq_http_secret_name(h->data, nlen);
+    n += (size_t)snprintf(line + n, sizeof line - n, "%s%.*s%s%s",
+                          h == x->headers ? " [" : ", ", (int)nlen, h->data,
+                          colon ? ":" : "", colon ? (secret ? " ***" : colon + 1) : "");
+    if (h->next == NULL && n < sizeof line)
+      n += (size_t)snprintf(line + n, sizeof line - n, "]");
+  }
+  pyq_log(hp->host, PYQ_DEBUG, "pyq.http", "%s", line);
+}
+
+static void log_response (xfer *x) {
+  char url[1024];
+  long status = 0;
+  curl_off_t us = 0;
+  curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+  curl_easy_getinfo(x->easy, CURLINFO_TOTAL_TIME_T, &us);
+  pyq_http_mask_url(x->url, url, sizeof url);
+  pyq_log(x->http->host, PYQ_DEBUG, "pyq.http", "%s %s -> %ld in %.1f ms",
+          x->method, url, status, (double)us / 1000.0);
 }
 
 static int http_request (lua_State *L) {
@@ -774,7 +860,9 @@ static int http_request (lua_State *L) {
   xfer *x;
   size_t bodylen = 0;
   const char *body;
-  if (lua_toboolean(L, lua_upvalueindex(2))) {   /* send(method, url, opts) */
+  o.fname = "pyq.http.request";
+  if (lua_toboolean(L, lua_upvalueindex(2))) {   /* send(method, url, opts, fname) */
+    if (lua_type(L, 4) == LUA_TSTRING) o.fname = lua_tostring(L, 4);
     lua_settop(L, 3);
   } else {                                      /* request(opts) */
     lua_settop(L, 1);
@@ -783,9 +871,9 @@ static int http_request (lua_State *L) {
     lua_rotate(L, 1, 2);
   }
   pyq_http_check(L, &o);                    /* 4: url, 5: body */
-  f = pyq_fiber_check(L, "pyq.http.request");
+  f = pyq_fiber_check(L, o.fname);
   body = lua_tolstring(L, 5, &bodylen);
-  headers = build_headers(L, 3, o.has_headers);
+  headers = build_headers(L, 3, o.has_headers, o.fname);
   if ((x = xfer_new(hp)) == NULL) {
     curl_slist_free_all(headers);
     return luaL_error(L, "not enough memory");
@@ -800,6 +888,7 @@ static int http_request (lua_State *L) {
   }
   f->on = x;
   setup(hp, x, &o, body, bodylen);
+  if (hp->host->log_level <= PYQ_DEBUG) log_request(hp, x);
   xfer_add(x);
   return pyq_park(L, f, xfer_disarm, request_k);
 }

@@ -7,6 +7,7 @@
 #include "host.h"
 
 typedef struct pyq_http_opts {
+  const char *fname;      /* for errors: pyq.http.request, pyq.http.get, ... */
   char method[24];
   double timeout, connect_timeout;
   int follow, verify, has_headers;
@@ -17,6 +18,8 @@ typedef struct pyq_http_opts {
 int pyq_http_check (lua_State *L, pyq_http_opts *o);
 int pyq_http_header_ok (const char *name, size_t nlen, const char *value,
                         size_t vlen);
+int pyq_http_secret_name (const char *name, size_t n);
+void pyq_http_mask_url (const char *url, char *out, size_t size);
 void pyq_open_http (lua_State *L);
 void pyq_http_close (pyq_http *hp);
 void pyq_http_report (pyq_http *hp, FILE *out);

@@ -100,6 +100,48 @@ end
 --- True when the suite runs under the sanitizers (slower, no ulimit -v).
 M.sanitized = os.getenv("PYQ_SANITIZE") == "1"
 
+--- Starts pyqhost in the background (flags and args are shell words);
+-- returns { pid =, out =, err =, codef = } for wait_exit.
+function M.spawn(flags, script, args)
+  local file = M.tempfile(script)
+  local out, err, pidf, codef = os.tmpname(), os.tmpname(), os.tmpname(), os.tmpname()
+  os.remove(codef)
+  local cmd = ("(%s %s %s %s >%s 2>%s & echo $! >%s; wait $!; echo $? >%s) &"):format(
+    M.quote(M.pyqhost), flags, M.quote(file), args or "", out, err, pidf, codef)
+  assert(os.execute(cmd))
+  local pid
+  for _ = 1, 100 do
+    local f = io.open(pidf)
+    pid = f and tonumber(f:read("l"))
+    if f then f:close() end
+    if pid then break end
+    pyq.sleep(0.02)
+  end
+  return { pid = pid, out = out, err = err, codef = codef, script = file }
+end
+
+--- Waits (at most 30 s, then kills) for a spawned job; returns its exit
+-- code, stdout and stderr.
+function M.wait_exit(job)
+  local code
+  for _ = 1, 600 do
+    local f = io.open(job.codef)
+    code = f and tonumber(f:read("l"))
+    if f then f:close() end
+    if code then break end
+    pyq.sleep(0.05)
+  end
+  if not code then os.execute("kill -KILL " .. job.pid .. " 2>/dev/null") end
+  local function slurp(path)
+    local f = io.open(path)
+    local s = f and f:read("a") or ""
+    if f then f:close() end
+    os.remove(path)
+    return s
+  end
+  return code, slurp(job.out), slurp(job.err)
+end
+
 --- A loopback port nothing listens on (bound, then closed).
 function M.closed_port()
   local p = io.popen([[python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])']])

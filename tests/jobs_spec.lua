@@ -280,45 +280,7 @@ describe("a real job: signals, progress and the summary", function()
   setup(function() api = helper.start_api() end)
   teardown(function() api.stop() end)
 
-  -- Starts pyqhost in the background; returns its pid, output paths and
-  -- the file its exit code will be written to.
-  local function spawn(flags, script, args)
-    local file = helper.tempfile(script)
-    local out, err, pidf, codef = os.tmpname(), os.tmpname(), os.tmpname(), os.tmpname()
-    os.remove(codef)
-    local cmd = ("(%s %s %s %s >%s 2>%s & echo $! >%s; wait $!; echo $? >%s) &"):format(
-      helper.quote(helper.pyqhost), flags, helper.quote(file), args or "", out, err, pidf, codef)
-    assert(os.execute(cmd))
-    local pid
-    for _ = 1, 100 do
-      local f = io.open(pidf)
-      pid = f and tonumber(f:read("l"))
-      if f then f:close() end
-      if pid then break end
-      pyq.sleep(0.02)
-    end
-    return { pid = pid, out = out, err = err, codef = codef, script = file }
-  end
-
-  -- Waits for the job's exit code; returns it with stdout and stderr.
-  local function wait_exit(job)
-    local code
-    for _ = 1, 600 do
-      local f = io.open(job.codef)
-      code = f and tonumber(f:read("l"))
-      if f then f:close() end
-      if code then break end
-      pyq.sleep(0.05)
-    end
-    if not code then os.execute("kill -KILL " .. job.pid .. " 2>/dev/null") end
-    local function slurp(path)
-      local f = io.open(path)
-      local s = f:read("a")
-      f:close()
-      return s
-    end
-    return code, slurp(job.out), slurp(job.err)
-  end
+  local spawn, wait_exit = helper.spawn, helper.wait_exit
 
   local writer_job = [[
     local path = arg[1]

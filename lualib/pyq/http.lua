@@ -191,7 +191,7 @@ local function perform(method, url, opts, fname)
   local o, retries, backoff, unsafe = prepare(opts, fname)
   local target = url or (o and o.url)
   if retries == 0 and next(limits) == nil and next(blocked) == nil then
-    local res = send(method, url, o)
+    local res = send(method, url, o, fname)
     if res.status == 429 or res.status == 503 then obey_retry_after(host_key(target), res) end
     return res
   end
@@ -201,7 +201,7 @@ local function perform(method, url, opts, fname)
   local attempt = 0
   while true do
     if key then wait_turn(key, name) end
-    local ok, res = pcall(send, method, url, o)
+    local ok, res = pcall(send, method, url, o, fname)
     if ok then
       local wait = (res.status == 429 or res.status == 503) and obey_retry_after(key, res)
       if not RETRY_STATUS[res.status] or attempt >= retries then
