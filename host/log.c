@@ -127,6 +127,9 @@ static int log_emit (lua_State *L) {
   } else {
     level = (int)lua_tointeger(L, lua_upvalueindex(1));
   }
+  if (lua_isnone(L, first))
+    return luaL_error(L, "%s: expected a message",
+                      lua_tostring(L, lua_upvalueindex(3)));
   if (level < h->log_level || level <= 0) return 0;
   if (lua_gettop(L) > first) {
     lua_pushvalue(L, lua_upvalueindex(2));   /* string.format */
@@ -159,7 +162,8 @@ static void push_emitter (lua_State *L, int level, const char *name) {
   lua_getglobal(L, "string");
   lua_getfield(L, -1, "format");
   lua_remove(L, -2);
-  lua_pushcclosure(L, log_emit, 2);
+  lua_pushfstring(L, "pyq.log.%s", name);
+  lua_pushcclosure(L, log_emit, 3);
   lua_setfield(L, -2, name);
 }
 

@@ -35,7 +35,7 @@ int pyq_checkseconds (lua_State *L, int arg, const char *fname,
                       const char *what) {
   lua_Number s = lua_tonumber(L, arg);
   if (lua_type(L, arg) != LUA_TNUMBER || !(s >= 0))
-    return luaL_error(L, "%s: %s must be a non-negative number of seconds, "
+    return luaL_error(L, "%s: %s must be a non-negative number (seconds), "
                      "got %s", fname, what, lua_type(L, arg) == LUA_TNUMBER ?
                      lua_tostring(L, arg) : luaL_typename(L, arg));
   return 1;
