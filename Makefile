@@ -5,7 +5,9 @@ BUILD_TYPE ?= RelWithDebInfo
 CMAKE_ARGS ?=
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build run test bench clean
+FUZZ_SECONDS ?= 60
+
+.PHONY: all deps build run test test-sanitize fuzz bench clean
 
 all: build
 
@@ -23,10 +25,27 @@ run: build
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) $(CTEST_ARGS)
 
+# The whole suite again under AddressSanitizer, LeakSanitizer and UBSan.
+test-sanitize: deps
+	@cmake -S . -B build-asan -DPYQ_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+	@cmake --build build-asan -j$(JOBS)
+	cd build-asan && ctest --output-on-failure -j$(JOBS) $(CTEST_ARGS)
+
+# libFuzzer over the host's input handling, from the seed corpus.
+fuzz:
+	@sh tools/deps.sh fuzz
+	@cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DPYQ_FUZZ=ON >/dev/null
+	@cmake --build build-fuzz -j$(JOBS) --target fuzz_input
+	@work=$$(mktemp -d) && ./build-fuzz/fuzz_input -max_total_time=$(FUZZ_SECONDS) \
+	  -timeout=10 -rss_limit_mb=4096 -artifact_prefix=$$work/ -print_final_stats=1 \
+	  $$work tests/fuzz/corpus 2>&1 | tail -25; status=$$?; \
+	  if ls $$work/crash-* $$work/leak-* $$work/timeout-* $$work/oom-* >/dev/null 2>&1; then \
+	    echo "fuzz: found a failing input in $$work"; exit 1; fi; rm -rf $$work
+
 bench:
 	@sh tools/deps.sh bench
 	@$(MAKE) --no-print-directory build BUILD_TYPE=Release BUILD=build-release
 	sh bench/run.sh build-release
 
 clean:
-	rm -rf $(BUILD) build-release
+	rm -rf $(BUILD) build-release build-asan build-fuzz

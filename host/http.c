@@ -815,7 +815,10 @@ void pyq_http_mask_url (const char *url, char *out, size_t size) {
     for (; p < (secret ? eq + 1 : end); p++) PUT(*p);
     if (secret) { PUT('*'); PUT('*'); PUT('*'); p = end; }
     if (*p == '#') break;
-    if (*p) PUT(*p++);
+    if (*p) {
+      PUT(*p);
+      p++;
+    }
   }
   for (; *p; p++) PUT(*p);
 #undef PUT

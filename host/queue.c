@@ -10,6 +10,7 @@
  *
  * Producers that find the ring full wait on the putters list; room is
  * handed to them in order by reserving a slot before waking them. */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include "host.h"
@@ -33,6 +34,9 @@ struct pyq_queue {
 };
 
 static const char queue_key = 'q';
+
+/* Bounds workers, maxsize and total: the ring is a Lua array. */
+#define COUNT_MAX INT_MAX
 
 /* Idle workers kept for the next tasks; a big queue gives the rest back. */
 #define IDLE_KEEP 256
@@ -557,6 +561,9 @@ static lua_Integer opt_int (lua_State *L, const char *key, lua_Integer dflt,
   if (lua_type(L, -1) != LUA_TNUMBER || !isint || v < min)
     luaL_error(L, "pyq.Queue: %s must be %s, got %s", key, rule,
               lua_isnumber(L, -1) ? lua_tostring(L, -1) : luaL_typename(L, -1));
+  if (v > COUNT_MAX)
+    luaL_error(L, "pyq.Queue: %s must be at most %d, got %s", key, COUNT_MAX,
+               lua_tostring(L, -1));
   lua_pop(L, 1);
   return v;
 }
@@ -597,7 +604,7 @@ static int queue_new (lua_State *L) {
   lua_settop(L, 1);
   check_keys(L);
   workers = opt_int(L, "workers", 25, 1, "an integer greater than 0");
-  maxsize = opt_int(L, "maxsize", workers * 2, 0,
+  maxsize = opt_int(L, "maxsize", workers > COUNT_MAX / 2 ? COUNT_MAX : workers * 2, 0,
                     "nil, 0 (unbounded) or an integer greater than 0");
   if (lua_getfield(L, 1, "log_level") != LUA_TNIL)
     log_level = pyq_checklevel(L, -1, "pyq.Queue", "log_level");

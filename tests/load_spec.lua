@@ -46,7 +46,8 @@ describe("under load", function()
     for i = 2, #samples do
       assert.is_true(samples[i].heap <= base.heap * 1.1,
         ("heap %.0f KiB at %d00k against %.0f KiB at 500k"):format(samples[i].heap, i * 5, base.heap))
-      assert.is_true(samples[i].rss <= base.rss * 1.1,
+      -- AddressSanitizer holds freed memory in quarantine: RSS says nothing there
+      assert.is_true(helper.sanitized or samples[i].rss <= base.rss * 1.1,
         ("RSS %.1f MiB at %d00k against %.1f MiB at 500k"):format(samples[i].rss, i * 5, base.rss))
     end
     print(("\n5M no-op tasks in %.2f s; heap %.0f -> %.0f KiB, RSS %.1f -> %.1f MiB"):format(

@@ -1,0 +1,156 @@
+/* fuzz_input.c -- libFuzzer target over the host's input handling.
+ *
+ * The first byte picks what the rest feeds: the option table of pyq.Queue,
+ * the option table of pyq.http.request (validated by pyq_http_check, no
+ * transfer), a rate string for pyq.http.limit, or a URL and a header for
+ * the URL check, the header check and the credential masking.  Tables are
+ * built from the bytes: known keys or random ones, values of every type.
+ * Bad input must end in a Lua error, never a crash. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include "host.h"
+#include "http.h"
+
+typedef struct input { const uint8_t *p; size_t n; } input;
+
+static pyq_host host;
+static int ready;
+
+static int byte (input *in) {
+  if (in->n == 0) return 0;
+  in->n--;
+  return *in->p++;
+}
+
+static void push_string (lua_State *L, input *in) {
+  size_t len = (size_t)byte(in) % 48;
+  if (len > in->n) len = in->n;
+  lua_pushlstring(L, (const char *)in->p, len);
+  in->p += len;
+  in->n -= len;
+}
+
+static const char *const keys[] = {
+  "workers", "maxsize", "log_level", "exception_handler", "progress", "total",
+  "url", "method", "headers", "body", "query", "timeout", "connect_timeout",
+  "follow_redirects", "max_redirects", "max_body", "verify", "json",
+  "retries", "backoff", "retry_unsafe"
+};
+
+static void push_value (lua_State *L, input *in, int depth);
+
+static void push_table (lua_State *L, input *in, int depth) {
+  int i, n = byte(in) % 8;
+  lua_createtable(L, 0, n);
+  for (i = 0; i < n && in->n > 0; i++) {
+    int k = byte(in);
+    if (k < 200) lua_pushstring(L, keys[k % (sizeof keys / sizeof *keys)]);
+    else if (k < 240) push_string(L, in);
+    else lua_pushinteger(L, k - 239);
+    push_value(L, in, depth + 1);
+    lua_rawset(L, -3);
+  }
+}
+
+static void push_value (lua_State *L, input *in, int depth) {
+  int b;
+  switch (byte(in) % 10) {
+    case 0: lua_pushnil(L); break;
+    case 1: lua_pushboolean(L, byte(in) & 1); break;
+    case 2: lua_pushinteger(L, (lua_Integer)(int8_t)byte(in) * (byte(in) + 1)); break;
+    case 3: b = byte(in); lua_pushnumber(L, b == 0 ? 0.0 / 0.0 : (b - 128) / 7.0); break;
+    case 4: lua_pushinteger(L, (lua_Integer)((uint64_t)byte(in) << (byte(in) % 64))); break;
+    case 5: case 6: push_string(L, in); break;
+    case 7: if (depth < 3) push_table(L, in, depth); else lua_pushnil(L); break;
+    case 8: lua_getglobal(L, "print"); break;
+    default: lua_pushnumber(L, byte(in) & 1 ? 1e300 * 1e300 : -0.0); break;
+  }
+}
+
+static int queue_case (lua_State *L) {
+  input *in = lua_touserdata(L, 1);
+  lua_getglobal(L, "pyq");
+  lua_getfield(L, -1, "Queue");
+  push_table(L, in, 0);
+  lua_call(L, 1, 1);
+  lua_getfield(L, -1, "close");
+  lua_insert(L, -2);
+  lua_call(L, 1, 0);
+  return 0;
+}
+
+static int request_case (lua_State *L) {
+  input *in = lua_touserdata(L, 1);
+  pyq_http_opts o;
+  lua_settop(L, 0);
+  if (byte(in) & 1) push_string(L, in); else lua_pushnil(L);   /* method */
+  if (byte(in) & 1) push_string(L, in); else lua_pushnil(L);   /* url */
+  push_table(L, in, 0);
+  o.fname = "fuzz";
+  pyq_http_check(L, &o);
+  return 0;
+}
+
+static int limit_case (lua_State *L) {
+  input *in = lua_touserdata(L, 1);
+  lua_getglobal(L, "pyq");
+  lua_getfield(L, -1, "http");
+  lua_getfield(L, -1, "limit");
+  push_string(L, in);
+  push_string(L, in);
+  push_string(L, in);
+  lua_call(L, 3, 0);
+  return 0;
+}
+
+static int url_case (lua_State *L) {
+  input *in = lua_touserdata(L, 1);
+  char masked[256];
+  size_t nlen, vlen;
+  const char *name, *value, *url;
+  pyq_http_opts o;
+  lua_settop(L, 0);
+  push_string(L, in);                       /* 1 url */
+  push_string(L, in);                       /* 2 header name */
+  push_string(L, in);                       /* 3 header value */
+  url = lua_tostring(L, 1);
+  name = lua_tolstring(L, 2, &nlen);
+  value = lua_tolstring(L, 3, &vlen);
+  pyq_http_header_ok(name, nlen, value, vlen);
+  pyq_http_secret_name(name, nlen);
+  pyq_http_mask_url(url, masked, sizeof masked);
+  pyq_http_mask_url(url, masked, 8);
+  lua_createtable(L, 0, 1);                 /* 4 headers */
+  lua_pushvalue(L, 3);
+  lua_setfield(L, 4, nlen ? name : "x");
+  lua_createtable(L, 0, 1);                 /* 5 options */
+  lua_pushvalue(L, 4);
+  lua_setfield(L, 5, "headers");
+  lua_copy(L, 1, 2);                        /* as pyq_http_check wants: */
+  lua_pushnil(L);                           /* nil, url, options */
+  lua_replace(L, 1);
+  lua_copy(L, 5, 3);
+  lua_settop(L, 3);
+  o.fname = "fuzz";
+  pyq_http_check(L, &o);
+  return 0;
+}
+
+int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size) {
+  static lua_CFunction cases[] = { queue_case, request_case, limit_case, url_case };
+  input in = { data, size };
+  lua_State *L;
+  if (!ready) {
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (!pyq_host_open(&host, PYQ_CRITICAL + 10)) abort();
+    ready = 1;
+  }
+  L = host.L;
+  lua_settop(L, 0);
+  lua_pushcfunction(L, cases[byte(&in) % 4]);
+  lua_pushlightuserdata(L, &in);
+  lua_pcall(L, 1, 0, 0);
+  lua_settop(L, 0);
+  return 0;
+}
