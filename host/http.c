@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <curl/curl.h>
 #include "host.h"
 #include "http.h"
@@ -35,6 +37,7 @@ typedef struct applied {
   unsigned gen;           /* pyq_http.config_gen they were set under */
   long follow, maxredirs, timeout_ms, ctimeout_ms, verify, verifyhost;
   curl_off_t max_body;
+  long fresh;             /* CURLOPT_FRESH_CONNECT */
   int headers;            /* CURLOPT_HTTPHEADER points at a list */
   int plain_get;          /* no method or body options in effect */
 } applied;
@@ -63,6 +66,7 @@ struct pyq_http {
   struct xfer *pool[POOL_MAX];   /* finished transfers, easy handle reset */
   int npool;
   int active;             /* transfers in the multi handle */
+  int sockets;            /* sockets libcurl has open */
   unsigned config_gen;    /* bumped by configure: pooled handles re-apply */
   char *user_agent;
   long http_version;
@@ -668,6 +672,22 @@ static void check_method (lua_State *L, int t, unsigned present, char *out,
 
 /* ---- pyq.http.request ---------------------------------------------------- */
 
+/* libcurl's sockets are counted, to know when none can be idle. */
+static curl_socket_t open_socket (void *ud, curlsocktype purpose,
+                                  struct curl_sockaddr *a) {
+  pyq_http *hp = ud;
+  curl_socket_t fd = socket(a->family, a->socktype, a->protocol);
+  (void)purpose;
+  if (fd != CURL_SOCKET_BAD) hp->sockets++;
+  return fd;
+}
+
+static int close_socket (void *ud, curl_socket_t fd) {
+  pyq_http *hp = ud;
+  hp->sockets--;
+  return close(fd);
+}
+
 /* Options that never change on a handle of ours. */
 static void setup_fixed (pyq_http *hp, xfer *x) {
   CURL *e = x->easy;
@@ -682,6 +702,10 @@ static void setup_fixed (pyq_http *hp, xfer *x) {
   curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
   curl_easy_setopt(e, CURLOPT_SHARE, hp->share);
+  curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+  curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, hp);
+  curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, close_socket);
+  curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, hp);
 }
 
 /* A pooled handle keeps its options: each is set again only when this
@@ -712,6 +736,12 @@ static void setup (pyq_http *hp, xfer *x, const pyq_http_opts *o,
   APPLY(verify, CURLOPT_SSL_VERIFYPEER, (long)o->verify);
   APPLY(verifyhost, CURLOPT_SSL_VERIFYHOST, o->verify ? 2L : 0L);
   APPLY(max_body, CURLOPT_MAXFILESIZE_LARGE, x->max_body);
+  /* With every socket busy there is no connection to reuse, and looking for
+   * one costs libcurl a walk over all of the host's connections: with
+   * thousands in flight that walk dominates.  Plain http only: an https
+   * connection may take more transfers (HTTP/2). */
+  APPLY(fresh, CURLOPT_FRESH_CONNECT,
+        (long)(hp->sockets <= hp->active && strncasecmp(x->url, "http:", 5) == 0));
   if (x->headers || a->headers) {
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers);
     a->headers = x->headers != NULL;
