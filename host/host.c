@@ -165,6 +165,7 @@ int pyq_host_open (pyq_host *h, int log_level) {
   luaL_openlibs(L);
   set_paths(L);
   pyq_open_sched(L);
+  pyq_open_report(L);
   lua_getglobal(L, "os");
   lua_pushcfunction(L, host_exit);
   lua_setfield(L, -2, "exit");

@@ -204,6 +204,7 @@ void pyq_report_closed (pyq_host *h, pyq_qstats *st);
 void pyq_progress_watch (pyq_host *h, pyq_qstats *st);
 void pyq_progress_clear (pyq_host *h);
 void pyq_report_summary (pyq_host *h);
+void pyq_open_report (lua_State *L);
 void pyq_report_close (pyq_host *h);
 
 /* signal.c */

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <lualib.h>
 #include "host.h"
 #include "http.h"
 
@@ -127,6 +128,33 @@ void pyq_report_summary (pyq_host *h) {
   }
   if (h->http) pyq_http_report(h->http, stderr);
   fflush(stderr);
+}
+
+/* print, io.write and file:write erase the live block first, so output
+ * never lands between its lines (the next tick draws it again). */
+static int clear_then_call (lua_State *L) {
+  pyq_progress_clear(pyq_host_of(L));
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
+static void wrap (lua_State *L, int t, const char *name) {
+  lua_getfield(L, t, name);
+  lua_pushcclosure(L, clear_then_call, 1);
+  lua_setfield(L, t, name);
+}
+
+void pyq_open_report (lua_State *L) {
+  lua_pushglobaltable(L);
+  wrap(L, lua_gettop(L), "print");
+  lua_getfield(L, -1, "io");
+  wrap(L, lua_gettop(L), "write");
+  luaL_getmetatable(L, LUA_FILEHANDLE);
+  lua_getfield(L, -1, "__index");
+  wrap(L, lua_gettop(L), "write");
+  lua_pop(L, 4);
 }
 
 void pyq_report_close (pyq_host *h) {

@@ -1,9 +1,9 @@
--- quickstart.lua: the queue at work on 3,000 tasks.
+-- quickstart.lua: the queue at work on a few thousand tasks.
 --   pyqhost scripts/quickstart.lua [tasks] [workers]
 local total = tonumber(arg[1]) or 3000
 local workers = tonumber(arg[2]) or 100
 
--- A task: wait a little (as an HTTP call would), fail now and then.
+-- A task: wait a little (as an HTTP request would), fail now and then.
 local square = pyq.async(function(n)
   pyq.sleep(0.001 + (n % 7) * 0.002)
   if n % 500 == 0 then error(("task %d: simulated failure"):format(n), 0) end
@@ -16,19 +16,15 @@ local squares
 do
   local queue <close> = pyq.Queue{
     workers = workers,
+    progress = true, total = total,      -- a live line on a terminal
     exception_handler = function(err) failures[#failures + 1] = err end,
   }
-  local step = total // 10
   for n = 1, total do
-    queue:put(square(n))    -- waits while 2 * workers tasks are pending
-    if n % step == 0 then
-      io.write(("\rput %5d/%d  done %5d  running %3d  pending %3d"):format(
-        n, total, queue.done, queue.running, queue.pending))
-      io.flush()
-    end
+    queue:put(square(n))                 -- waits while 2 * workers tasks are pending
   end
-  squares = queue:join("number")   -- results in put order; failures dropped
-  io.write(("\rput %5d/%d  done %5d  failed %d\n"):format(total, total, queue.done, queue.failed))
+  squares = queue:join("number")         -- results in put order; failures left out
+  print(("put %d = done %d + failed %d + cancelled %d"):format(
+    queue.puts, queue.done, queue.failed, queue.cancelled))
 end
 
 print(("%d results in %.2fs; first five: %s; last: %d"):format(

@@ -101,6 +101,11 @@ describe("bad input", function()
   end)
 
   describe("memory exhaustion", function()
+    local function under_ulimit(file)
+      return helper.shell(("ulimit -v 200000; %s %s 2>&1; echo \"exit $?\""):format(
+        helper.quote(helper.pyqhost), helper.quote(file)))
+    end
+
     it("ends with Lua's 'not enough memory' and exit 1 under ulimit -v", function()
       if helper.sanitized then
         pending("AddressSanitizer needs more address space than ulimit -v leaves")
@@ -110,10 +115,7 @@ describe("bad input", function()
         local t = {}
         for i = 1, 1e9 do t[i] = string.rep("x", 64) .. i end
       ]])
-      local p = io.popen(("ulimit -v 200000; %s %s 2>&1; echo \"exit $?\""):format(
-        helper.quote(helper.pyqhost), helper.quote(file)))
-      local out = p:read("a")
-      p:close()
+      local out = under_ulimit(file)
       assert.matches("not enough memory", out, 1, true)
       assert.matches("exit 1\n$", out)
     end)
@@ -133,10 +135,7 @@ describe("bad input", function()
         collectgarbage()
         print("after", q.failed)
       ]])
-      local p = io.popen(("ulimit -v 200000; %s %s 2>&1; echo \"exit $?\""):format(
-        helper.quote(helper.pyqhost), helper.quote(file)))
-      local out = p:read("a")
-      p:close()
+      local out = under_ulimit(file)
       assert.matches("task:\tnot enough memory", out, 1, true)
       assert.matches("after\t1", out, 1, true)
       assert.matches("exit 0\n$", out)

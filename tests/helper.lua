@@ -142,6 +142,21 @@ function M.wait_exit(job)
   return code, slurp(job.out), slurp(job.err)
 end
 
+--- Calls f(...) and returns the error it must raise, as a string.
+function M.failure(f, ...)
+  local ok, err = pcall(f, ...)
+  assert(not ok, "expected an error")
+  return tostring(err)
+end
+
+--- Runs a shell command line; returns what it printed.
+function M.shell(cmd)
+  local p = assert(io.popen(cmd))
+  local out = p:read("a")
+  p:close()
+  return out
+end
+
 --- A loopback port nothing listens on (bound, then closed).
 function M.closed_port()
   local p = io.popen([[python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])']])

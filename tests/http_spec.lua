@@ -1,6 +1,7 @@
 require 'busted.runner'()
 local helper = require 'tests.helper'
 local http = pyq.http
+local failure = helper.failure
 
 describe("pyq.http", function()
   local api, base
@@ -11,12 +12,6 @@ describe("pyq.http", function()
   end)
 
   teardown(function() api.stop() end)
-
-  local function failure(f, ...)
-    local ok, err = pcall(f, ...)
-    assert.is_false(ok, "expected an error")
-    return tostring(err)
-  end
 
   describe("requests", function()
     it("is the same module as require 'pyq.http'", function()

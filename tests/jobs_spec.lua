@@ -1,12 +1,7 @@
 require 'busted.runner'()
 local helper = require 'tests.helper'
 local http = pyq.http
-
-local function failure(f, ...)
-  local ok, err = pcall(f, ...)
-  assert.is_false(ok, "expected an error")
-  return tostring(err)
-end
+local failure = helper.failure
 
 describe("collection-job essentials", function()
   local api, base, hostport
@@ -349,9 +344,7 @@ describe("a real job: signals, progress and the summary", function()
 
   it("draws live progress lines on a terminal", function()
     local file = helper.tempfile(progress_job)
-    local p = io.popen("script -qec " .. helper.quote(helper.pyqhost .. " " .. file) .. " /dev/null")
-    local out = p:read("a")
-    p:close()
+    local out = helper.shell("script -qec " .. helper.quote(helper.pyqhost .. " " .. file) .. " /dev/null")
     assert.matches("\27[2K", out, 1, true)
     assert.matches("[100.0%] done 200/200", out, 1, true)
     assert.matches("WARNING [^\n]*a log line in between", out)
