@@ -259,6 +259,15 @@ describe("collection-job essentials", function()
     it("names the path in errors", function()
       assert.matches("cannot open '/nonexistent/dir/out.jsonl'", failure(pyq.jsonl.open, "/nonexistent/dir/out.jsonl"), 1, true)
       assert.matches("cannot open '/tmp'", failure(pyq.jsonl.open, "/tmp"), 1, true)
+      -- no permission: a read-only folder, or for root a file sysfs refuses
+      local denied = "/sys/kernel/notes"
+      if os.getenv("USER") ~= "root" and os.execute("test $(id -u) != 0") then
+        local dir = os.tmpname()
+        os.remove(dir)
+        os.execute("mkdir -m 500 " .. dir)
+        denied = dir .. "/out.jsonl"
+      end
+      assert.matches("cannot open '" .. denied .. "'", failure(pyq.jsonl.open, denied), 1, true)
       assert.matches("unknown option", failure(pyq.jsonl.open, os.tmpname(), { appnd = true }))
       local path = os.tmpname()
       local out = pyq.jsonl.open(path)
