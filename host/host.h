@@ -158,6 +158,7 @@ int pyq_park (lua_State *L, pyq_fiber *f, pyq_disarm_fn disarm, lua_KFunction k)
 int pyq_resumed (lua_State *L, pyq_fiber *f);
 int pyq_wait_k (lua_State *L, int status, lua_KContext ctx);
 void pyq_wake (pyq_fiber *f, int n);
+void pyq_wake_now (pyq_fiber *f, int n);
 void pyq_fail (pyq_fiber *f, const char *msg);
 void pyq_cancel (pyq_fiber *f, const char *msg);
 void pyq_post (pyq_host *h, pyq_job *j);

@@ -155,7 +155,7 @@ static void check_done (pyq_http *hp) {
     curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
     x->result = m->data.result;
     xfer_remove(x);
-    pyq_wake(x->f, 0);
+    pyq_wake_now(x->f, 0);
   }
 }
 

@@ -395,9 +395,8 @@ static void joiner_disarm (pyq_fiber *f) {
   pyq_list_remove(&f->wait);
 }
 
-static int join_k (lua_State *L, int status, lua_KContext ctx);
-
-/* Waits until the queue is idle, then continues with k's `then`. */
+/* Parks until the queue is idle; k then checks again, since a task may
+ * have been put between the wake-up and the resume. */
 static int wait_idle (lua_State *L, pyq_queue *q, const char *fname,
                       lua_KFunction k) {
   pyq_fiber *f = pyq_fiber_check(L, fname);
