@@ -120,6 +120,13 @@ describe("pyqhost command line", function()
     assert.equal("true\ttrue\ttrue\ttrue\n", r.out)
   end)
 
+  it("raises its open-files soft limit to the hard limit", function()
+    local hard = helper.shell("ulimit -Hn"):match("%S+")
+    local out = helper.shell(("ulimit -Sn 256; %s -e %s"):format(helper.quote(helper.pyqhost),
+      helper.quote([[print(io.popen("ulimit -Sn"):read("l"))]])))
+    assert.equal(hard .. "\n", out)
+  end)
+
   it("exits with the code given to os.exit", function()
     local r = run{ script = "io.write('x'); os.exit(3)" }
     assert.equal(3, r.code)
