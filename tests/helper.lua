@@ -142,6 +142,61 @@ function M.wait_exit(job)
   return code, slurp(job.out), slurp(job.err)
 end
 
+--- Starts Debian's nginx on a free loopback port serving HTTPS with HTTP/2
+-- (a self-signed certificate) from a folder with doc.json; nil when nginx
+-- is not installed.  Its access log holds one connection number a request.
+function M.start_nginx_h2()
+  local nginx = "/usr/sbin/nginx"
+  if not io.open(nginx) then return nil end
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute("mkdir -p " .. dir .. "/www"))
+  assert(os.execute(("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 "
+    .. "-keyout %s/key.pem -out %s/cert.pem >/dev/null 2>&1"):format(dir, dir)))
+  local f = assert(io.open(dir .. "/www/doc.json", "w"))
+  f:write('{"served":"nginx"}')
+  f:close()
+  local port = M.closed_port()
+  f = assert(io.open(dir .. "/nginx.conf", "w"))
+  f:write(([[
+pid %s/nginx.pid;
+error_log %s/error.log;
+events { worker_connections 1024; }
+http {
+  log_format conn "$connection";
+  access_log %s/access.log conn;
+  client_body_temp_path %s; proxy_temp_path %s; fastcgi_temp_path %s;
+  uwsgi_temp_path %s; scgi_temp_path %s;
+  server {
+    listen 127.0.0.1:%d ssl http2;
+    ssl_certificate %s/cert.pem;
+    ssl_certificate_key %s/key.pem;
+    root %s/www;
+    default_type application/json;
+  }
+}
+]]):format(dir, dir, dir, dir, dir, dir, dir, dir, port, dir, dir, dir))
+  f:close()
+  assert(os.execute(("%s -c %s/nginx.conf -p %s"):format(nginx, dir, dir)), "nginx did not start")
+  for _ = 1, 50 do
+    if io.open(dir .. "/nginx.pid") then break end
+    pyq.sleep(0.02)
+  end
+  return {
+    base = "https://127.0.0.1:" .. port,
+    connections = function()
+      local seen, n = {}, 0
+      for line in io.lines(dir .. "/access.log") do
+        if not seen[line] then seen[line], n = true, n + 1 end
+      end
+      return n
+    end,
+    stop = function()
+      os.execute(("kill $(cat %s/nginx.pid) 2>/dev/null; sleep 0.1; rm -rf %s"):format(dir, dir))
+    end,
+  }
+end
+
 --- Calls f(...) and returns the error it must raise, as a string.
 function M.failure(f, ...)
   local ok, err = pcall(f, ...)

@@ -184,6 +184,31 @@ describe("pyq.http", function()
     end)
   end)
 
+  describe("HTTP/2", function()
+    it("multiplexes concurrent requests over one TLS connection where the server offers it", function()
+      local nginx = helper.start_nginx_h2()
+      if not nginx then
+        pending("nginx is not installed (tools/deps.sh installs nginx-light)")
+        return
+      end
+      local versions = {}
+      local fetch = pyq.async(function()
+        local res = http.get(nginx.base .. "/doc.json", { verify = false })
+        versions[res.http_version] = (versions[res.http_version] or 0) + 1
+        return res:json().served
+      end)
+      local q <close> = pyq.Queue{ workers = 20 }
+      pyq.await(fetch())   -- the first request opens the connection
+      for _ = 1, 40 do q:put(fetch()) end
+      local served = q:join()
+      local connections = nginx.connections()
+      nginx.stop()
+      assert.equal(40, #served)
+      assert.same({ ["2"] = 41 }, versions)
+      assert.equal(1, connections)
+    end)
+  end)
+
   describe("on the loop", function()
     it("suspends only the calling task", function()
       local t0 = pyq.now()
