@@ -83,7 +83,8 @@ static int host_exit (lua_State *L) {
   return lua_error(L);
 }
 
-/* Lua warnings (errors in __gc, warn()) become WARNING log lines. */
+/* Lua warnings (errors in __gc, warn()) become WARNING log lines; unlike
+ * lua's they are on from the start, and warn("@off") silences them. */
 static void host_warn (void *ud, const char *msg, int tocont) {
   pyq_host *h = ud;
   size_t n = strlen(h->warning);
@@ -94,14 +95,13 @@ static void host_warn (void *ud, const char *msg, int tocont) {
   }
   snprintf(h->warning + n, sizeof h->warning - n, "%s", msg);
   if (tocont) return;
-  pyq_log(h, PYQ_WARNING, "lua", "%s", h->warning);
+  if (h->warnings_on) pyq_log(h, PYQ_WARNING, "lua", "%s", h->warning);
   h->warning[0] = '\0';
 }
 
 static void main_finish (pyq_fiber *f, int status) {
   pyq_host *h = f->host;
   h->main = NULL;
-  h->main_done = 1;
   if (status != LUA_OK && h->exit_requested) {
     lua_resetthread(f->L);
   } else if (status != LUA_OK) {
@@ -162,6 +162,7 @@ int pyq_host_open (pyq_host *h, int log_level) {
   pyq_signal_init(h);
   lua_atpanic(L, host_panic);
   lua_setwarnf(L, host_warn, h);
+  h->warnings_on = 1;
   luaL_openlibs(L);
   set_paths(L);
   pyq_open_sched(L);

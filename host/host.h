@@ -105,7 +105,6 @@ struct pyq_host {
   pyq_http *http;         /* pyq.http's multi handle */
   int log_level;
   int exit_code;
-  int main_done;
   size_t mem;             /* bytes the Lua state holds */
   const char *progname;
   double started;         /* seconds, for the summary */
@@ -116,7 +115,7 @@ struct pyq_host {
   uv_timer_t progress_timer;
   volatile int signal;    /* SIGINT or SIGTERM received, or 0 */
   int exit_requested;     /* os.exit was called; exit_code holds its code */
-  int warnings_on;
+  int warnings_on;        /* warn("@on") / warn("@off") */
   char warning[1024];     /* a Lua warning being put together */
   uv_async_t signal_async;
 };

@@ -97,6 +97,12 @@ describe("bad input", function()
       assert.equal(0, r.code)
       assert.equal("still here\n", r.out)
       assert.matches("WARNING lua: [^\n]*gc broke", r.err)
+      r = helper.run{ script = [[
+        warn("shown") warn("@off") warn("hidden") warn("@on") warn("again")
+      ]] }
+      assert.matches("WARNING lua: shown\n", r.err, 1, true)
+      assert.not_matches("hidden", r.err, 1, true)
+      assert.matches("WARNING lua: again\n", r.err, 1, true)
     end)
   end)
 
