@@ -396,15 +396,17 @@ static int request_k (lua_State *L, int status, lua_KContext ctx) {
     return lua_error(L);
   }
   count(x);
-  if (x->result != CURLE_OK) {
+  if (x->result != CURLE_OK) {   /* errors get logged: no secrets in them */
+    char shown[1024];
     long oserr = 0;
+    pyq_http_mask_url(x->url, shown, sizeof shown);
     if (x->result == CURLE_COULDNT_CONNECT)   /* say "Connection refused" */
       curl_easy_getinfo(x->easy, CURLINFO_OS_ERRNO, &oserr);
     if (x->too_big || x->result == CURLE_FILESIZE_EXCEEDED)
       lua_pushfstring(L, "pyq.http: %s %s: the response body is over max_body "
-                      "(%d bytes)", x->method, x->url, (int)x->max_body);
+                      "(%d bytes)", x->method, shown, (int)x->max_body);
     else
-      lua_pushfstring(L, "pyq.http: %s %s: %s%s%s%s", x->method, x->url,
+      lua_pushfstring(L, "pyq.http: %s %s: %s%s%s%s", x->method, shown,
                       x->err[0] ? x->err : curl_easy_strerror(x->result),
                       oserr ? " (" : "", oserr ? strerror((int)oserr) : "",
                       oserr ? ")" : "");
@@ -598,6 +600,11 @@ static void build_query (lua_State *L, int t, CURLU *u, const char *fname) {
   lua_pop(L, 2);
 }
 
+static const char *masked (const char *url, char *out, size_t size) {
+  pyq_http_mask_url(url, out, size);
+  return out;
+}
+
 /* "http://host..." or "https://host..." with no space, CR, LF or NUL */
 static int plain_http (const char *url, size_t n) {
   size_t host = strncasecmp(url, "http://", 7) == 0 ? 7
@@ -612,7 +619,7 @@ static int plain_http (const char *url, size_t n) {
 static void build_url (lua_State *L, int t, int has_query, const char *fname) {
   CURLU *u;
   CURLUcode rc;
-  char *scheme = NULL, *full = NULL;
+  char *scheme = NULL, *full = NULL, shown[1024];
   const char *url;
   size_t n;
   int type = lua_type(L, 2) != LUA_TNIL ? (lua_pushvalue(L, 2), lua_type(L, 2))
@@ -626,14 +633,16 @@ static void build_url (lua_State *L, int t, int has_query, const char *fname) {
   rc = curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME);
   if (rc != CURLUE_OK) {
     curl_url_cleanup(u);
-    bad(L, "%s: bad url '%s': %s", fname, url, curl_url_strerror(rc));
+    bad(L, "%s: bad url '%s': %s", fname, masked(url, shown, sizeof shown),
+        curl_url_strerror(rc));
   }
   curl_url_get(u, CURLUPART_SCHEME, &scheme, 0);
   if (scheme == NULL || (strcasecmp(scheme, "http") != 0 &&
                          strcasecmp(scheme, "https") != 0)) {
     curl_free(scheme);
     curl_url_cleanup(u);
-    bad(L, "%s: url '%s' is not http or https", fname, url);
+    bad(L, "%s: url '%s' is not http or https", fname,
+        masked(url, shown, sizeof shown));
   }
   curl_free(scheme);
   build_query(L, t, u, fname);
@@ -967,6 +976,13 @@ static int http_parse_headers (lua_State *L) {
   return 1;
 }
 
+static int http_mask_url (lua_State *L) {
+  char out[2048];
+  pyq_http_mask_url(luaL_checkstring(L, 1), out, sizeof out);
+  lua_pushstring(L, out);
+  return 1;
+}
+
 static int http_count_retry (lua_State *L) {
   pyq_http *hp = lua_touserdata(L, lua_upvalueindex(1));
   hp->retries++;
@@ -1025,6 +1041,7 @@ void pyq_open_http (lua_State *L) {
     {"configure", http_configure},
     {"stats", http_stats}, {"set_response_mt", http_set_response_mt},
     {"parse_headers", http_parse_headers}, {"count_retry", http_count_retry},
+    {"mask_url", http_mask_url},
     {NULL, NULL}
   };
   pyq_host *h = pyq_host_of(L);

@@ -26,7 +26,7 @@ function Response:json()
   local ok, value = pcall(json.decode, self.body)
   if not ok then
     error(("pyq.http: %s %s: the response is not valid JSON (%s)"):format(
-      self.method, self.url, value), 2)
+      self.method, C.mask_url(self.url), value), 2)
   end
   return value
 end
