@@ -1,4 +1,5 @@
-/* http.h -- pyq.http's C side (http.c), shared with the fuzz target. */
+/* http.h -- pyq.http's C side: transfers (http.c) and the checks of what
+ * Lua passes (http_input.c), shared with the fuzz target. */
 #ifndef PYQ_HTTP_H
 #define PYQ_HTTP_H
 
@@ -15,11 +16,21 @@ typedef struct pyq_http_opts {
   curl_off_t max_body;
 } pyq_http_opts;
 
+/* http_input.c: checking what Lua passes */
 int pyq_http_check (lua_State *L, pyq_http_opts *o);
+struct curl_slist *pyq_http_headers (lua_State *L, int t, int present,
+                                     const char *fname);
+int pyq_http_key_index (lua_State *L, const char *fname,
+                        const char *const *known);
+lua_Integer pyq_http_to_count (lua_State *L, const char *fname, const char *key);
+int pyq_http_to_bool (lua_State *L, const char *fname, const char *key);
+int pyq_http_header_safe (const char *s, size_t n);
 int pyq_http_header_ok (const char *name, size_t nlen, const char *value,
                         size_t vlen);
 int pyq_http_secret_name (const char *name, size_t n);
 void pyq_http_mask_url (const char *url, char *out, size_t size);
+
+/* http.c: the transfers */
 void pyq_open_http (lua_State *L);
 void pyq_http_close (pyq_http *hp);
 void pyq_http_report (pyq_http *hp, FILE *out);
