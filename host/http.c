@@ -3,10 +3,11 @@
  * One CURLM drives every request, so connections, DNS answers and TLS
  * sessions are reused across tasks.  libcurl says which sockets to watch
  * (socket_cb: one uv_poll_t each) and when to call it back (timer_cb: one
- * uv_timer_t); both feed curl_multi_socket_action, and finished transfers
- * wake their task.  The response table is built in the task's continuation,
- * inside its coroutine, never in a libuv callback.  Easy handles are reset
- * and pooled. */
+ * uv_timer_t); both feed curl_multi_socket_action, and a finished transfer
+ * resumes its task at once.  The response table is built in the task's
+ * continuation, inside its coroutine, never in a libuv callback.  Easy
+ * handles are pooled and keep their options; the options are checked by
+ * http_input.c. */
 #include <ctype.h>
 #include <math.h>
 #include <stdio.h>
