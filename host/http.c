@@ -20,7 +20,10 @@
 #include "host.h"
 #include "http.h"
 
-#define POOL_MAX 1024
+/* Finished transfers kept for reuse, and the body buffer each may keep:
+ * at most 8 MiB held between bursts. */
+#define POOL_MAX 256
+#define KEEP_BODY 32768
 #define LATENCY_BUCKETS 320
 
 typedef struct sock_watch {
@@ -63,7 +66,7 @@ struct pyq_http {
   CURLM *multi;
   CURLSH *share;
   uv_timer_t timer;
-  struct xfer *pool[POOL_MAX];   /* finished transfers, easy handle reset */
+  struct xfer *pool[POOL_MAX];   /* finished transfers, options kept */
   int npool;
   int active;             /* transfers in the multi handle */
   int sockets;            /* sockets libcurl has open */
@@ -210,7 +213,7 @@ static void xfer_free (xfer *x) {
   x->url = NULL;
   x->f = NULL;
   if (x->easy && hp->npool < POOL_MAX) {
-    if (x->body.cap > 65536) {
+    if (x->body.cap > KEEP_BODY) {
       free(x->body.p);
       x->body.p = NULL;
       x->body.cap = 0;
