@@ -16,18 +16,14 @@
 
 #define PYQ_EXITING "pyq: exiting (os.exit)"
 
+/* The allocator's userdata is how any lua_State finds the host. */
 static void *host_alloc (void *ud, void *ptr, size_t osize, size_t nsize) {
-  pyq_host *h = ud;
-  void *p;
-  if (ptr == NULL) osize = 0;
+  (void)ud; (void)osize;
   if (nsize == 0) {
     free(ptr);
-    h->mem -= osize;
     return NULL;
   }
-  p = realloc(ptr, nsize);
-  if (p != NULL) h->mem += nsize - osize;
-  return p;
+  return realloc(ptr, nsize);
 }
 
 static int host_panic (lua_State *L) {
@@ -124,7 +120,6 @@ static void main_finish (pyq_fiber *f, int status) {
  * loop until nothing is left to do; returns the exit code so far. */
 int pyq_host_run_main (pyq_host *h, int nargs) {
   pyq_fiber *f = pyq_fiber_new(h->L, h);
-  f->flags |= PYQ_F_MAIN;
   f->finish = main_finish;
   pyq_list_push(&h->fibers, &f->member);
   lua_xmove(h->L, f->L, nargs + 1);

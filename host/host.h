@@ -69,8 +69,7 @@ enum {
   PYQ_F_PARKED = 1,      /* yielded through pyq_park */
   PYQ_F_CANCELLED = 2,   /* every wait raises cancel_msg until the task ends */
   PYQ_F_BUSY = 4,        /* worker: running a task */
-  PYQ_F_RESERVED = 8,    /* put waiter: a slot is held for it */
-  PYQ_F_MAIN = 16
+  PYQ_F_RESERVED = 8     /* put waiter: a slot is held for it */
 };
 
 struct pyq_fiber {
@@ -105,7 +104,6 @@ struct pyq_host {
   pyq_http *http;         /* pyq.http's multi handle */
   int log_level;
   int exit_code;
-  size_t mem;             /* bytes the Lua state holds */
   const char *progname;
   double started;         /* seconds, for the summary */
   pyq_link stats;         /* pyq_qstats of every queue */
@@ -194,7 +192,6 @@ void pyq_log_line (pyq_host *h, int level, const char *where, const char *msg);
 int pyq_log_level_parse (const char *s, int *level);
 int pyq_checklevel (lua_State *L, int idx, const char *fname, const char *what);
 void pyq_where (lua_State *L, int level, char *buf, size_t size);
-int pyq_error (lua_State *L, const char *fmt, ...);
 const char *pyq_errstr (lua_State *L, int idx);
 void pyq_open_log (lua_State *L);
 

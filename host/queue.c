@@ -29,7 +29,7 @@ struct pyq_queue {
   lua_Integer workers, maxsize;
   lua_Integer spawned, reserved, stuck;
   lua_Integer head, cap;
-  lua_Integer counter, taken;
+  lua_Integer counter;     /* puts since the last join */
   pyq_qstats *st;         /* counts; outlives the queue for the summary */
 };
 
@@ -124,7 +124,7 @@ static int take (lua_State *L, pyq_queue *q, pyq_fiber *f) {
   q->head = (q->head + 1) & (q->cap - 1);
   q->st->pending--;
   q->st->running++;
-  f->idx = ++q->taken;
+  f->idx = q->counter - q->st->pending;   /* put order: its put index */
   f->flags |= PYQ_F_BUSY;
   give_room(q);
   return pyq_task_unpack(L);
@@ -376,7 +376,7 @@ static int collect (lua_State *L, pyq_queue *q) {
   lua_getiuservalue(L, 1, Q_RESULTS);
   lua_newtable(L);
   lua_setiuservalue(L, 1, Q_RESULTS);
-  q->counter = q->taken = 0;
+  q->counter = 0;
   lua_newtable(L);
   for (i = 1; i <= count; i++) {
     if (lua_rawgeti(L, -2, i) == LUA_TNIL) {
@@ -476,7 +476,7 @@ static lua_Integer cancel (lua_State *L, pyq_queue *q, const char *msg) {
 static void close_finish (lua_State *L, pyq_queue *q) {
   lua_newtable(L);
   lua_setiuservalue(L, 1, Q_RESULTS);
-  q->counter = q->taken = 0;
+  q->counter = 0;
   mark_closed(L, q);
   if (q->log_level > 0)
     pyq_log(q->host, q->log_level, q->st->where, "joined %d workers",

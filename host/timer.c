@@ -18,17 +18,24 @@ void pyq_timer_disarm (pyq_fiber *f) {
   uv_timer_stop(f->timer);
 }
 
+/* Starts t to fire `seconds` from now (not from the loop's cached time,
+ * which lags after long CPU work); huge delays are clamped. */
+static void start_after (pyq_host *h, uv_timer_t *t, uv_timer_cb cb,
+                         double seconds) {
+  double ms = ceil(seconds * 1000.0);
+  uv_update_time(h->loop);
+  uv_timer_start(t, cb, ms > 9e15 ? (uint64_t)9e15 : (uint64_t)ms, 0);
+}
+
 /* Arms f's timer; the caller then parks with pyq_timer_disarm. */
 void pyq_timer_start (pyq_fiber *f, double seconds) {
-  double ms = ceil(seconds * 1000.0);
   if (f->timer == NULL) {
     f->timer = malloc(sizeof *f->timer);
     if (f->timer == NULL) luaL_error(f->L, "not enough memory");
     uv_timer_init(f->host->loop, f->timer);
     f->timer->data = f;
   }
-  uv_update_time(f->host->loop);   /* the cached time lags after long CPU work */
-  uv_timer_start(f->timer, timer_fired, ms > 9e15 ? (uint64_t)9e15 : (uint64_t)ms, 0);
+  start_after(f->host, f->timer, timer_fired, seconds);
 }
 
 int pyq_checkseconds (lua_State *L, int arg, const char *fname,
@@ -74,8 +81,7 @@ static pyq_deadline *deadline_push (lua_State *L, pyq_fiber *f, double s) {
   f->deadline = d;
   uv_timer_init(f->host->loop, &d->timer);
   d->timer.data = d;
-  uv_update_time(f->host->loop);
-  uv_timer_start(&d->timer, deadline_fired, (uint64_t)ceil(s * 1000.0), 0);
+  start_after(f->host, &d->timer, deadline_fired, s);
   return d;
 }
 

@@ -197,6 +197,14 @@ describe("collection-job essentials", function()
       assert.matches("timed out", errors[1], 1, true)
     end)
 
+    it("takes huge and zero deadlines", function()
+      local quick = pyq.async(function() return "done" end)
+      assert.equal("done", pyq.await(pyq.timeout(1e300, quick())))
+      assert.equal("done", pyq.await(pyq.timeout(math.huge, quick())))
+      local slow = pyq.async(function() pyq.sleep(1) end)
+      assert.matches("timed out", failure(pyq.await, pyq.timeout(0, slow())), 1, true)
+    end)
+
     it("refuses bad arguments", function()
       assert.matches("pyq.timeout: seconds", failure(pyq.timeout, -1, pyq.async(function() end)()))
       assert.matches("pyq.timeout: expected a task", failure(pyq.timeout, 1, 5))
@@ -357,6 +365,19 @@ describe("a real job: signals, progress and the summary", function()
     assert.matches("\27[2K", out, 1, true)
     assert.matches("[100.0%] done 200/200", out, 1, true)
     assert.matches("WARNING [^\n]*a log line in between", out)
+  end)
+
+  it("redraws the live lines at most ten times a second", function()
+    local file = helper.tempfile([[
+      local q <close> = pyq.Queue{ workers = 10, progress = true, total = 100 }
+      for i = 1, 100 do q:put(pyq.async(function() pyq.sleep(0.1) end)()) end
+    ]])
+    local t0 = pyq.now()
+    local out = helper.shell("script -qec " .. helper.quote(helper.pyqhost .. " " .. file) .. " /dev/null")
+    local dt = pyq.now() - t0
+    local _, draws = out:gsub("done %d+/100", "")
+    assert.is_true(dt >= 0.9, "ran " .. dt)
+    assert.is_true(draws >= 5 and draws <= dt * 10 + 2, ("%d draws in %.2f s"):format(draws, dt))
   end)
 
   it("prints INFO progress lines off a terminal", function()
