@@ -1,6 +1,7 @@
 -- pyq.http: HTTP requests from tasks.  The transfers are C's (host/http.c,
 -- libcurl's multi interface on the host's loop); this file adds the verbs,
--- JSON bodies and the response methods.
+-- JSON bodies, the response methods, retries, Retry-After and per-host rate
+-- limits.
 local core = require "pyq.core"
 local json = require "pyq.json"
 
@@ -33,7 +34,7 @@ end
 
 function Response:__tostring()
   return ("pyq.http.response: %s %s -> %d (%d bytes)"):format(
-    self.method, self.url, self.status, #self.body)
+    self.method, C.mask_url(self.url), self.status, #self.body)
 end
 
 C.set_response_mt(Response)
@@ -52,13 +53,14 @@ local function copy(t)
   return c
 end
 
--- `json = value` becomes the body and a Content-Type header.
-local function with_json(opts)
-  local o = copy(opts)
+-- `json = value` becomes the body and a Content-Type header, in o (a copy
+-- of the caller's options).  Called by prepare: level 5 is the user.
+local function with_json(o, fname)
+  local value = o.json
   o.json = nil
-  if o.body ~= nil then error("pyq.http.request: give body or json, not both", 3) end
-  local ok, body = pcall(json.encode, opts.json)
-  if not ok then error("pyq.http.request: json: " .. body, 3) end
+  if o.body ~= nil then error(fname .. ": give body or json, not both", 5) end
+  local ok, body = pcall(json.encode, value)
+  if not ok then error(fname .. ": json: " .. body, 5) end
   o.body = body
   o.headers = copy(o.headers or {})
   if not has_header(o.headers, "content-type") then
@@ -108,7 +110,7 @@ local function prepare(opts, fname)
     error(fname .. ": retry_unsafe must be a boolean, got " .. type(unsafe), 4)
   end
   o.retries, o.backoff, o.retry_unsafe = nil, nil, nil
-  if o.json ~= nil then o = with_json(o) end
+  if o.json ~= nil then with_json(o, fname) end
   return o, retries, backoff, unsafe == true
 end
 
