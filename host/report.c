@@ -34,11 +34,10 @@ static void format_line (const pyq_qstats *st, double now, char *buf,
   double wall = (st->closed_at > 0 ? st->closed_at : now) - st->started;
   double rate = wall > 0 ? (double)finished / wall : 0;
   char pct[32] = "", eta[32] = "", done[64];
-  if (st->total > 0)
-    snprintf(done, sizeof done, "%lld/%lld", (long long)st->done, (long long)st->total);
-  else
-    snprintf(done, sizeof done, "%lld", (long long)st->done);
+  snprintf(done, sizeof done, "%lld", (long long)st->done);
   if (st->total > 0) {
+    snprintf(done, sizeof done, "%lld/%lld", (long long)st->done,
+             (long long)st->total);
     snprintf(pct, sizeof pct, "[%5.1f%%] ", 100.0 * (double)finished / (double)st->total);
     if (rate > 0 && finished < st->total) {
       long left = (long)((double)(st->total - finished) / rate + 0.5);
@@ -52,13 +51,8 @@ static void format_line (const pyq_qstats *st, double now, char *buf,
 
 /* Erases the live block, so a log line can take its place. */
 void pyq_progress_clear (pyq_host *h) {
-  char buf[64];
-  int i, n = 0;
-  if (h->progress_lines == 0) return;
-  for (i = 0; i < h->progress_lines && n < (int)sizeof buf - 8; i++)
-    n += snprintf(buf + n, sizeof buf - (size_t)n, "\x1b[1A\x1b[2K");
-  fwrite(buf, 1, (size_t)n, stderr);
-  h->progress_lines = 0;
+  for (; h->progress_lines > 0; h->progress_lines--)
+    fputs("\x1b[1A\x1b[2K", stderr);
 }
 
 static void draw (pyq_host *h) {

@@ -367,6 +367,48 @@ describe("a real job: signals, progress and the summary", function()
     assert.matches("WARNING [^\n]*a log line in between", out)
   end)
 
+  -- What a terminal shows after `raw`: \r, \n, cursor up, erase line.
+  local function screen(raw)
+    local lines, row = { "" }, 1
+    local i = 1
+    while i <= #raw do
+      local up, clear = raw:find("^\27%[1A", i), raw:find("^\27%[2K", i)
+      local c = raw:sub(i, i)
+      if up then row, i = math.max(1, row - 1), i + 4
+      elseif clear then lines[row], i = "", i + 4
+      else
+        if c == "\n" then
+          row = row + 1
+          lines[row] = lines[row] or ""
+        elseif c ~= "\r" then
+          lines[row] = lines[row] .. c
+        end
+        i = i + 1
+      end
+    end
+    return lines
+  end
+
+  it("leaves each queue's final line once on the terminal, however many queues", function()
+    local file = helper.tempfile([[
+      local queues = {}
+      for n = 1, 12 do queues[n] = pyq.Queue{ workers = 2, progress = true, total = 20 } end
+      for n = 1, 12 do
+        for i = 1, 20 do queues[n]:put(pyq.async(function() pyq.sleep(0.01 * n) end)()) end
+      end
+      pyq.sleep(0.35)
+      pyq.log.warning("midway")
+      for n = 1, 12 do queues[n]:close() end
+    ]])
+    local out = helper.shell("script -qec " .. helper.quote(helper.pyqhost .. " " .. file) .. " /dev/null")
+    local shown = table.concat(screen(out), "\n")
+    local _, finals = shown:gsub("%[100%.0%%%] done 20/20", "")
+    local _, partial = shown:gsub("%[ *%d+%.%d%%%] done %d+/20", "")
+    assert.equal(12, finals)
+    assert.equal(12, partial)   -- nothing but the finished lines is left
+    assert.matches("WARNING [^\n]*midway", shown)
+  end)
+
   it("redraws the live lines at most ten times a second", function()
     local file = helper.tempfile([[
       local q <close> = pyq.Queue{ workers = 10, progress = true, total = 100 }
