@@ -204,35 +204,42 @@ void pyq_run (pyq_host *h) {
 }
 
 /* coroutine.resume and coroutine.close on a fiber's thread would run a task
- * behind the scheduler's back. */
-static int guarded (lua_State *L) {
+ * behind the scheduler's back: resume answers false and a message, as it
+ * does for a dead coroutine; close raises, as it does for a running one. */
+static int host_task (lua_State *L) {
   lua_State *co = lua_tothread(L, 1);
-  if (co != NULL && co != L && pyq_fiber_of(co) != NULL) {
-    lua_pushboolean(L, 0);
-    lua_pushfstring(L, "%s: cannot %s a task the host runs",
-                    lua_tostring(L, lua_upvalueindex(2)),
-                    lua_tostring(L, lua_upvalueindex(3)));
-    if (*lua_tostring(L, lua_upvalueindex(3)) == 'r') return 2;
-    return lua_error(L);
-  }
+  return co != NULL && co != L && pyq_fiber_of(co) != NULL;
+}
+
+static int call_original (lua_State *L) {
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_insert(L, 1);
   lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
   return lua_gettop(L);
 }
 
-static void guard (lua_State *L, const char *name, const char *verb) {
+static int guarded_resume (lua_State *L) {
+  if (!host_task(L)) return call_original(L);
+  lua_pushboolean(L, 0);
+  lua_pushliteral(L, "coroutine.resume: cannot resume a task the host runs");
+  return 2;
+}
+
+static int guarded_close (lua_State *L) {
+  if (!host_task(L)) return call_original(L);
+  return luaL_error(L, "coroutine.close: cannot close a task the host runs");
+}
+
+static void guard (lua_State *L, const char *name, lua_CFunction f) {
   lua_getfield(L, -1, name);
-  lua_pushfstring(L, "coroutine.%s", name);
-  lua_pushstring(L, verb);
-  lua_pushcclosure(L, guarded, 3);
+  lua_pushcclosure(L, f, 1);
   lua_setfield(L, -2, name);
 }
 
 void pyq_open_sched (lua_State *L) {
   lua_getglobal(L, "coroutine");
-  guard(L, "resume", "resume");
-  guard(L, "close", "close");
+  guard(L, "resume", guarded_resume);
+  guard(L, "close", guarded_close);
   lua_pop(L, 1);
 }
 
