@@ -146,6 +146,7 @@ int pyq_host_open (pyq_host *h, int log_level) {
   pyq_list_init(&h->fibers);
   pyq_list_init(&h->queues);
   pyq_list_init(&h->stats);
+  pyq_list_init(&h->on_interrupt);
   h->log_level = log_level;
   h->started = (double)uv_hrtime() / 1e9;
   h->loop = uv_default_loop();

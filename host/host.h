@@ -116,6 +116,7 @@ struct pyq_host {
   int warnings_on;        /* warn("@on") / warn("@off") */
   char warning[1024];     /* a Lua warning being put together */
   uv_async_t signal_async;
+  pyq_link on_interrupt;  /* pyq_job hooks run when the job is interrupted */
 };
 
 /* A pyq.timeout scope: its timer, on the fiber's chain of scopes. */
@@ -206,6 +207,11 @@ void pyq_report_close (pyq_host *h);
 
 /* signal.c */
 void pyq_signal_init (pyq_host *h);
+void pyq_interrupt (pyq_host *h, int sig);
+/* Owners of buffered output register a pyq_job here (its link unused
+ * otherwise); it runs, from the loop, when SIGINT, SIGTERM or a closed
+ * stdout interrupts the job, so data reaches the disk before unwinding. */
+void pyq_on_interrupt (pyq_host *h, pyq_job *hook);
 
 int luaopen_pyq_core (lua_State *L);
 

@@ -4,7 +4,9 @@
  * wait raise "interrupted", so to-be-closed variables (output files among
  * them) are closed on the way out; the exit code is 128 + the signal.  Code
  * that runs without waiting is stopped by a Lua hook set from the handler,
- * as lua.c does.  A second signal exits at once. */
+ * as lua.c does.  A second signal exits at once.  SIGPIPE is ignored: a
+ * write to a closed stdout is noticed where it fails and interrupts the job
+ * the same way (pyq_interrupt with SIGPIPE, exit code 141). */
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
@@ -13,7 +15,12 @@
 static pyq_host *signal_host;   /* a signal handler has no other way in */
 
 static const char *message (int sig) {
-  return sig == SIGINT ? "pyq: interrupted (SIGINT)" : "pyq: interrupted (SIGTERM)";
+  switch (sig) {
+    case SIGINT: return "pyq: interrupted (SIGINT)";
+    case SIGTERM: return "pyq: interrupted (SIGTERM)";
+    case SIGPIPE: return "pyq: interrupted (stdout was closed)";
+    default: return "pyq: interrupted";
+  }
 }
 
 static void interrupt_hook (lua_State *L, lua_Debug *ar) {
@@ -42,12 +49,39 @@ static void on_signal (int sig) {
   uv_async_send(&h->signal_async);
 }
 
+void pyq_on_interrupt (pyq_host *h, pyq_job *hook) {
+  pyq_list_push(&h->on_interrupt, &hook->link);
+}
+
+/* Output owners flush first: what is written so far reaches the disk even
+ * if unwinding then takes long or a second signal cuts it short.  A hook
+ * may unlink itself. */
+static void run_hooks (pyq_host *h) {
+  pyq_link *l = h->on_interrupt.next;
+  while (l != &h->on_interrupt) {
+    pyq_link *next = l->next;
+    pyq_job *hook = pyq_container(l, pyq_job, link);
+    hook->run(h, hook);
+    l = next;
+  }
+}
+
 static void on_async (uv_async_t *a) {
   pyq_host *h = a->data;
-  int n = pyq_queue_cancel_all(h, message(h->signal));
+  int n;
+  run_hooks(h);
+  n = pyq_queue_cancel_all(h, message(h->signal));
   pyq_log(h, PYQ_WARNING, "pyqhost", "%s: cancelled %d tasks",
           message(h->signal), n);
   if (h->main) pyq_cancel(h->main, message(h->signal));
+}
+
+/* From host code (not a signal handler): interrupt the job as a signal
+ * would; sig is SIGPIPE for a closed stdout.  The first one wins. */
+void pyq_interrupt (pyq_host *h, int sig) {
+  if (h->signal) return;
+  h->signal = sig;
+  uv_async_send(&h->signal_async);
 }
 
 void pyq_signal_init (pyq_host *h) {
@@ -61,4 +95,8 @@ void pyq_signal_init (pyq_host *h) {
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGTERM, &sa, NULL);
+  /* a closed pipe or an exceeded file-size limit is an error where the
+   * write fails, not a silent death that skips every <close> */
+  signal(SIGPIPE, SIG_IGN);
+  signal(SIGXFSZ, SIG_IGN);
 }
