@@ -104,6 +104,7 @@ struct pyq_host {
   pyq_http *http;         /* pyq.http's multi handle */
   int log_level;
   int exit_code;
+  lua_Integer unhandled;  /* task failures that reached the default handler */
   const char *progname;
   double started;         /* seconds, for the summary */
   pyq_link stats;         /* pyq_qstats of every queue */

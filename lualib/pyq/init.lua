@@ -1,15 +1,16 @@
 -- The public `pyq` module: the C core (tasks, queues, timers, logging) plus
 -- the Lua submodules, loaded on first use (pyq.itertools, pyq.http, ...).
+local std = require "pyq.std"   -- first: before any script can replace a global
 local core = require "pyq.core"
 
 local pyq = {}
-for name, value in pairs(core) do
+for name, value in std.pairs(core) do
   if name:sub(1, 1) ~= "_" then pyq[name] = value end   -- _http: pyq.http's C half
 end
 
 local submodules = { itertools = true, http = true, json = true, jsonl = true }
 
-return setmetatable(pyq, {
+return std.setmetatable(pyq, {
   __index = function(t, name)
     if submodules[name] then
       local module = require("pyq." .. name)
