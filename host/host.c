@@ -65,6 +65,11 @@ static int host_exit (lua_State *L) {
   int code = lua_isboolean(L, 1) ? (lua_toboolean(L, 1) ? 0 : 1)
                                  : (int)luaL_optinteger(L, 1, 0);
   fflush(NULL);
+  if (h->closing) {   /* a __gc at exit: nothing is left to unwind */
+    if (!h->exit_requested) h->exit_code = code;
+    h->exit_requested = 1;
+    return 0;
+  }
   if (!h->exit_requested) {
     h->exit_requested = 1;
     h->exit_code = code;
@@ -101,15 +106,20 @@ static void main_finish (pyq_fiber *f, int status) {
   if (status != LUA_OK && h->exit_requested) {
     lua_resetthread(f->L);
   } else if (status != LUA_OK) {
+    /* the message is made on the host's own thread: a __tostring that
+     * raises is caught there (pyq_errstr), never a panic */
+    lua_pushvalue(f->L, -1);
+    lua_xmove(f->L, h->L, 1);
+    pyq_errstr(h->L, -1);
     if (h->signal)   /* the interruption unwound it: no traceback */
-      lua_pushstring(h->L, pyq_errstr(f->L, -1));
+      lua_pushvalue(h->L, -1);
     else
-      luaL_traceback(h->L, f->L, pyq_errstr(f->L, -1), 0);
+      luaL_traceback(h->L, f->L, lua_tostring(h->L, -1), 0);
     lua_resetthread(f->L);
     pyq_progress_clear(h);
-    fprintf(stderr, "%s: %s\n", h->progname, lua_tostring(h->L, -1));
+    fprintf(stderr, "pyqhost: %s\n", lua_tostring(h->L, -1));
     fflush(stderr);
-    lua_pop(h->L, 1);
+    lua_pop(h->L, 3);
     h->exit_code = 1;
     pyq_queue_cancel_all(h, PYQ_CANCELLED);
   }
@@ -185,14 +195,22 @@ static void close_handle (uv_handle_t *handle, void *arg) {
   if (!uv_is_closing(handle)) uv_close(handle, NULL);
 }
 
-void pyq_host_close (pyq_host *h) {
+/* Closes everything; returns the exit code, which an os.exit in a __gc
+ * run by lua_close may still set.  The Lua state goes first, while
+ * everything its finalizers may reach (the loop, the report's records) is
+ * still there; with h->closing set, os.exit only records its code. */
+int pyq_host_close (pyq_host *h, int code) {
+  int exited = h->exit_requested;
   pyq_queue_report_unclosed(h);
   pyq_check_leaks(h);
   if (h->http) pyq_http_close(h->http);
+  h->closing = 1;
+  lua_close(h->L);
+  if (!exited && h->exit_requested) code = h->exit_code;   /* the first wins */
   pyq_report_close(h);
   uv_walk(h->loop, close_handle, NULL);
   uv_run(h->loop, UV_RUN_DEFAULT);
-  lua_close(h->L);
   uv_loop_close(h->loop);
+  return code;
 }
 

@@ -69,7 +69,9 @@ enum {
   PYQ_F_PARKED = 1,      /* yielded through pyq_park */
   PYQ_F_CANCELLED = 2,   /* every wait raises cancel_msg until the task ends */
   PYQ_F_BUSY = 4,        /* worker: running a task */
-  PYQ_F_RESERVED = 8     /* put waiter: a slot is held for it */
+  PYQ_F_RESERVED = 8,    /* put waiter: a slot is held for it */
+  PYQ_F_UNWINDING = 16,  /* worker: queue:cancel() waits for its task to end */
+  PYQ_F_HANDLER = 32     /* worker: running exception_handler, cannot wait */
 };
 
 struct pyq_fiber {
@@ -100,6 +102,7 @@ struct pyq_host {
   pyq_link fibers;        /* fibers that belong to no queue */
   pyq_link queues;        /* queues not yet closed */
   pyq_fiber *current;     /* the fiber being resumed, if any */
+  lua_State *co;          /* innermost coroutine it resumed by hand, if any */
   pyq_fiber *main;        /* the main task while it runs */
   pyq_http *http;         /* pyq.http's multi handle */
   int log_level;
@@ -114,6 +117,7 @@ struct pyq_host {
   uv_timer_t progress_timer;
   volatile int signal;    /* SIGINT or SIGTERM received, or 0 */
   int exit_requested;     /* os.exit was called; exit_code holds its code */
+  int closing;            /* lua_close runs: os.exit only records its code */
   int warnings_on;        /* warn("@on") / warn("@off") */
   char warning[1024];     /* a Lua warning being put together */
   uv_async_t signal_async;
@@ -146,7 +150,7 @@ static inline pyq_fiber *pyq_fiber_of (lua_State *L) {
 /* host.c: the host's life */
 int pyq_host_open (pyq_host *h, int log_level);
 int pyq_host_run_main (pyq_host *h, int nargs);
-void pyq_host_close (pyq_host *h);
+int pyq_host_close (pyq_host *h, int code);
 
 /* sched.c: fibers, parking and the run loop */
 pyq_fiber *pyq_fiber_new (lua_State *L, pyq_host *h);
@@ -186,6 +190,12 @@ void pyq_queue_report_unclosed (pyq_host *h);
 int pyq_queue_unstick (pyq_host *h);
 int pyq_queue_live_fibers (pyq_host *h);
 
+/* error.c */
+void pyq_error_push (lua_State *L, const char *kind, int err_idx,
+                     lua_Integer index);
+int pyq_is_error (lua_State *L, int idx);
+void pyq_open_error (lua_State *L);
+
 /* log.c */
 enum { PYQ_DEBUG = 10, PYQ_INFO = 20, PYQ_WARNING = 30, PYQ_ERROR = 40,
        PYQ_CRITICAL = 50 };
@@ -209,6 +219,9 @@ void pyq_report_close (pyq_host *h);
 /* signal.c */
 void pyq_signal_init (pyq_host *h);
 void pyq_interrupt (pyq_host *h, int sig);
+const char *pyq_interrupted (pyq_host *h);
+void pyq_interrupt_arm (pyq_host *h, lua_State *L);
+void pyq_open_signal (lua_State *L);
 /* Owners of buffered output register a pyq_job here (its link unused
  * otherwise); it runs, from the loop, when SIGINT, SIGTERM or a closed
  * stdout interrupts the job, so data reaches the disk before unwinding. */

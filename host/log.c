@@ -69,13 +69,24 @@ void pyq_where (lua_State *L, int level, char *buf, size_t size) {
     snprintf(buf, size, "?");
 }
 
-/* The message of the error object at idx, as lua.c words it. */
+static int call_tostring (lua_State *L) {
+  luaL_callmeta(L, 1, "__tostring");
+  return 1;
+}
+
+/* Pushes the message of the error object at idx, as lua.c words it.  A
+ * __tostring runs in a protected call: one that raises or returns no
+ * string gives the type name, never an error while reporting one. */
 const char *pyq_errstr (lua_State *L, int idx) {
   idx = lua_absindex(L, idx);
   if (lua_type(L, idx) == LUA_TSTRING || lua_type(L, idx) == LUA_TNUMBER)
     return lua_pushstring(L, lua_tostring(L, idx));
-  if (luaL_callmeta(L, idx, "__tostring")) {
-    if (lua_type(L, -1) == LUA_TSTRING) return lua_tostring(L, -1);
+  if (luaL_getmetafield(L, idx, "__tostring") != LUA_TNIL) {
+    lua_pop(L, 1);
+    lua_pushcfunction(L, call_tostring);
+    lua_pushvalue(L, idx);
+    if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TSTRING)
+      return lua_tostring(L, -1);
     lua_pop(L, 1);
   }
   return lua_pushfstring(L, "(error object is a %s value)",
@@ -115,6 +126,11 @@ void pyq_log (pyq_host *h, int level, const char *where, const char *fmt, ...) {
   pyq_log_line(h, level, where, msg);
 }
 
+static int tolstring (lua_State *L) {
+  luaL_tolstring(L, 1, NULL);
+  return 1;
+}
+
 /* pyq.log.<name>(fmt, ...) with the level in upvalue 1, or
  * pyq.log.log(level, fmt, ...) when it has none. */
 static int log_emit (lua_State *L) {
@@ -131,14 +147,21 @@ static int log_emit (lua_State *L) {
     return luaL_error(L, "%s: expected a message",
                       lua_tostring(L, lua_upvalueindex(3)));
   if (level < h->log_level || level <= 0) return 0;
+  pyq_where(L, 1, where, sizeof where);
   if (lua_gettop(L) > first) {
     lua_pushvalue(L, lua_upvalueindex(2));   /* string.format */
     lua_rotate(L, first, 1);
-    lua_call(L, lua_gettop(L) - first, 1);
   } else {
-    luaL_tolstring(L, first, NULL);
+    lua_pushcfunction(L, tolstring);
+    lua_rotate(L, first, 1);
   }
-  pyq_where(L, 1, where, sizeof where);
+  if (lua_pcall(L, lua_gettop(L) - first, 1, 0) != LUA_OK) {
+    /* as Python's logging does: say so on one line, and go on */
+    pyq_log_line(h, PYQ_ERROR, where, lua_pushfstring(L, "%s: cannot format "
+                 "the message: %s", lua_tostring(L, lua_upvalueindex(3)),
+                 pyq_errstr(L, -1)));
+    return 0;
+  }
   pyq_log_line(h, level, where, lua_tostring(L, -1));
   return 0;
 }

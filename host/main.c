@@ -148,7 +148,7 @@ int main (int argc, char **argv) {
   if (o.summary || host.log_level <= PYQ_INFO || host.signal)
     pyq_report_summary(&host);
   if (host.signal) code = 128 + host.signal;
-  pyq_host_close(&host);
+  code = pyq_host_close(&host, code);
   curl_global_cleanup();
   free(o.pre);
   return code;

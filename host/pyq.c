@@ -10,6 +10,7 @@ int luaopen_pyq_core (lua_State *L) {
   pyq_open_timer(L);
   pyq_open_queue(L);
   pyq_open_log(L);
+  pyq_open_error(L);
   pyq_open_http(L);
   lua_pushliteral(L, PYQ_VERSION);
   lua_setfield(L, -2, "version");

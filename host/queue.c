@@ -5,8 +5,11 @@
  * with lua_pcallk, so a task that never waits costs no coroutine switch; a
  * worker is spawned only when a task is waiting for one, and parks on the
  * idle list when the ring is empty (or ends, when many already idle).  A
- * task's first result is stored under its put index in Q_RESULTS, which
- * join compacts into a sequence.
+ * task's outcome is counted once (settle): its first result is stored
+ * under its put index in Q_RESULTS, which join compacts into a sequence; a
+ * failure's pyq.Error goes to Q_ERRORS, for join{ all = true }.  While a
+ * completed() loop runs, outcomes go to the Q_STREAM fifo instead, in the
+ * order they finish.
  *
  * Producers that find the ring full wait on the putters list; room is
  * handed to them in order by reserving a slot before waking them. */
@@ -15,21 +18,26 @@
 #include <string.h>
 #include "host.h"
 
-enum { Q_RING = 1, Q_RESULTS, Q_HANDLER, Q_NUV = Q_HANDLER };
+enum { Q_RING = 1, Q_RESULTS, Q_HANDLER, Q_ERRORS, Q_STREAM, Q_NUV = Q_STREAM };
 
 struct pyq_queue {
   pyq_job dispatch;       /* ready while tasks wait for a worker */
   pyq_link member;        /* in host->queues until closed */
   pyq_link fibers;        /* its workers */
   pyq_link idle, putters, joiners;
+  pyq_link cancellers;    /* cancel() calls waiting for running tasks to end */
+  pyq_link streamers;     /* a completed() loop waiting for an outcome */
   pyq_host *host;
   int ref;                /* anchors the userdata until closed */
   int log_level;
   int closed;
+  int streaming;          /* a completed() loop takes the outcomes */
   lua_Integer workers, maxsize;
   lua_Integer spawned, reserved, stuck;
   lua_Integer head, cap;
   lua_Integer counter;     /* puts since the last join */
+  lua_Integer unwinding;   /* cancelled running tasks not ended yet */
+  lua_Integer shead, stail;   /* Q_STREAM: outcomes [shead, stail) */
   pyq_qstats *st;         /* counts; outlives the queue for the summary */
 };
 
@@ -41,15 +49,24 @@ static const char queue_key = 'q';
 /* Idle workers kept for the next tasks; a big queue gives the rest back. */
 #define IDLE_KEEP 256
 
-static pyq_queue *checkqueue (lua_State *L, const char *fname) {
-  pyq_queue *q = lua_touserdata(L, 1);
+/* A drained ring bigger than this is replaced by a small one. */
+#define RING_KEEP 1024
+#define RING_MIN 8
+
+static pyq_queue *toqueue (lua_State *L, int idx) {
+  pyq_queue *q = lua_touserdata(L, idx);
   int ok = 0;
-  if (q != NULL && lua_getmetatable(L, 1)) {
+  if (q != NULL && lua_getmetatable(L, idx)) {
     lua_rawgetp(L, LUA_REGISTRYINDEX, &queue_key);
     ok = lua_rawequal(L, -1, -2);
     lua_pop(L, 2);
   }
-  if (!ok)
+  return ok ? q : NULL;
+}
+
+static pyq_queue *checkqueue (lua_State *L, const char *fname) {
+  pyq_queue *q = toqueue(L, 1);
+  if (q == NULL)
     luaL_error(L, "%s: expected a pyq.Queue as self, got %s (call it as "
               "queue:%s)", fname, luaL_typename(L, 1), strrchr(fname, '.') + 1);
   return q;
@@ -59,10 +76,16 @@ static int queue_idle (const pyq_queue *q) {
   return q->st->running == 0 && q->st->pending == 0 && q->reserved == 0;
 }
 
-static void wake_joiners (pyq_queue *q) {
+static void wake_all (pyq_link *list) {
   pyq_link *n;
-  while ((n = pyq_list_shift(&q->joiners)) != NULL)
+  while ((n = pyq_list_shift(list)) != NULL)
     pyq_wake(pyq_container(n, pyq_fiber, wait), 0);
+}
+
+/* The queue went idle: joins return, a completed() loop ends. */
+static void wake_joiners (pyq_queue *q) {
+  wake_all(&q->joiners);
+  wake_all(&q->streamers);
 }
 
 /* Hands free slots to waiting producers, first come first served. */
@@ -122,7 +145,12 @@ static int take (lua_State *L, pyq_queue *q, pyq_fiber *f) {
   lua_rawseti(L, -3, slot);
   lua_remove(L, -2);
   q->head = (q->head + 1) & (q->cap - 1);
-  q->st->pending--;
+  if (--q->st->pending == 0 && q->cap > RING_KEEP) {   /* give the peak back */
+    lua_createtable(L, RING_MIN, 0);
+    lua_setiuservalue(L, 1, Q_RING);
+    q->head = 0;
+    q->cap = RING_MIN;
+  }
   q->st->running++;
   f->idx = q->counter - q->st->pending;   /* put order: its put index */
   f->flags |= PYQ_F_BUSY;
@@ -130,12 +158,101 @@ static int take (lua_State *L, pyq_queue *q, pyq_fiber *f) {
   return pyq_task_unpack(L);
 }
 
-static lua_Integer drop_pending (lua_State *L, pyq_queue *q) {
-  lua_Integer n = q->st->pending;
-  lua_createtable(L, (int)q->cap, 0);
+/* ---- outcomes ------------------------------------------------------------ */
+
+/* Appends an outcome for the completed() loop; the value is on top (kept). */
+static void stream_push (lua_State *L, int qidx, pyq_queue *q,
+                         lua_Integer idx, int ok) {
+  lua_Integer at = q->stail * 3;
+  lua_getiuservalue(L, qidx, Q_STREAM);
+  lua_pushinteger(L, idx);
+  lua_rawseti(L, -2, at + 1);
+  lua_pushboolean(L, ok);
+  lua_rawseti(L, -2, at + 2);
+  lua_pushvalue(L, -2);
+  lua_rawseti(L, -2, at + 3);
+  lua_pop(L, 1);
+  q->stail++;
+  wake_all(&q->streamers);
+}
+
+/* Keeps the outcome on top (kept there) for join or completed(). */
+static void keep (lua_State *L, int qidx, pyq_queue *q, lua_Integer idx,
+                  int ok) {
+  if (q->streaming) {
+    stream_push(L, qidx, q, idx, ok);
+  } else if (!lua_isnil(L, -1)) {
+    lua_getiuservalue(L, qidx, ok ? Q_RESULTS : Q_ERRORS);
+    lua_pushvalue(L, -2);
+    lua_rawseti(L, -2, idx);
+    lua_pop(L, 1);
+  }
+}
+
+/* Counts the outcome of f's task: the one place that does.  Returns the
+ * kind of error, or NULL when the task is done. */
+static const char *count_outcome (pyq_queue *q, pyq_fiber *f, int failed) {
+  if (f->flags & PYQ_F_CANCELLED) {
+    q->st->cancelled++;
+    return "cancelled";
+  }
+  if (failed) {
+    q->st->failed++;
+    return "failed";
+  }
+  q->st->done++;
+  return NULL;
+}
+
+/* Counts the outcome of f's task and keeps it for join or completed();
+ * the task's result or error is on top, and stays there. */
+static void settle (lua_State *L, int qidx, pyq_queue *q, pyq_fiber *f,
+                    int failed) {
+  const char *kind = count_outcome(q, f, failed);
+  if (kind == NULL) {
+    if (q->streaming || !lua_isnil(L, -1)) keep(L, qidx, q, f->idx, 1);
+    return;
+  }
+  pyq_error_push(L, kind, -1, f->idx);
+  keep(L, qidx, q, f->idx, 0);
+  lua_pop(L, 1);
+}
+
+/* Drops the pending tasks as cancelled.  Their put indices are the last
+ * `pending` ones; join{ all = true } gets an error for each, remembered
+ * as one range rather than one entry per task. */
+static lua_Integer drop_pending (lua_State *L, pyq_queue *q, const char *msg) {
+  lua_Integer i, n = q->st->pending, lo = q->counter - n + 1;
+  lua_createtable(L, RING_MIN, 0);
   lua_setiuservalue(L, 1, Q_RING);
   q->head = q->st->pending = 0;
+  q->cap = RING_MIN;
   q->st->cancelled += n;
+  if (n > 0 && q->streaming) {
+    lua_pushstring(L, msg);
+    for (i = lo; i <= q->counter; i++) {
+      pyq_error_push(L, "cancelled", -1, i);
+      stream_push(L, 1, q, i, 0);
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  } else if (n > 0) {
+    lua_getiuservalue(L, 1, Q_ERRORS);
+    if (lua_getfield(L, -1, "dropped") != LUA_TTABLE) {
+      lua_pop(L, 1);
+      lua_newtable(L);
+      lua_pushvalue(L, -1);
+      lua_setfield(L, -3, "dropped");
+    }
+    i = (lua_Integer)lua_rawlen(L, -1);
+    lua_pushinteger(L, lo);
+    lua_rawseti(L, -2, i + 1);
+    lua_pushinteger(L, q->counter);
+    lua_rawseti(L, -2, i + 2);
+    lua_pushstring(L, msg);
+    lua_rawseti(L, -2, i + 3);
+    lua_pop(L, 2);
+  }
   give_room(q);
   return n;
 }
@@ -147,51 +264,37 @@ static int worker_next (lua_State *L, pyq_fiber *f);
 static void task_end (pyq_fiber *f) {
   pyq_queue *q = f->queue;
   q->st->running--;
-  f->flags &= ~(PYQ_F_BUSY | PYQ_F_CANCELLED);
+  if ((f->flags & PYQ_F_UNWINDING) && --q->unwinding == 0)
+    wake_all(&q->cancellers);
+  f->flags &= ~(PYQ_F_BUSY | PYQ_F_CANCELLED | PYQ_F_UNWINDING);
   f->cancel_msg = NULL;
   if (queue_idle(q)) wake_joiners(q);
 }
 
-static void handler_done (lua_State *L, pyq_fiber *f, int status) {
-  if (status != LUA_OK && status != LUA_YIELD &&
-      !(f->flags & PYQ_F_CANCELLED))
+/* Calls exception_handler(err, traceback) for the error on top (kept).  It
+ * runs between two tasks and cannot wait: lua_pcall, not lua_pcallk, so a
+ * wait in it raises instead of suspending the worker half-way. */
+static void call_handler (lua_State *L, pyq_fiber *f) {
+  lua_getiuservalue(L, 1, Q_HANDLER);
+  lua_pushvalue(L, -2);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, f) == LUA_TNIL) {
+    lua_pop(L, 1);
+    lua_pushliteral(L, "stack traceback: (not available)");
+  }
+  lua_pushnil(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, f);
+  f->flags |= PYQ_F_HANDLER;
+  if (lua_pcall(L, 2, 0, 0) != LUA_OK && !(f->flags & PYQ_F_CANCELLED))
     pyq_log(f->host, PYQ_ERROR, f->queue->st->where,
             "exception_handler failed: %s", pyq_errstr(L, -1));
-  lua_settop(L, 2);
-  task_end(f);
-}
-
-static int handler_k (lua_State *L, int status, lua_KContext ctx) {
-  pyq_fiber *f = (pyq_fiber *)ctx;
-  handler_done(L, f, status);
-  return worker_next(L, f);
+  f->flags &= ~PYQ_F_HANDLER;
 }
 
 /* The task ended with status; its result or error is on top. */
 static void worker_ran (lua_State *L, pyq_fiber *f, int status) {
-  pyq_queue *q = f->queue;
-  if (f->flags & PYQ_F_CANCELLED) {
-    q->st->cancelled++;
-  } else if (status == LUA_OK || status == LUA_YIELD) {
-    q->st->done++;
-    if (!lua_isnil(L, -1)) {
-      lua_getiuservalue(L, 1, Q_RESULTS);
-      lua_rotate(L, -2, 1);
-      lua_rawseti(L, -2, f->idx);
-    }
-  } else {
-    q->st->failed++;
-    lua_getiuservalue(L, 1, Q_HANDLER);
-    lua_rotate(L, -2, 1);
-    if (lua_rawgetp(L, LUA_REGISTRYINDEX, f) == LUA_TNIL) {
-      lua_pop(L, 1);
-      lua_pushliteral(L, "stack traceback: (not available)");
-    }
-    lua_pushnil(L);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, f);
-    handler_done(L, f, lua_pcallk(L, 2, 0, 0, (lua_KContext)f, handler_k));
-    return;
-  }
+  int failed = status != LUA_OK && status != LUA_YIELD;
+  settle(L, 1, f->queue, f, failed);
+  if (failed && !(f->flags & PYQ_F_CANCELLED)) call_handler(L, f);
   lua_settop(L, 2);
   task_end(f);
 }
@@ -248,18 +351,23 @@ static int worker_main (lua_State *L) {
 static void worker_finish (pyq_fiber *f, int status) {
   pyq_queue *q = f->queue;
   pyq_host *h = f->host;
-  if (status != LUA_OK) {
-    if (f->flags & PYQ_F_BUSY) {
-      if (f->flags & PYQ_F_CANCELLED) q->st->cancelled++;
-      else {
-        q->st->failed++;
-        pyq_log(f->host, PYQ_ERROR, q->st->where, "task failed: %s",
-                pyq_errstr(f->L, -1));
-      }
-      q->st->running--;
+  if (status != LUA_OK && (f->flags & PYQ_F_BUSY)) {   /* the task's end */
+    if (q->ref != LUA_NOREF) {   /* still open: keep the error for join */
+      int top = lua_gettop(f->L);
+      lua_rawgeti(f->L, LUA_REGISTRYINDEX, q->ref);
+      lua_insert(f->L, top);
+      settle(f->L, top, q, f, 1);
+    } else {
+      count_outcome(q, f, 1);
     }
-    lua_resetthread(f->L);
+    if (!(f->flags & PYQ_F_CANCELLED)) {
+      h->unhandled++;
+      pyq_log(h, PYQ_ERROR, q->st->where, "task failed: %s",
+              pyq_errstr(f->L, -1));
+    }
+    task_end(f);
   }
+  if (status != LUA_OK) lua_resetthread(f->L);
   q->spawned--;
   pyq_fiber_free(f);
   if (!q->closed && q->st->pending > 0) pyq_post(h, &q->dispatch);
@@ -369,44 +477,101 @@ static const char *const type_names[] = {
   "userdata", NULL
 };
 
-/* Returns the kept results in put order and starts a new round. */
+/* Fills out[lo..hi] (out on top) with "cancelled" errors for the pending
+ * tasks cancel() dropped, remembered in Q_ERRORS.dropped as ranges. */
+static void fill_dropped (lua_State *L) {
+  lua_Integer r, n, i;
+  lua_getiuservalue(L, 1, Q_ERRORS);
+  if (lua_getfield(L, -1, "dropped") != LUA_TTABLE) {
+    lua_pop(L, 2);
+    return;
+  }
+  n = (lua_Integer)lua_rawlen(L, -1);
+  for (r = 1; r + 2 <= n; r += 3) {
+    lua_Integer lo, hi;
+    lua_rawgeti(L, -1, r);
+    lua_rawgeti(L, -2, r + 1);
+    lua_rawgeti(L, -3, r + 2);
+    lo = lua_tointeger(L, -3);
+    hi = lua_tointeger(L, -2);
+    for (i = lo; i <= hi; i++) {
+      pyq_error_push(L, "cancelled", -1, i);
+      lua_rawseti(L, -7, i);
+    }
+    lua_pop(L, 3);
+  }
+  lua_pop(L, 2);
+}
+
+/* Returns the results in put order and starts a new round.  Stack: 1 the
+ * queue, 2 the type name or nil, 3 all.  With all, one entry per put (n
+ * of them): the result, nil, or a pyq.Error; else the non-nil results.
+ * The types are checked before anything is cleared, so a mismatch raises
+ * and the results stay for the next join. */
 static int collect (lua_State *L, pyq_queue *q) {
   lua_Integer i, n = 0, count = q->counter;
   const char *want = lua_tostring(L, 2);
-  lua_getiuservalue(L, 1, Q_RESULTS);
+  int all = lua_toboolean(L, 3);
+  lua_settop(L, 3);
+  lua_getiuservalue(L, 1, Q_RESULTS);                      /* 4 */
+  for (i = 1; want && i <= count; i++) {
+    int t = lua_rawgeti(L, 4, i);
+    lua_pop(L, 1);
+    if (t != LUA_TNIL && strcmp(lua_typename(L, t), want) != 0) {
+      lua_rawgeti(L, 4, i);
+      return luaL_error(L, "pyq.Queue.join: result of task %d is a %s, "
+                        "expected %s (the results are kept)", (int)i,
+                        luaL_typename(L, -1), want);
+    }
+  }
+  lua_createtable(L, all ? (int)count : 0, all);          /* 5 */
+  if (all) {
+    lua_getiuservalue(L, 1, Q_ERRORS);                     /* 6 */
+    for (i = 1; i <= count; i++) {
+      if (lua_rawgeti(L, 4, i) == LUA_TNIL) {
+        lua_pop(L, 1);
+        lua_rawgeti(L, 6, i);
+      }
+      lua_rawseti(L, 5, i);
+    }
+    lua_pop(L, 1);
+    fill_dropped(L);
+    lua_pushinteger(L, count);
+    lua_setfield(L, 5, "n");
+  } else {
+    for (i = 1; i <= count; i++) {
+      if (lua_rawgeti(L, 4, i) == LUA_TNIL) lua_pop(L, 1);
+      else lua_rawseti(L, 5, ++n);
+    }
+  }
   lua_newtable(L);
   lua_setiuservalue(L, 1, Q_RESULTS);
-  q->counter = 0;
   lua_newtable(L);
-  for (i = 1; i <= count; i++) {
-    if (lua_rawgeti(L, -2, i) == LUA_TNIL) {
-      lua_pop(L, 1);
-      continue;
-    }
-    if (want && strcmp(luaL_typename(L, -1), want) != 0)
-      return luaL_error(L, "pyq.Queue.join: result %d is a %s, expected %s",
-                       (int)n + 1, luaL_typename(L, -1), want);
-    lua_rawseti(L, -2, ++n);
-  }
+  lua_setiuservalue(L, 1, Q_ERRORS);
+  q->counter = 0;
   return 1;
 }
 
-static void joiner_disarm (pyq_fiber *f) {
+static void waiter_disarm (pyq_fiber *f) {
   pyq_list_remove(&f->wait);
 }
 
-/* Parks until the queue is idle; k then checks again, since a task may
- * have been put between the wake-up and the resume. */
-static int wait_idle (lua_State *L, pyq_queue *q, const char *fname,
-                      lua_KFunction k) {
+/* Parks on list; k then checks again, since the state may have changed
+ * between the wake-up and the resume. */
+static int wait_on (lua_State *L, pyq_link *list, const char *fname,
+                    lua_KFunction k) {
   pyq_fiber *f = pyq_fiber_check(L, fname);
-  pyq_list_push(&q->joiners, &f->wait);
-  return pyq_park(L, f, joiner_disarm, k);
+  pyq_list_push(list, &f->wait);
+  return pyq_park(L, f, waiter_disarm, k);
+}
+
+static int own_task (lua_State *L, pyq_queue *q) {
+  pyq_fiber *f = pyq_fiber_of(L);
+  return f != NULL && f->queue == q && (f->flags & PYQ_F_BUSY);
 }
 
 static void check_not_own (lua_State *L, pyq_queue *q, const char *fname) {
-  pyq_fiber *f = pyq_fiber_of(L);
-  if (f != NULL && f->queue == q && (f->flags & PYQ_F_BUSY))
+  if (own_task(L, q))
     luaL_error(L, "%s: called from one of the queue's own tasks, which it "
               "would wait for forever", fname);
 }
@@ -415,27 +580,179 @@ static int join_k (lua_State *L, int status, lua_KContext ctx) {
   pyq_queue *q = lua_touserdata(L, 1);
   (void)status;
   if (!pyq_resumed(L, (pyq_fiber *)ctx)) return lua_error(L);
-  lua_settop(L, 2);
-  if (!queue_idle(q)) return wait_idle(L, q, "pyq.Queue.join", join_k);
+  lua_settop(L, 3);
+  if (!queue_idle(q)) return wait_on(L, &q->joiners, "pyq.Queue.join", join_k);
   return collect(L, q);
+}
+
+static void check_type_name (lua_State *L, int idx) {
+  const char *t = lua_tostring(L, idx);
+  int i;
+  for (i = 0; t && lua_type(L, idx) == LUA_TSTRING && type_names[i]; i++)
+    if (strcmp(type_names[i], t) == 0) return;
+  luaL_error(L, "pyq.Queue.join: type_name must be a type() name such as "
+             "\"string\" or \"table\", got %s", t ? t : luaL_typename(L, idx));
+}
+
+/* join([type_name]) or join{ all = bool, type = type_name }: leaves the
+ * type name (or nil) at 2 and all at 3. */
+static void join_args (lua_State *L) {
+  lua_settop(L, 2);
+  if (lua_istable(L, 2)) {
+    lua_pushnil(L);
+    while (lua_next(L, 2)) {
+      const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+      lua_pop(L, 1);
+      if (k == NULL || (strcmp(k, "all") != 0 && strcmp(k, "type") != 0))
+        luaL_error(L, "pyq.Queue.join: unknown option '%s' (expected all "
+                   "or type)", luaL_tolstring(L, -1, NULL));
+    }
+    if (lua_getfield(L, 2, "all") != LUA_TNIL && !lua_isboolean(L, -1))
+      luaL_error(L, "pyq.Queue.join: all must be a boolean, got %s",
+                 luaL_typename(L, -1));
+    lua_getfield(L, 2, "type");
+    lua_replace(L, 2);
+    lua_pushboolean(L, lua_toboolean(L, 3));
+    lua_replace(L, 3);
+  } else {
+    lua_pushboolean(L, 0);
+  }
+  if (!lua_isnil(L, 2)) check_type_name(L, 2);
 }
 
 static int queue_join (lua_State *L) {
   pyq_queue *q = checkqueue(L, "pyq.Queue.join");
-  lua_settop(L, 2);
-  if (!lua_isnil(L, 2)) {
-    const char *t = lua_tostring(L, 2);
-    int i;
-    for (i = 0; t && lua_type(L, 2) == LUA_TSTRING && type_names[i]; i++)
-      if (strcmp(type_names[i], t) == 0) break;
-    if (t == NULL || lua_type(L, 2) != LUA_TSTRING || !type_names[i])
-      return luaL_error(L, "pyq.Queue.join: type_name must be a type() name "
-                       "such as \"string\" or \"table\", got %s",
-                       t ? t : luaL_typename(L, 2));
-  }
+  join_args(L);
   check_not_own(L, q, "pyq.Queue.join");
-  if (!queue_idle(q)) return wait_idle(L, q, "pyq.Queue.join", join_k);
+  if (!queue_idle(q)) return wait_on(L, &q->joiners, "pyq.Queue.join", join_k);
   return collect(L, q);
+}
+
+/* ---- completed(): outcomes in the order they finish ------------------- */
+
+/* Moves the outcomes of the round's finished tasks into the stream, in put
+ * order.  A task that returned nil left nothing behind, but it is known to
+ * have finished: its index is neither pending (the last `pending` ones) nor
+ * held by a busy worker. */
+static void stream_start (lua_State *L, pyq_queue *q) {
+  lua_Integer i, last = q->counter - q->st->pending;
+  pyq_link *l;
+  lua_getiuservalue(L, 1, Q_RESULTS);      /* 2 */
+  lua_getiuservalue(L, 1, Q_ERRORS);       /* 3 */
+  lua_newtable(L);                         /* 4: dropped, then busy */
+  fill_dropped(L);
+  for (l = q->fibers.next; l != &q->fibers; l = l->next) {
+    pyq_fiber *f = pyq_container(l, pyq_fiber, member);
+    if (f->flags & PYQ_F_BUSY) {
+      lua_pushboolean(L, 1);
+      lua_rawseti(L, 4, f->idx);
+    }
+  }
+  q->streaming = 1;
+  q->shead = q->stail = 0;
+  lua_newtable(L);
+  lua_setiuservalue(L, 1, Q_STREAM);
+  for (i = 1; i <= last; i++) {
+    if (lua_rawgeti(L, 2, i) != LUA_TNIL) {
+      stream_push(L, 1, q, i, 1);
+    } else if (lua_rawgeti(L, 3, i) != LUA_TNIL) {
+      stream_push(L, 1, q, i, 0);
+    } else if (lua_rawgeti(L, 4, i) == LUA_TTABLE) {
+      stream_push(L, 1, q, i, 0);
+    } else if (lua_isnil(L, -1)) {
+      stream_push(L, 1, q, i, 1);   /* finished with nil */
+    }
+    lua_settop(L, 4);
+  }
+  lua_pop(L, 3);
+  lua_newtable(L);
+  lua_setiuservalue(L, 1, Q_RESULTS);
+  lua_newtable(L);
+  lua_setiuservalue(L, 1, Q_ERRORS);
+}
+
+/* The loop ended or was left: outcomes not taken go back to join. */
+static void stream_stop (lua_State *L, pyq_queue *q) {
+  lua_Integer at;
+  if (!q->streaming) return;
+  q->streaming = 0;
+  lua_getiuservalue(L, 1, Q_STREAM);
+  for (at = q->shead; at < q->stail; at++) {
+    lua_rawgeti(L, -1, at * 3 + 1);
+    lua_rawgeti(L, -2, at * 3 + 2);
+    lua_rawgeti(L, -3, at * 3 + 3);
+    keep(L, 1, q, lua_tointeger(L, -3), lua_toboolean(L, -2));
+    lua_pop(L, 3);
+  }
+  lua_pop(L, 1);
+  q->shead = q->stail = 0;
+  lua_newtable(L);
+  lua_setiuservalue(L, 1, Q_STREAM);
+}
+
+static int completed_next (lua_State *L);
+
+static int completed_k (lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  if (!pyq_resumed(L, (pyq_fiber *)ctx)) return lua_error(L);
+  return completed_next(L);
+}
+
+/* The loop's iterator: i, ok, value of the next task to finish; nil once
+ * the queue is idle and every outcome was given. */
+static int completed_next (lua_State *L) {
+  pyq_queue *q = checkqueue(L, "pyq.Queue.completed");
+  lua_settop(L, 1);
+  if (!q->streaming) return 0;
+  if (q->shead < q->stail) {
+    lua_Integer at = q->shead++;
+    lua_getiuservalue(L, 1, Q_STREAM);
+    lua_rawgeti(L, 2, at * 3 + 1);
+    lua_rawgeti(L, 2, at * 3 + 2);
+    lua_rawgeti(L, 2, at * 3 + 3);
+    lua_pushnil(L);   /* let the value go */
+    lua_rawseti(L, 2, at * 3 + 3);
+    if (q->shead == q->stail) {   /* drained: start the fifo afresh */
+      q->shead = q->stail = 0;
+      lua_newtable(L);
+      lua_setiuservalue(L, 1, Q_STREAM);
+    }
+    return 3;
+  }
+  if (queue_idle(q)) {
+    stream_stop(L, q);
+    return 0;
+  }
+  return wait_on(L, &q->streamers, "pyq.Queue.completed", completed_k);
+}
+
+static int completed_close (lua_State *L) {
+  lua_rawgeti(L, 1, 1);
+  lua_replace(L, 1);
+  if (toqueue(L, 1)) stream_stop(L, lua_touserdata(L, 1));
+  return 0;
+}
+
+static const char completed_key = 'c';
+
+/* for i, ok, value in queue:completed() do ... end */
+static int queue_completed (lua_State *L) {
+  pyq_queue *q = checkqueue(L, "pyq.Queue.completed");
+  lua_settop(L, 1);
+  check_not_own(L, q, "pyq.Queue.completed");
+  if (q->streaming)
+    return luaL_error(L, "pyq.Queue.completed: another completed() loop "
+                      "over this queue is running");
+  stream_start(L, q);
+  lua_pushcfunction(L, completed_next);
+  lua_pushvalue(L, 1);
+  lua_pushnil(L);
+  lua_createtable(L, 1, 0);   /* the loop's closing value */
+  lua_pushvalue(L, 1);
+  lua_rawseti(L, -2, 1);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &completed_key);
+  lua_setmetatable(L, -2);
+  return 4;
 }
 
 static void stop_workers (pyq_queue *q) {
@@ -448,24 +765,30 @@ static void stop_workers (pyq_queue *q) {
 
 static void mark_closed (lua_State *L, pyq_queue *q) {
   q->closed = 1;
+  q->streaming = 0;
   pyq_list_remove(&q->dispatch.link);
   pyq_list_remove(&q->member);
   while (!pyq_list_empty(&q->putters))
     pyq_fail(pyq_container(q->putters.next, pyq_fiber, wait),
              "pyq.Queue.put: the queue is closed");
+  wake_all(&q->streamers);
   stop_workers(q);
   luaL_unref(L, LUA_REGISTRYINDEX, q->ref);
   q->ref = LUA_NOREF;
   pyq_report_closed(q->host, q->st);
 }
 
+/* Drops the pending tasks and cancels the running ones at their current
+ * wait; returns how many.  The queue is at index 1. */
 static lua_Integer cancel (lua_State *L, pyq_queue *q, const char *msg) {
-  lua_Integer n = drop_pending(L, q);
+  lua_Integer n = drop_pending(L, q, msg);
   pyq_link *l;
   for (l = q->fibers.next; l != &q->fibers; l = l->next) {
     pyq_fiber *f = pyq_container(l, pyq_fiber, member);
     if ((f->flags & PYQ_F_BUSY) && !(f->flags & PYQ_F_CANCELLED)) {
       pyq_cancel(f, msg);
+      f->flags |= PYQ_F_UNWINDING;
+      q->unwinding++;
       n++;
     }
   }
@@ -476,6 +799,8 @@ static lua_Integer cancel (lua_State *L, pyq_queue *q, const char *msg) {
 static void close_finish (lua_State *L, pyq_queue *q) {
   lua_newtable(L);
   lua_setiuservalue(L, 1, Q_RESULTS);
+  lua_newtable(L);
+  lua_setiuservalue(L, 1, Q_ERRORS);
   q->counter = 0;
   mark_closed(L, q);
   if (q->log_level > 0)
@@ -493,7 +818,7 @@ static int close_k (lua_State *L, int status, lua_KContext ctx) {
   }
   lua_settop(L, 1);
   if (q->closed) return 0;
-  if (!queue_idle(q)) return wait_idle(L, q, "pyq.Queue.close", close_k);
+  if (!queue_idle(q)) return wait_on(L, &q->joiners, "pyq.Queue.close", close_k);
   close_finish(L, q);
   return 0;
 }
@@ -515,23 +840,46 @@ static int queue_close (lua_State *L) {
   }
   lua_settop(L, 1);
   check_not_own(L, q, "pyq.Queue.close");
-  if (!queue_idle(q)) return wait_idle(L, q, "pyq.Queue.close", close_k);
+  if (!queue_idle(q)) return wait_on(L, &q->joiners, "pyq.Queue.close", close_k);
   close_finish(L, q);
   return 0;
 }
 
+static int cancel_k (lua_State *L, int status, lua_KContext ctx) {
+  pyq_queue *q = lua_touserdata(L, 1);
+  (void)status;
+  if (!pyq_resumed(L, (pyq_fiber *)ctx)) return lua_error(L);
+  lua_settop(L, 2);
+  if (q->unwinding > 0)
+    return wait_on(L, &q->cancellers, "pyq.Queue.cancel", cancel_k);
+  return 1;
+}
+
+/* Returns once the cancelled running tasks have unwound (their <close>
+ * variables closed, counted as cancelled), when the caller can wait; from
+ * one of the queue's own tasks, an exception handler, a cancelled task or
+ * where nothing can suspend, it returns at once and they unwind at their
+ * next wait. */
 static int queue_cancel (lua_State *L) {
   pyq_queue *q = checkqueue(L, "pyq.Queue.cancel");
+  pyq_fiber *f = pyq_fiber_of(L);
+  lua_settop(L, 1);
   lua_pushinteger(L, cancel(L, q, PYQ_CANCELLED));
-  return 1;
+  if (q->unwinding == 0 || f == NULL || !lua_isyieldable(L) || own_task(L, q) ||
+      (f->flags & (PYQ_F_CANCELLED | PYQ_F_HANDLER)))
+    return 1;
+  return wait_on(L, &q->cancellers, "pyq.Queue.cancel", cancel_k);
 }
 
 /* ---- creation and fields ---------------------------------------------- */
 
+/* Logs the failure, and counts it: a job with failures nobody handled
+ * exits 3. */
 static int default_handler (lua_State *L) {
   pyq_fiber *f = pyq_fiber_of(L);
   pyq_host *h = pyq_host_of(L);
   const char *msg = pyq_errstr(L, 1);
+  h->unhandled++;
   pyq_log(h, PYQ_WARNING, f && f->queue ? f->queue->st->where : "pyq.Queue",
           "task failed: %s\n%s", msg, luaL_optstring(L, 2, ""));
   return 0;
@@ -636,6 +984,8 @@ static int queue_new (lua_State *L) {
   pyq_list_init(&q->idle);
   pyq_list_init(&q->putters);
   pyq_list_init(&q->joiners);
+  pyq_list_init(&q->cancellers);
+  pyq_list_init(&q->streamers);
   pyq_list_push(&h->queues, &q->member);
   q->ref = LUA_NOREF;
   pyq_where(L, 1, q->st->where, sizeof q->st->where);
@@ -647,6 +997,10 @@ static int queue_new (lua_State *L) {
   lua_setiuservalue(L, -2, Q_RING);
   lua_newtable(L);
   lua_setiuservalue(L, -2, Q_RESULTS);
+  lua_newtable(L);
+  lua_setiuservalue(L, -2, Q_ERRORS);
+  lua_newtable(L);
+  lua_setiuservalue(L, -2, Q_STREAM);
   lua_pushvalue(L, -1);
   q->ref = luaL_ref(L, LUA_REGISTRYINDEX);
   if (progress) pyq_progress_watch(h, q->st);
@@ -656,7 +1010,7 @@ static int queue_new (lua_State *L) {
 }
 
 static int queue_index (lua_State *L) {
-  pyq_queue *q = lua_touserdata(L, 1);
+  pyq_queue *q = checkqueue(L, "pyq.Queue.__index");
   const char *k;
   lua_Integer v;
   lua_pushvalue(L, 2);
@@ -688,7 +1042,9 @@ static int queue_index (lua_State *L) {
 }
 
 static int queue_newindex (lua_State *L) {
-  const char *k = luaL_checkstring(L, 2);
+  const char *k;
+  checkqueue(L, "pyq.Queue.__newindex");
+  k = luaL_checkstring(L, 2);
   if (strcmp(k, "exception_handler") != 0)
     return luaL_error(L, "pyq.Queue: field '%s' is read-only", k);
   check_handler(L, 3, "pyq.Queue");
@@ -699,12 +1055,12 @@ static int queue_newindex (lua_State *L) {
 }
 
 static int queue_len (lua_State *L) {
-  lua_pushinteger(L, ((pyq_queue *)lua_touserdata(L, 1))->st->pending);
+  lua_pushinteger(L, checkqueue(L, "pyq.Queue.__len")->st->pending);
   return 1;
 }
 
 static int queue_tostring (lua_State *L) {
-  pyq_queue *q = lua_touserdata(L, 1);
+  pyq_queue *q = checkqueue(L, "pyq.Queue.__tostring");
   lua_pushfstring(L, "pyq.Queue (%s, %d workers, %d pending, %d running%s)",
                   q->st->where, (int)q->workers, (int)q->st->pending,
                   (int)q->st->running, q->closed ? ", closed" : "");
@@ -770,8 +1126,12 @@ void pyq_queue_report_unclosed (pyq_host *h) {
 void pyq_open_queue (lua_State *L) {
   static const luaL_Reg methods[] = {
     {"put", queue_put}, {"join", queue_join}, {"close", queue_close},
-    {"cancel", queue_cancel}, {NULL, NULL}
+    {"cancel", queue_cancel}, {"completed", queue_completed}, {NULL, NULL}
   };
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, completed_close);
+  lua_setfield(L, -2, "__close");
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &completed_key);
   lua_createtable(L, 0, 8);
   luaL_newlib(L, methods);
   lua_pushcclosure(L, queue_index, 1);

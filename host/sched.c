@@ -36,7 +36,11 @@ pyq_fiber *pyq_fiber_new (lua_State *L, pyq_host *h) {
 
 static void timer_free (uv_handle_t *t) { free(t); }
 
+/* A thread suspended in a wait (an idle worker) is reset first: a task may
+ * have kept it (coroutine.running()), and once its fiber is gone the
+ * resume guard no longer knows it; reset, it is dead to Lua. */
 void pyq_fiber_free (pyq_fiber *f) {
+  if (lua_status(f->L) == LUA_YIELD) lua_resetthread(f->L);
   pyq_list_remove(&f->job.link);
   pyq_list_remove(&f->wait);
   pyq_list_remove(&f->member);
@@ -65,6 +69,7 @@ void pyq_fiber_resume (pyq_fiber *f) {
   f->flags &= ~PYQ_F_PARKED;
   f->disarm = NULL;
   h->current = f;
+  if (h->signal) pyq_interrupt_arm(h, f->L);
   status = lua_resume(f->L, NULL, f->got, &nres);
   h->current = prev;
   if (status != LUA_YIELD)
@@ -80,6 +85,10 @@ pyq_fiber *pyq_fiber_check (lua_State *L, const char *fname) {
   if (f == NULL)
     luaL_error(L, "%s: cannot wait here: this coroutine is not run by the host "
               "(wait from the main script, a queue task or pyq.await)", fname);
+  if (f->flags & PYQ_F_HANDLER)
+    luaL_error(L, "%s: cannot wait in an exception_handler (it runs between "
+               "two tasks of the worker; put a task into a queue for slow "
+               "work)", fname);
   if (!lua_isyieldable(L))
     luaL_error(L, "%s: cannot wait here: a C function is on the call stack "
               "(a __close or __gc handler, or a callback of table.sort, "
@@ -205,7 +214,10 @@ void pyq_run (pyq_host *h) {
 
 /* coroutine.resume and coroutine.close on a fiber's thread would run a task
  * behind the scheduler's back: resume answers false and a message, as it
- * does for a dead coroutine; close raises, as it does for a running one. */
+ * does for a dead coroutine; close raises, as it does for a running one.
+ * Coroutines of the script's own are resumed here rather than by lcorolib,
+ * so the host knows which one runs (a signal's hook goes there) and an
+ * interruption that ended one is raised again in the task. */
 static int host_task (lua_State *L) {
   lua_State *co = lua_tothread(L, 1);
   return co != NULL && co != L && pyq_fiber_of(co) != NULL;
@@ -218,11 +230,92 @@ static int call_original (lua_State *L) {
   return lua_gettop(L);
 }
 
+/* lcorolib's auxresume, with h->co kept: the results or the error are
+ * moved to L; returns their count, or -1 with the error on top. */
+static int resume_co (lua_State *L, lua_State *co, int narg) {
+  pyq_host *h = pyq_host_of(L);
+  lua_State *prev = h->co;
+  int status, nres;
+  if (!lua_checkstack(co, narg)) {
+    lua_pushliteral(L, "too many arguments to resume");
+    return -1;
+  }
+  lua_xmove(L, co, narg);
+  h->co = co;
+  if (h->signal) pyq_interrupt_arm(h, co);
+  status = lua_resume(co, L, narg, &nres);
+  h->co = prev;
+  if (status == LUA_OK || status == LUA_YIELD) {
+    if (!lua_checkstack(L, nres + 1)) {
+      lua_pop(co, nres);
+      lua_pushliteral(L, "too many results to resume");
+      return -1;
+    }
+    lua_xmove(co, L, nres);
+    return nres;
+  }
+  lua_xmove(co, L, 1);
+  return -1;
+}
+
+static void raise_if_interrupted (lua_State *L) {
+  const char *msg = pyq_interrupted(pyq_host_of(L));
+  if (msg != NULL) {
+    lua_pushstring(L, msg);
+    lua_error(L);
+  }
+}
+
 static int guarded_resume (lua_State *L) {
-  if (!host_task(L)) return call_original(L);
-  lua_pushboolean(L, 0);
-  lua_pushliteral(L, "coroutine.resume: cannot resume a task the host runs");
-  return 2;
+  lua_State *co = lua_tothread(L, 1);
+  int r;
+  luaL_argexpected(L, co != NULL, 1, "coroutine");
+  if (host_task(L)) {
+    lua_pushboolean(L, 0);
+    lua_pushliteral(L, "coroutine.resume: cannot resume a task the host runs");
+    return 2;
+  }
+  r = resume_co(L, co, lua_gettop(L) - 1);
+  raise_if_interrupted(L);
+  if (r < 0) {
+    lua_pushboolean(L, 0);
+    lua_insert(L, -2);
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  lua_insert(L, -(r + 1));
+  return r + 1;
+}
+
+/* lcorolib's auxwrap on resume_co. */
+static int wrapped (lua_State *L) {
+  lua_State *co = lua_tothread(L, lua_upvalueindex(1));
+  int r = resume_co(L, co, lua_gettop(L));
+  raise_if_interrupted(L);
+  if (r < 0) {
+    int stat = lua_status(co);
+    if (stat != LUA_OK && stat != LUA_YIELD) {   /* close its tbc variables */
+      stat = lua_resetthread(co);
+      lua_xmove(co, L, 1);
+    }
+    if (stat != LUA_ERRMEM && lua_type(L, -1) == LUA_TSTRING) {
+      luaL_where(L, 1);
+      lua_insert(L, -2);
+      lua_concat(L, 2);
+    }
+    return lua_error(L);
+  }
+  return r;
+}
+
+static int guarded_wrap (lua_State *L) {
+  lua_State *co;
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  co = lua_newthread(L);
+  lua_pushvalue(L, 1);
+  lua_xmove(L, co, 1);
+  lua_pushcclosure(L, wrapped, 1);
+  return 1;
 }
 
 static int guarded_close (lua_State *L) {
@@ -230,17 +323,17 @@ static int guarded_close (lua_State *L) {
   return luaL_error(L, "coroutine.close: cannot close a task the host runs");
 }
 
-static void guard (lua_State *L, const char *name, lua_CFunction f) {
-  lua_getfield(L, -1, name);
-  lua_pushcclosure(L, f, 1);
-  lua_setfield(L, -2, name);
-}
-
 void pyq_open_sched (lua_State *L) {
   lua_getglobal(L, "coroutine");
-  guard(L, "resume", guarded_resume);
-  guard(L, "close", guarded_close);
+  lua_pushcfunction(L, guarded_resume);
+  lua_setfield(L, -2, "resume");
+  lua_pushcfunction(L, guarded_wrap);
+  lua_setfield(L, -2, "wrap");
+  lua_getfield(L, -1, "close");
+  lua_pushcclosure(L, guarded_close, 1);
+  lua_setfield(L, -2, "close");
   lua_pop(L, 1);
+  pyq_open_signal(L);
 }
 
 /* At exit every fiber must be gone: a leftover one is a leak of its thread's

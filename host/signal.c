@@ -4,7 +4,12 @@
  * wait raise "interrupted", so to-be-closed variables (output files among
  * them) are closed on the way out; the exit code is 128 + the signal.  Code
  * that runs without waiting is stopped by a Lua hook set from the handler,
- * as lua.c does.  A second signal exits at once.  SIGPIPE is ignored: a
+ * as lua.c does, on the innermost running coroutine (h->co when the task
+ * resumed one of its own), and on every interrupted task or coroutine
+ * resumed afterwards.  The interruption cannot be swallowed: pcall, xpcall
+ * and coroutine.resume raise it again in an interrupted task (as asyncio's
+ * CancelledError escapes `except Exception`).  A second signal exits at
+ * once.  SIGPIPE is ignored: a
  * write to a closed stdout is noticed where it fails and interrupts the job
  * the same way (pyq_interrupt with SIGPIPE, exit code 141). */
 #include <signal.h>
@@ -23,15 +28,38 @@ static const char *message (int sig) {
   }
 }
 
+/* Count and return events only: a call hook could raise before a C
+ * __close method runs and skip it. */
+#define HOOK_MASK (LUA_MASKCOUNT | LUA_MASKRET)
+
 static void interrupt_hook (lua_State *L, lua_Debug *ar) {
+  pyq_host *h = signal_host;
   pyq_fiber *f = pyq_fiber_of(L);
   (void)ar;
   lua_sethook(L, NULL, 0, 0);
+  if (f == NULL) f = h->current;   /* a coroutine the task resumed */
   if (f != NULL) {
     f->flags |= PYQ_F_CANCELLED;
-    f->cancel_msg = message(signal_host->signal);
+    f->cancel_msg = message(h->signal);
   }
-  luaL_error(L, "%s", message(signal_host->signal));
+  luaL_error(L, "%s", message(h->signal));
+}
+
+/* The interruption message if the running task was interrupted (by a
+ * signal or os.exit), else NULL. */
+const char *pyq_interrupted (pyq_host *h) {
+  pyq_fiber *f = h->current;
+  if ((h->signal || h->exit_requested) && f != NULL &&
+      (f->flags & PYQ_F_CANCELLED))
+    return f->cancel_msg;
+  return NULL;
+}
+
+/* About to run L for an interrupted task: stop it at its first
+ * instruction. */
+void pyq_interrupt_arm (pyq_host *h, lua_State *L) {
+  if (h->signal && pyq_interrupted(h))
+    lua_sethook(L, interrupt_hook, HOOK_MASK, 1);
 }
 
 static void on_signal (int sig) {
@@ -43,9 +71,10 @@ static void on_signal (int sig) {
     _exit(128 + sig);
   }
   h->signal = sig;
-  if (h->current != NULL)
-    lua_sethook(h->current->L, interrupt_hook,
-                LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+  if (h->co != NULL)
+    lua_sethook(h->co, interrupt_hook, HOOK_MASK, 1);
+  else if (h->current != NULL)
+    lua_sethook(h->current->L, interrupt_hook, HOOK_MASK, 1);
   uv_async_send(&h->signal_async);
 }
 
@@ -82,6 +111,49 @@ void pyq_interrupt (pyq_host *h, int sig) {
   if (h->signal) return;
   h->signal = sig;
   uv_async_send(&h->signal_async);
+}
+
+/* ---- pcall and xpcall that an interruption goes through --------------- */
+
+static int finish_pcall (lua_State *L, int status, lua_KContext extra) {
+  const char *msg = pyq_interrupted(pyq_host_of(L));
+  if (msg != NULL) {
+    lua_pushstring(L, msg);
+    return lua_error(L);
+  }
+  if (status != LUA_OK && status != LUA_YIELD) {
+    lua_pushboolean(L, 0);
+    lua_pushvalue(L, -2);
+    return 2;
+  }
+  return lua_gettop(L) - (int)extra;
+}
+
+/* lbaselib's pcall and xpcall, raising again in an interrupted task. */
+static int host_pcall (lua_State *L) {
+  int status;
+  luaL_checkany(L, 1);
+  lua_pushboolean(L, 1);
+  lua_insert(L, 1);
+  status = lua_pcallk(L, lua_gettop(L) - 2, LUA_MULTRET, 0, 0, finish_pcall);
+  return finish_pcall(L, status, 0);
+}
+
+static int host_xpcall (lua_State *L) {
+  int status, n = lua_gettop(L);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_pushboolean(L, 1);
+  lua_pushvalue(L, 1);
+  lua_rotate(L, 3, 2);
+  status = lua_pcallk(L, n - 2, LUA_MULTRET, 2, 2, finish_pcall);
+  return finish_pcall(L, status, 2);
+}
+
+void pyq_open_signal (lua_State *L) {
+  lua_pushcfunction(L, host_pcall);
+  lua_setglobal(L, "pcall");
+  lua_pushcfunction(L, host_xpcall);
+  lua_setglobal(L, "xpcall");
 }
 
 void pyq_signal_init (pyq_host *h) {

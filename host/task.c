@@ -145,7 +145,8 @@ static int pyq_await (lua_State *L) {
 }
 
 static int task_tostring (lua_State *L) {
-  pyq_task *t = lua_touserdata(L, 1);
+  pyq_task *t = totask(L, 1);
+  luaL_argexpected(L, t != NULL, 1, "pyq.task");
   lua_pushfstring(L, "pyq.task (%s): %p", t->taken ? "started" : "new", t);
   return 1;
 }

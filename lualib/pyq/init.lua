@@ -13,8 +13,8 @@ local submodules = { itertools = true, http = true, json = true, jsonl = true }
 return std.setmetatable(pyq, {
   __index = function(t, name)
     if submodules[name] then
-      local module = require("pyq." .. name)
-      rawset(t, name, module)
+      local module = std.require("pyq." .. name)
+      std.rawset(t, name, module)
       return module
     end
   end,
