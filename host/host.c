@@ -96,7 +96,10 @@ static void host_warn (void *ud, const char *msg, int tocont) {
   }
   snprintf(h->warning + n, sizeof h->warning - n, "%s", msg);
   if (tocont) return;
-  if (h->warnings_on) pyq_log(h, PYQ_WARNING, "lua", "%s", h->warning);
+  /* os.exit in a __gc unwinds by an error that Lua reports as a warning:
+   * it is how the exit works, not a problem */
+  if (h->warnings_on && !(h->exit_requested && strstr(h->warning, PYQ_EXITING)))
+    pyq_log(h, PYQ_WARNING, "lua", "%s", h->warning);
   h->warning[0] = '\0';
 }
 

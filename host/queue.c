@@ -32,6 +32,7 @@ struct pyq_queue {
   int log_level;
   int closed;
   int streaming;          /* a completed() loop takes the outcomes */
+  int partial;            /* a loop was left early: some outcomes were given */
   lua_Integer workers, maxsize;
   lua_Integer spawned, reserved, stuck;
   lua_Integer head, cap;
@@ -549,6 +550,7 @@ static int collect (lua_State *L, pyq_queue *q) {
   lua_newtable(L);
   lua_setiuservalue(L, 1, Q_ERRORS);
   q->counter = 0;
+  q->partial = 0;
   return 1;
 }
 
@@ -659,7 +661,7 @@ static void stream_start (lua_State *L, pyq_queue *q) {
       stream_push(L, 1, q, i, 0);
     } else if (lua_rawgeti(L, 4, i) == LUA_TTABLE) {
       stream_push(L, 1, q, i, 0);
-    } else if (lua_isnil(L, -1)) {
+    } else if (lua_isnil(L, -1) && !q->partial) {
       stream_push(L, 1, q, i, 1);   /* finished with nil */
     }
     lua_settop(L, 4);
@@ -719,17 +721,28 @@ static int completed_next (lua_State *L) {
     }
     return 3;
   }
-  if (queue_idle(q)) {
+  if (queue_idle(q)) {   /* every outcome given: the round is over, as join */
     stream_stop(L, q);
+    lua_newtable(L);
+    lua_setiuservalue(L, 1, Q_ERRORS);
+    q->counter = 0;
+    q->partial = 0;
     return 0;
   }
   return wait_on(L, &q->streamers, "pyq.Queue.completed", completed_k);
 }
 
+/* The loop was left early (break, an error): what it did not take goes
+ * back to join; a later loop in the same round cannot tell the tasks it
+ * gave from those that returned nil, so it gives only kept outcomes. */
 static int completed_close (lua_State *L) {
+  pyq_queue *q;
   lua_rawgeti(L, 1, 1);
   lua_replace(L, 1);
-  if (toqueue(L, 1)) stream_stop(L, lua_touserdata(L, 1));
+  if ((q = toqueue(L, 1)) != NULL && q->streaming) {
+    stream_stop(L, q);
+    q->partial = 1;
+  }
   return 0;
 }
 

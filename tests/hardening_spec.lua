@@ -1,0 +1,155 @@
+require 'busted.runner'()
+-- Issue 14: memory safety, interruptions that cannot be swallowed, exits
+-- from finalizers, and errors that cannot be turned into text.
+local helper = require 'tests.helper'
+
+-- Runs `script` in the background, sends `sig` after `after` seconds and
+-- returns the exit code and the milliseconds from the signal to the exit.
+local function interrupt(script, sig, after)
+  local file = helper.tempfile(script)
+  local out = helper.shell(([[bash -c '%s %s >/dev/null 2>&1 & pid=$!; sleep %s;
+    t0=$(date +%%s%%N); kill -%s $pid; (sleep 10; kill -9 $pid 2>/dev/null) & dog=$!;
+    wait $pid; code=$?; t1=$(date +%%s%%N); kill $dog 2>/dev/null;
+    echo $code $(( (t1 - t0) / 1000000 ))']]):format(helper.pyqhost, file, after, sig))
+  os.remove(file)
+  local code, ms = out:match("(%d+) (%d+)")
+  return tonumber(code), tonumber(ms)
+end
+
+local limit_ms = helper.sanitized and 1000 or 100
+
+describe("hardening", function()
+  it("keeps a freed worker's coroutine dead to Lua", function()
+    local saved
+    do
+      local q <close> = pyq.Queue{ workers = 1 }
+      q:put(pyq.async(function() saved = coroutine.running() end)())
+    end
+    local ok, err = coroutine.resume(saved)
+    assert.is_false(ok)
+    assert.equal("cannot resume dead coroutine", err)
+    assert.equal("dead", coroutine.status(saved))
+  end)
+
+  it("refuses to resume a live worker", function()
+    local saved
+    local q <close> = pyq.Queue{ workers = 1 }
+    q:put(pyq.async(function() saved = coroutine.running() end)())
+    q:join()
+    local ok, err = coroutine.resume(saved)
+    assert.is_false(ok)
+    assert.matches("cannot resume a task the host runs", err, 1, true)
+  end)
+
+  it("checks self in every metamethod", function()
+    local q <close> = pyq.Queue{}
+    local mt = debug.getmetatable(q)
+    local task_mt = debug.getmetatable(pyq.async(function() end)())
+    local calls = {
+      function() return mt.__len(42) end,
+      function() return mt.__index(io.stdout, "pending") end,
+      function() return mt.__tostring({}) end,
+      function() return mt.__newindex({}, "exception_handler", print) end,
+      function() return mt.__close(42) end,
+      function() return task_mt.__tostring({}) end,
+    }
+    for i, f in ipairs(calls) do
+      local ok, err = pcall(f)
+      assert.is_false(ok, "case " .. i)
+      assert.matches("pyq", tostring(err), 1, true)
+    end
+  end)
+
+  describe("os.exit", function()
+    local cases = {
+      { "in a __gc run at exit, with a queue never closed", [[
+        local q = pyq.Queue{ workers = 1 }
+        q:put(pyq.async(function() pyq.sleep(0.01) end)())
+        setmetatable({}, { __gc = function() os.exit(3) end })
+      ]], 3 },
+      { "in a __gc run by a collection in the main task", [[
+        setmetatable({}, { __gc = function() os.exit(5) end })
+        collectgarbage(); collectgarbage()
+      ]], 5 },
+      { "in the main chunk's __close", [[
+        local _ <close> = setmetatable({}, { __close = function() os.exit(4) end })
+      ]], 4 },
+      { "in a task's __close while os.exit unwinds the job", [[
+        local q <close> = pyq.Queue{ workers = 2 }
+        q:put(pyq.async(function()
+          local _ <close> = setmetatable({}, { __close = function() os.exit(9) end })
+          pyq.sleep(5)
+        end)())
+        pyq.sleep(0.02)
+        os.exit(6)
+      ]], 6 },
+      { "in a __gc of a task's garbage", [[
+        local q <close> = pyq.Queue{ workers = 2 }
+        q:put(pyq.async(function()
+          setmetatable({}, { __gc = function() os.exit(7) end })
+          collectgarbage()
+          pyq.sleep(5)
+        end)())
+      ]], 7 },
+    }
+    for _, case in ipairs(cases) do
+      it(case[1] .. " exits with its code, cleanly", function()
+        local r = helper.run{ script = case[2], timeout = 20 }
+        assert.equal(case[3], r.code, r.err)
+        assert.not_matches("internal error", r.err, 1, true)
+        assert.not_matches("AddressSanitizer", r.err, 1, true)
+      end)
+    end
+  end)
+
+  it("in a __close while an interrupt unwinds keeps the interrupt's exit code", function()
+    local code = interrupt([[
+      local _ <close> = setmetatable({}, { __close = function() os.exit(8) end })
+      pyq.sleep(5)
+    ]], "INT", 0.3)
+    assert.equal(130, code)
+  end)
+
+  it("reports an error object whose __tostring raises, then closes everything", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir " .. dir))
+    local r = helper.run{ flags = { "--summary" }, script = ([[
+      local out <close> = pyq.jsonl.open(%q)
+      for i = 1, 100 do out:write({ i = i }) end
+      error(setmetatable({}, { __tostring = function() error("no text") end }))
+    ]]):format(dir .. "/out.jsonl") }
+    local n = 0
+    for _ in io.lines(dir .. "/out.jsonl") do n = n + 1 end
+    os.execute("rm -rf " .. dir)
+    assert.equal(1, r.code)
+    assert.matches("(error object is a table value)", r.err, 1, true)
+    assert.matches("pyqhost summary", r.err, 1, true)
+    assert.equal(100, n)
+  end)
+
+  describe("the first SIGINT", function()
+    local cpu = "local x = 0; for i = 1, 1e5 do x = x + i end; return x"
+    local cases = {
+      { "pcall in a loop", "while true do pcall(function() " .. cpu .. " end) end" },
+      { "xpcall in a loop", "while true do xpcall(function() " .. cpu .. " end, debug.traceback) end" },
+      { "a hand-made coroutine", "local co = coroutine.create(function() while true do " .. cpu:gsub("return x", "") .. " end end); print(coroutine.resume(co)); while true do end" },
+      { "a coroutine.wrap generator", "local g = coroutine.wrap(function() while true do pcall(function() " .. cpu .. " end) end end); g(); while true do end" },
+      { "a queue task with pcall", [[
+        local q <close> = pyq.Queue{ workers = 1 }
+        q:put(pyq.async(function() while true do pcall(function() ]] .. cpu .. [[ end) end end)())
+      ]] },
+      { "a task that catches its wait's error", [[
+        local q <close> = pyq.Queue{ workers = 1 }
+        q:put(pyq.async(function() while true do pcall(pyq.sleep, 0.001) end end)())
+      ]] },
+    }
+    for _, case in ipairs(cases) do
+      it("stops " .. case[1] .. " within " .. limit_ms .. " ms", function()
+        local code, ms = interrupt(case[2], "INT", 0.3)
+        assert.equal(130, code)
+        assert.is_true(ms <= limit_ms, "took " .. tostring(ms) .. " ms")
+      end)
+    end
+  end)
+end)
