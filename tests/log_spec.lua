@@ -83,3 +83,24 @@ describe("pyq.itertools.frozen_generator", function()
     for i = 1, 100 do assert.is_nil(list[i].data) end
   end)
 end)
+
+describe("a log call that cannot be formatted", function()
+  local helper = require 'tests.helper'
+  for _, flags in ipairs({ {}, { "-v" }, { "-vv" } }) do
+    it("is reported on one line naming the call site, and the job goes on ("
+       .. (flags[1] or "default level") .. ")", function()
+      local r = helper.run{ flags = flags, script = [[
+        pyq.log.warning("avg %d ms", 2.5)
+        pyq.log.info("avg %d ms", 2.5)
+        pyq.log.error(setmetatable({}, { __tostring = function() error("no text") end }))
+        print("went on")
+      ]] }
+      assert.equal(0, r.code, r.err)
+      assert.equal("went on\n", r.out)
+      local _, lines = r.err:gsub("cannot format the message", "")
+      assert.equal(flags[1] and 3 or 2, lines, r.err)
+      assert.matches("ERROR [^\n]+:1: pyq.log.warning: cannot format the message: bad argument #2", r.err)
+      assert.matches(":3: pyq.log.error: cannot format the message: [^\n]*no text", r.err)
+    end)
+  end
+end)
