@@ -71,7 +71,8 @@ enum {
   PYQ_F_BUSY = 4,        /* worker: running a task */
   PYQ_F_RESERVED = 8,    /* put waiter: a slot is held for it */
   PYQ_F_UNWINDING = 16,  /* worker: queue:cancel() waits for its task to end */
-  PYQ_F_HANDLER = 32     /* worker: running exception_handler, cannot wait */
+  PYQ_F_HANDLER = 32,    /* worker: running exception_handler, cannot wait */
+  PYQ_F_FAILING = 64     /* posted to resume with its wait's error */
 };
 
 struct pyq_fiber {

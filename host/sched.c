@@ -66,10 +66,10 @@ void pyq_fiber_resume (pyq_fiber *f) {
   int nres, status;
   f->got = f->nargs;
   f->nargs = 0;
-  f->flags &= ~PYQ_F_PARKED;
+  if (h->signal && !(f->flags & PYQ_F_FAILING)) pyq_interrupt_arm(h, f->L);
+  f->flags &= ~(PYQ_F_PARKED | PYQ_F_FAILING);
   f->disarm = NULL;
   h->current = f;
-  if (h->signal) pyq_interrupt_arm(h, f->L);
   status = lua_resume(f->L, NULL, f->got, &nres);
   h->current = prev;
   if (status != LUA_YIELD)
@@ -175,6 +175,7 @@ void pyq_fail (pyq_fiber *f, const char *msg) {
   lua_pushboolean(f->L, 0);
   lua_pushstring(f->L, msg);
   f->nargs = 2;
+  f->flags |= PYQ_F_FAILING;
   pyq_post(f->host, &f->job);
 }
 

@@ -55,11 +55,11 @@ const char *pyq_interrupted (pyq_host *h) {
   return NULL;
 }
 
-/* About to run L for an interrupted task: stop it at its first
- * instruction. */
+/* About to run L after a signal: stop it at its first instruction.  (A
+ * task resumed with its wait's error is not armed: it unwinds anyway, and
+ * the hook would cut short its Lua __close handlers.) */
 void pyq_interrupt_arm (pyq_host *h, lua_State *L) {
-  if (h->signal && pyq_interrupted(h))
-    lua_sethook(L, interrupt_hook, HOOK_MASK, 1);
+  if (h->signal) lua_sethook(L, interrupt_hook, HOOK_MASK, 1);
 }
 
 static void on_signal (int sig) {

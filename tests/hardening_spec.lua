@@ -101,6 +101,13 @@ describe("hardening", function()
     end
   end)
 
+  it("stops a CPU-bound script interrupted while the host starts", function()
+    for _ = 1, 5 do
+      local code = interrupt("while true do end", "INT", 0)
+      assert.equal(130, code)
+    end
+  end)
+
   it("in a __close while an interrupt unwinds keeps the interrupt's exit code", function()
     local code = interrupt([[
       local _ <close> = setmetatable({}, { __close = function() os.exit(8) end })
