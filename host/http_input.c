@@ -346,6 +346,9 @@ static void build_url (lua_State *L, int t, int has_query, const char *fname,
   if (!has_scheme(url))
     bad(L, "%s: url '%s' has no scheme: write http:// or https://", fname,
         masked(url, shown, sizeof shown, qnames));
+  if (strncasecmp(url, "http:", 5) != 0 && strncasecmp(url, "https:", 6) != 0)
+    bad(L, "%s: url '%s' is not http or https", fname,
+        masked(url, shown, sizeof shown, qnames));
   if ((u = curl_url()) == NULL) luaL_error(L, "not enough memory");
   rc = curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME);
   if (rc != CURLUE_OK) {
