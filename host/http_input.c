@@ -501,18 +501,24 @@ int pyq_http_secret_name (const char *name, size_t n) {
  * - the password: from the first ':' after "scheme://" to the LAST '@' in
  *   the URL, so an unencoded '/', '?', '#' or '@' in it cannot end it early
  *   (a URL with a port and an '@' further on is masked from the port on:
- *   safe rather than readable);
+ *   safe rather than readable; without "http(s)://" from the first ':');
  * - values under secret names: every part between '?', '&', ';' and '#'
  *   (query, fragment, matrix parameters) that is name=value with a secret
  *   name has its value hidden. */
 void pyq_http_mask (const char *url, char *out, size_t size,
                     const char *names1, const char *names2) {
   const char *scheme = strstr(url, "://");
-  size_t len = strlen(url), start = scheme ? (size_t)(scheme - url) + 3 : 0;
+  size_t len = strlen(url), start = 0;
   size_t i, n = 0, from = len, to = len, seg = start;
   int value = 0, eq = 0, hidden = 0;
-  const char *at = strrchr(url + start, '@'), *colon;
+  const char *at, *colon;
   if (size == 0) return;
+  /* past "http://" or "https://" only: "u://p@h" may be a user and the
+   * password "//p", and ftp://u:p@h is masked from "ftp:" on */
+  if (scheme && ((scheme - url == 4 && strncasecmp(url, "http", 4) == 0) ||
+                 (scheme - url == 5 && strncasecmp(url, "https", 5) == 0)))
+    start = (size_t)(scheme - url) + 3;
+  at = strrchr(url + start, '@');
   if (at != NULL &&
       (colon = memchr(url + start, ':', (size_t)(at - url) - start)) != NULL) {
     from = (size_t)(colon - url) + 1;
