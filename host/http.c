@@ -7,7 +7,13 @@
  * resumes its task at once.  The response table is built in the task's
  * continuation, inside its coroutine, never in a libuv callback.  Easy
  * handles are pooled and keep their options; the options are checked by
- * http_input.c. */
+ * http_input.c.
+ *
+ * Redirects are followed here, not by libcurl, so that credentials stay
+ * with their origin: when a hop ends in a 3xx with a Location, check_done
+ * puts the same handle back with the new URL (the task sleeps on), after
+ * dropping the secret headers if the scheme, host or port changes and
+ * refusing https -> http unless allowed. */
 #include <ctype.h>
 #include <math.h>
 #include <stdio.h>
@@ -29,6 +35,7 @@
 typedef struct sock_watch {
   uv_poll_t poll;
   curl_socket_t fd;
+  int events;             /* what libcurl asked to watch */
   pyq_http *http;
 } sock_watch;
 
@@ -38,7 +45,7 @@ typedef struct buf { char *p; size_t len, cap; } buf;
 typedef struct applied {
   int set;                /* 0: a new handle, nothing set yet */
   unsigned gen;           /* pyq_http.config_gen they were set under */
-  long follow, maxredirs, timeout_ms, ctimeout_ms, verify, verifyhost;
+  long timeout_ms, ctimeout_ms, verify, verifyhost;
   curl_off_t max_body;
   long fresh;             /* CURLOPT_FRESH_CONNECT */
   int headers;            /* CURLOPT_HTTPHEADER points at a list */
@@ -58,6 +65,14 @@ struct xfer {
   CURLcode result;
   char method[24];
   char *url;
+  char *why;              /* our own error text (a refused redirect) or NULL */
+  char *hnames, *qnames;  /* sensitive_headers, sensitive_query (packed) */
+  long timeout_ms;        /* for the whole request, every hop */
+  long max_redirects, hops;
+  curl_off_t spent;       /* microseconds in the hops before this one */
+  int follow, allow_downgrade;
+  int location;           /* this hop's answer has a Location header */
+  int discard;            /* this hop's body is a redirect's: dropped */
   char err[CURL_ERROR_SIZE];
 };
 
@@ -72,6 +87,7 @@ struct pyq_http {
   int sockets;            /* sockets libcurl has open */
   unsigned config_gen;    /* bumped by configure: pooled handles re-apply */
   char *user_agent;
+  char *hnames, *qnames;  /* configure's sensitive_headers, sensitive_query */
   long http_version;
   /* for the summary */
   uint64_t requests, bytes, retries, failures;
@@ -101,6 +117,7 @@ static int buf_add (buf *b, const char *p, size_t n) {
 static size_t on_body (char *p, size_t size, size_t n, void *ud) {
   xfer *x = ud;
   n *= size;
+  if (x->discard) return n;
   if ((curl_off_t)(x->body.len + n) > x->max_body) {
     x->too_big = 1;
     return 0;
@@ -108,10 +125,22 @@ static size_t on_body (char *p, size_t size, size_t n, void *ud) {
   return buf_add(&x->body, p, n) ? n : 0;
 }
 
+/* Keeps the last answer's header block; notes a Location, and at the end
+ * of a redirect's headers decides that its body is not kept. */
 static size_t on_header (char *p, size_t size, size_t n, void *ud) {
   xfer *x = ud;
   n *= size;
-  if (n >= 5 && memcmp(p, "HTTP/", 5) == 0) x->head.len = 0;  /* next hop */
+  if (n >= 5 && memcmp(p, "HTTP/", 5) == 0) {   /* next answer */
+    x->head.len = 0;
+    x->location = 0;
+  } else if (n >= 9 && strncasecmp(p, "location:", 9) == 0) {
+    x->location = 1;
+  } else if (n <= 2 && (p[0] == '\r' || p[0] == '\n') && x->location &&
+             x->follow) {
+    long code = 0;
+    curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code);
+    x->discard = code >= 300 && code < 400 && code != 304;
+  }
   return buf_add(&x->head, p, n) ? n : 0;
 }
 
@@ -131,6 +160,143 @@ static void xfer_remove (xfer *x) {
   if (--hp->active == 0) uv_unref((uv_handle_t *)&hp->timer);
 }
 
+/* ---- redirects ------------------------------------------------------------ */
+
+/* 1 when a and b have the same scheme, host and port. */
+static int same_origin (const char *a, const char *b) {
+  static const CURLUPart parts[] = { CURLUPART_SCHEME, CURLUPART_HOST,
+                                     CURLUPART_PORT };
+  CURLU *ua = curl_url(), *ub = curl_url();
+  int i, same = ua && ub &&
+    curl_url_set(ua, CURLUPART_URL, a, 0) == CURLUE_OK &&
+    curl_url_set(ub, CURLUPART_URL, b, 0) == CURLUE_OK;
+  for (i = 0; same && i < 3; i++) {
+    char *pa = NULL, *pb = NULL;
+    curl_url_get(ua, parts[i], &pa, CURLU_DEFAULT_PORT);
+    curl_url_get(ub, parts[i], &pb, CURLU_DEFAULT_PORT);
+    same = pa && pb && strcasecmp(pa, pb) == 0;
+    curl_free(pa);
+    curl_free(pb);
+  }
+  curl_url_cleanup(ua);
+  curl_url_cleanup(ub);
+  return same;
+}
+
+/* The request's headers without those that must not reach another origin:
+ * credentials by name (as masked in logs), the user's sensitive_headers,
+ * and Host (it names the first origin). */
+static int origin_headers (xfer *x, struct curl_slist **out) {
+  struct curl_slist *h, *kept = NULL, *n;
+  for (h = x->headers; h; h = h->next) {
+    size_t nlen = strcspn(h->data, ":;");
+    if (pyq_http_secret(h->data, nlen, x->http->hnames, x->hnames) ||
+        (nlen == 4 && strncasecmp(h->data, "host", 4) == 0))
+      continue;
+    if ((n = curl_slist_append(kept, h->data)) == NULL) {
+      curl_slist_free_all(kept);
+      return 0;
+    }
+    kept = n;
+  }
+  *out = kept;
+  return 1;
+}
+
+/* A refused redirect: the transfer ends with this text as its error. */
+static int refuse (xfer *x, CURLcode code, const char *fmt, const char *to) {
+  char from[1024], shown[1024], text[2560];
+  pyq_http_mask(x->url, from, sizeof from, x->http->qnames, x->qnames);
+  pyq_http_mask(to, shown, sizeof shown, x->http->qnames, x->qnames);
+  snprintf(text, sizeof text, fmt, from, shown);
+  x->why = strdup(text);
+  x->result = code;
+  return 0;
+}
+
+/* After a hop: a redirect to follow puts the handle back into the multi
+ * handle with the new URL and returns 1; 0 when the transfer is over. */
+static int follow_redirect (xfer *x) {
+  pyq_http *hp = x->http;
+  CURL *e = x->easy;
+  long code = 0, left;
+  char *loc = NULL, *to;
+  curl_off_t us = 0;
+  struct curl_slist *headers = x->headers;
+  int https_before;
+  if (!x->discard || x->result != CURLE_OK) return 0;
+  curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code);
+  if (code < 300 || code >= 400 || code == 304 ||
+      curl_easy_getinfo(e, CURLINFO_REDIRECT_URL, &loc) != CURLE_OK ||
+      loc == NULL) {
+    x->discard = 0;   /* a Location libcurl cannot use: the answer stands */
+    return 0;
+  }
+  if (x->hops >= x->max_redirects) {
+    x->result = CURLE_TOO_MANY_REDIRECTS;
+    snprintf(x->err, sizeof x->err, "Maximum (%ld) redirects followed",
+             x->max_redirects);
+    return 0;
+  }
+  if (strncasecmp(loc, "http://", 7) != 0 && strncasecmp(loc, "https://", 8) != 0) {
+    x->result = CURLE_UNSUPPORTED_PROTOCOL;
+    snprintf(x->err, sizeof x->err, "Protocol \"%.*s\" not supported",
+             (int)strcspn(loc, ":"), loc);
+    return 0;
+  }
+  https_before = strncasecmp(x->url, "https:", 6) == 0;
+  if (https_before && strncasecmp(loc, "http:", 5) == 0 && !x->allow_downgrade)
+    return refuse(x, CURLE_UNSUPPORTED_PROTOCOL, "refused the redirect from "
+                  "%s to %s: it leaves https (allow_downgrade = true permits it)", loc);
+  curl_easy_getinfo(e, CURLINFO_TOTAL_TIME_T, &us);
+  x->spent += us;
+  if ((left = x->timeout_ms - (long)(x->spent / 1000)) <= 0) {
+    x->result = CURLE_OPERATION_TIMEDOUT;
+    snprintf(x->err, sizeof x->err, "Operation timed out after %ld "
+             "milliseconds, after %ld redirects", x->timeout_ms, x->hops + 1);
+    return 0;
+  }
+  if ((to = strdup(loc)) == NULL ||
+      (x->headers && !same_origin(x->url, to) && !origin_headers(x, &headers))) {
+    free(to);
+    x->result = CURLE_OUT_OF_MEMORY;
+    return 0;
+  }
+  curl_multi_remove_handle(hp->multi, e);
+  if (headers != x->headers) {
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
+    curl_slist_free_all(x->headers);
+    x->headers = headers;
+    x->applied.headers = headers != NULL;
+  }
+  /* libcurl's rules: 301 and 302 turn a POST into a GET, 303 anything but
+   * HEAD; 307 and 308 keep the method and the body. */
+  if (((code == 301 || code == 302) && strcmp(x->method, "POST") == 0) ||
+      (code == 303 && strcmp(x->method, "HEAD") != 0)) {
+    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, NULL);
+    strcpy(x->method, "GET");
+    x->applied.plain_get = 1;
+  }
+  curl_easy_setopt(e, CURLOPT_URL, to);
+  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, left);
+  x->applied.timeout_ms = left;
+  if (x->applied.fresh) {   /* the next origin may have a connection to reuse */
+    curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 0L);
+    x->applied.fresh = 0;
+  }
+  free(x->url);
+  x->url = to;
+  x->hops++;
+  x->body.len = 0;
+  x->discard = x->location = 0;
+  if (curl_multi_add_handle(hp->multi, e) != CURLM_OK) {
+    x->result = CURLE_OUT_OF_MEMORY;
+    return 0;
+  }
+  return 1;
+}
+
 static void check_done (pyq_http *hp) {
   CURLMsg *m;
   int left;
@@ -139,15 +305,20 @@ static void check_done (pyq_http *hp) {
     if (m->msg != CURLMSG_DONE) continue;
     curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
     x->result = m->data.result;
+    if (x->discard && follow_redirect(x)) continue;
     xfer_remove(x);
     pyq_wake_now(x->f, 0);
   }
 }
 
+/* A poll error (a reset connection) is passed on as readable and writable:
+ * libcurl then reads the socket itself and reports what the read says
+ * ("Recv failure: Connection reset by peer"), not "select/poll returned
+ * error". */
 static void on_poll (uv_poll_t *p, int status, int events) {
   sock_watch *w = p->data;
   int flags = 0, running;
-  if (status < 0) flags = CURL_CSELECT_ERR;
+  if (status < 0) events = w->events;
   if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
   if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
   curl_multi_socket_action(w->http->multi, w->fd, flags, &running);
@@ -183,6 +354,7 @@ static int socket_cb (CURL *e, curl_socket_t fd, int what, void *ud,
   }
   if (what & CURL_POLL_IN) events |= UV_READABLE;
   if (what & CURL_POLL_OUT) events |= UV_WRITABLE;
+  w->events = events;
   uv_poll_start(&w->poll, events, on_poll);
   return 0;
 }
@@ -210,8 +382,14 @@ static void xfer_free (xfer *x) {
   curl_slist_free_all(x->headers);
   x->headers = NULL;
   free(x->url);
-  x->url = NULL;
+  free(x->why);
+  free(x->hnames);
+  free(x->qnames);
+  x->url = x->why = x->hnames = x->qnames = NULL;
   x->f = NULL;
+  x->hops = 0;
+  x->spent = 0;
+  x->discard = x->location = 0;
   if (x->easy && hp->npool < POOL_MAX) {
     if (x->body.cap > KEEP_BODY) {
       free(x->body.p);
@@ -260,37 +438,78 @@ static const char *version_name (long v) {
   }
 }
 
-/* Lower-cased names; a repeated header's values joined with ", ". */
+/* Pushes name lower-cased. */
+static void push_lower (lua_State *L, const char *p, size_t n) {
+  char small[128], *low = small;
+  luaL_Buffer b;
+  size_t i;
+  if (n > sizeof small) low = luaL_buffinitsize(L, &b, n);
+  for (i = 0; i < n; i++) low[i] = (char)tolower((unsigned char)p[i]);
+  if (low == small) lua_pushlstring(L, low, n);
+  else luaL_pushresultsize(&b, n);
+}
+
+/* Lower-cased names; a repeated header's values joined with ", ".  The
+ * values of a repeated name are gathered in a list and joined once at the
+ * end, so 40,000 "A: v" lines cost linear time. */
 static void push_headers (lua_State *L, const char *p, size_t len) {
   const char *end = p + len;
+  int t, lists = 0;
   lua_createtable(L, 0, 8);
+  t = lua_gettop(L);
   while (p < end) {
     const char *eol = memchr(p, '\n', (size_t)(end - p));
     const char *colon, *v, *ve;
-    char name[256];
-    size_t i, nlen;
     if (eol == NULL) eol = end;
     colon = memchr(p, ':', (size_t)(eol - p));
-    if (colon != NULL && colon > p && (size_t)(colon - p) < sizeof name &&
-        memcmp(p, "HTTP/", 5) != 0) {
-      nlen = (size_t)(colon - p);
-      for (i = 0; i < nlen; i++) name[i] = (char)tolower((unsigned char)p[i]);
+    if (colon != NULL && colon > p && !(eol - p >= 5 && memcmp(p, "HTTP/", 5) == 0)) {
       for (v = colon + 1; v < eol && (*v == ' ' || *v == '\t'); v++) ;
       for (ve = eol; ve > v && isspace((unsigned char)ve[-1]); ve--) ;
-      lua_pushlstring(L, name, nlen);
-      if (lua_rawget(L, -2) == LUA_TSTRING) {
-        lua_pushliteral(L, ", ");
-        lua_pushlstring(L, v, (size_t)(ve - v));
-        lua_concat(L, 3);
-      } else {
-        lua_pop(L, 1);
-        lua_pushlstring(L, v, (size_t)(ve - v));
+      push_lower(L, p, (size_t)(colon - p));
+      lua_pushvalue(L, -1);
+      switch (lua_rawget(L, t)) {
+        case LUA_TNIL:      /* first: the value itself */
+          lua_pop(L, 1);
+          lua_pushlstring(L, v, (size_t)(ve - v));
+          lua_rawset(L, t);
+          break;
+        case LUA_TSTRING:   /* second: a list of both */
+          lua_createtable(L, 4, 0);
+          lua_insert(L, -2);
+          lua_rawseti(L, -2, 1);
+          lua_pushlstring(L, v, (size_t)(ve - v));
+          lua_rawseti(L, -2, 2);
+          lua_rawset(L, t);
+          lists = 1;
+          break;
+        default:            /* more: appended */
+          lua_pushlstring(L, v, (size_t)(ve - v));
+          lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+          lua_pop(L, 2);
+          break;
       }
-      lua_pushlstring(L, name, nlen);
-      lua_insert(L, -2);
-      lua_rawset(L, -3);
     }
     p = eol + 1;
+  }
+  if (!lists) return;
+  lua_pushnil(L);
+  while (lua_next(L, t)) {   /* join the lists */
+    if (lua_istable(L, -1)) {
+      luaL_Buffer b;
+      lua_Integer i, n = (lua_Integer)lua_rawlen(L, -1);
+      int list = lua_gettop(L);
+      luaL_buffinit(L, &b);
+      for (i = 1; i <= n; i++) {
+        if (i > 1) luaL_addlstring(&b, ", ", 2);
+        lua_rawgeti(L, list, i);
+        luaL_addvalue(&b);
+      }
+      luaL_pushresult(&b);
+      lua_pushvalue(L, -3);
+      lua_insert(L, -2);
+      lua_rawset(L, t);   /* an existing key: lua_next goes on */
+    }
+    lua_pop(L, 1);
   }
 }
 
@@ -301,6 +520,7 @@ static void push_response (lua_State *L, xfer *x) {
   curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
   curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &url);
   curl_easy_getinfo(x->easy, CURLINFO_TOTAL_TIME_T, &total);
+  total += x->spent;
   curl_easy_getinfo(x->easy, CURLINFO_HTTP_VERSION, &version);
   lua_createtable(L, 0, 8);
   lua_pushinteger(L, status);
@@ -336,6 +556,7 @@ static void count (xfer *x) {
   }
   curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
   curl_easy_getinfo(x->easy, CURLINFO_TOTAL_TIME_T, &us);
+  us += x->spent;
   if (status >= 0 && status < 600) hp->status[status]++;
   b = us > 0 ? (int)(log2((double)us) * 8) : 0;
   hp->latency[b < 0 ? 0 : b >= LATENCY_BUCKETS ? LATENCY_BUCKETS - 1 : b]++;
@@ -357,8 +578,9 @@ static double quantile (const pyq_http *hp, double q) {
 void pyq_http_report (pyq_http *hp, FILE *out) {
   int s;
   if (hp->requests == 0) return;
-  fprintf(out, "  http: %llu requests, %llu retries, %llu failed, %.1f MiB;",
-          (unsigned long long)hp->requests, (unsigned long long)hp->retries,
+  fprintf(out, "  http: %llu request%s, %llu retr%s, %llu failed, %.1f MiB;",
+          (unsigned long long)hp->requests, hp->requests == 1 ? "" : "s",
+          (unsigned long long)hp->retries, hp->retries == 1 ? "y" : "ies",
           (unsigned long long)hp->failures, (double)hp->bytes / 1048576.0);
   for (s = 0; s < 600; s++)
     if (hp->status[s])
@@ -371,6 +593,17 @@ void pyq_http_report (pyq_http *hp, FILE *out) {
 
 static void log_response (xfer *x);
 
+/* libcurl's reason; a header over its limit says so rather than "Out of
+ * memory", which is how libcurl reports it. */
+static const char *error_text (xfer *x) {
+  long code = 0;
+  curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code);
+  if (x->result == CURLE_OUT_OF_MEMORY && code > 0)
+    return "a response header is too large (libcurl takes at most 100 KiB "
+           "a header)";
+  return x->err[0] ? x->err : curl_easy_strerror(x->result);
+}
+
 static int request_k (lua_State *L, int status, lua_KContext ctx) {
   pyq_fiber *f = (pyq_fiber *)ctx;
   xfer *x = f->on;
@@ -382,19 +615,21 @@ static int request_k (lua_State *L, int status, lua_KContext ctx) {
   }
   count(x);
   if (x->result != CURLE_OK) {   /* errors get logged: no secrets in them */
-    char shown[1024];
+    char shown[1024], size[64];
     long oserr = 0;
-    pyq_http_mask_url(x->url, shown, sizeof shown);
+    pyq_http_mask(x->url, shown, sizeof shown, x->http->qnames, x->qnames);
     if (x->result == CURLE_COULDNT_CONNECT)   /* say "Connection refused" */
       curl_easy_getinfo(x->easy, CURLINFO_OS_ERRNO, &oserr);
-    if (x->too_big || x->result == CURLE_FILESIZE_EXCEEDED)
+    if (x->too_big || x->result == CURLE_FILESIZE_EXCEEDED) {
+      snprintf(size, sizeof size, "%lld", (long long)x->max_body);
       lua_pushfstring(L, "pyq.http: %s %s: the response body is over max_body "
-                      "(%d bytes)", x->method, shown, (int)x->max_body);
+                      "(%s bytes)", x->method, shown, size);
+    } else if (x->why)
+      lua_pushfstring(L, "pyq.http: %s %s: %s", x->method, shown, x->why);
     else
       lua_pushfstring(L, "pyq.http: %s %s: %s%s%s%s", x->method, shown,
-                      x->err[0] ? x->err : curl_easy_strerror(x->result),
-                      oserr ? " (" : "", oserr ? strerror((int)oserr) : "",
-                      oserr ? ")" : "");
+                      error_text(x), oserr ? " (" : "",
+                      oserr ? strerror((int)oserr) : "", oserr ? ")" : "");
     xfer_free(x);
     return lua_error(L);
   }
@@ -444,6 +679,9 @@ static void setup_fixed (pyq_http *hp, xfer *x) {
 
 /* A pooled handle keeps its options: each is set again only when this
  * request wants another value, which spares most setopt calls. */
+/* Seconds as libcurl's milliseconds, rounded up: 0 would mean no limit. */
+static long ms (double seconds) { return (long)ceil(seconds * 1000); }
+
 #define APPLY(field, opt, value) do { \
     if (!a->set || a->field != (value)) { \
       a->field = (value); \
@@ -463,10 +701,8 @@ static void setup (pyq_http *hp, xfer *x, const pyq_http_opts *o,
     a->gen = hp->config_gen;
   }
   curl_easy_setopt(e, CURLOPT_URL, x->url);
-  APPLY(follow, CURLOPT_FOLLOWLOCATION, (long)o->follow);
-  APPLY(maxredirs, CURLOPT_MAXREDIRS, o->max_redirects);
-  APPLY(timeout_ms, CURLOPT_TIMEOUT_MS, (long)(o->timeout * 1000));
-  APPLY(ctimeout_ms, CURLOPT_CONNECTTIMEOUT_MS, (long)(o->connect_timeout * 1000));
+  APPLY(timeout_ms, CURLOPT_TIMEOUT_MS, x->timeout_ms);
+  APPLY(ctimeout_ms, CURLOPT_CONNECTTIMEOUT_MS, ms(o->connect_timeout));
   APPLY(verify, CURLOPT_SSL_VERIFYPEER, (long)o->verify);
   APPLY(verifyhost, CURLOPT_SSL_VERIFYHOST, o->verify ? 2L : 0L);
   APPLY(max_body, CURLOPT_MAXFILESIZE_LARGE, x->max_body);
@@ -502,12 +738,12 @@ static void log_request (pyq_http *hp, xfer *x) {
   char url[1024], line[2048];
   size_t n;
   struct curl_slist *h;
-  pyq_http_mask_url(x->url, url, sizeof url);
+  pyq_http_mask(x->url, url, sizeof url, hp->qnames, x->qnames);
   n = (size_t)snprintf(line, sizeof line, "%s %s", x->method, url);
   for (h = x->headers; h && n < sizeof line; h = h->next) {
     const char *colon = strchr(h->data, ':');
     size_t nlen = colon ? (size_t)(colon - h->data) : strlen(h->data);
-    int secret = pyq_http_secret_name(h->data, nlen);
+    int secret = pyq_http_secret(h->data, nlen, hp->hnames, x->hnames);
     n += (size_t)snprintf(line + n, sizeof line - n, "%s%.*s%s%s",
                           h == x->headers ? " [" : ", ", (int)nlen, h->data,
                           colon ? ":" : "", colon ? (secret ? " ***" : colon + 1) : "");
@@ -523,9 +759,34 @@ static void log_response (xfer *x) {
   curl_off_t us = 0;
   curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
   curl_easy_getinfo(x->easy, CURLINFO_TOTAL_TIME_T, &us);
-  pyq_http_mask_url(x->url, url, sizeof url);
+  us += x->spent;
+  pyq_http_mask(x->url, url, sizeof url, x->http->qnames, x->qnames);
   pyq_log(x->http->host, PYQ_DEBUG, "pyq.http", "%s %s -> %ld in %.1f ms",
           x->method, url, status, (double)us / 1000.0);
+}
+
+/* A packed list of names (the Lua string at i) copied out of Lua; NULL
+ * when out of memory. */
+static char *copy_names (lua_State *L, int i) {
+  size_t n;
+  const char *names = lua_tolstring(L, i, &n);
+  char *copy = malloc(n + 1);
+  if (copy != NULL) memcpy(copy, names, n + 1);
+  return copy;
+}
+
+/* A timeout of 0 has expired before anything is sent. */
+static int expired (lua_State *L, pyq_http *hp, const pyq_http_opts *o,
+                    const char *url, const char *qnames) {
+  char shown[1024];
+  pyq_http_mask(url, shown, sizeof shown, hp->qnames, qnames);
+  hp->requests++;
+  hp->failures++;
+  lua_pushfstring(L, "pyq.http: %s %s: %s timed out after 0 milliseconds "
+                  "(%s = 0)", o->method, shown,
+                  o->timeout == 0 ? "Operation" : "Connection",
+                  o->timeout == 0 ? "timeout" : "connect_timeout");
+  return lua_error(L);
 }
 
 static int http_request (lua_State *L) {
@@ -546,10 +807,23 @@ static int http_request (lua_State *L) {
     lua_pushnil(L);
     lua_rotate(L, 1, 2);
   }
-  pyq_http_check(L, &o);                    /* 4: url, 5: body */
+  if (hp->multi == NULL) return luaL_error(L, "%s: pyq.http is closed", o.fname);
+  /* 4: sensitive_headers, 5: sensitive_query, 6: url, 7: body */
+  pyq_http_check(L, &o);
   f = pyq_fiber_check(L, o.fname);
-  body = lua_tolstring(L, 5, &bodylen);
-  headers = pyq_http_headers(L, 3, o.has_headers, o.fname);
+  if (o.timeout == 0 || o.connect_timeout == 0)
+    return expired(L, hp, &o, lua_tostring(L, 6), lua_tostring(L, 5));
+  body = lua_tolstring(L, 7, &bodylen);
+  headers = pyq_http_headers(L, 3, &o);
+  if (body != NULL && !o.has_type) {   /* not libcurl's x-www-form-urlencoded */
+    struct curl_slist *h = curl_slist_append(headers,
+                                             "Content-Type: application/octet-stream");
+    if (h == NULL) {
+      curl_slist_free_all(headers);
+      return luaL_error(L, "not enough memory");
+    }
+    headers = h;
+  }
   if ((x = xfer_new(hp)) == NULL) {
     curl_slist_free_all(headers);
     return luaL_error(L, "not enough memory");
@@ -557,8 +831,17 @@ static int http_request (lua_State *L) {
   x->headers = headers;
   x->f = f;
   x->max_body = o.max_body;
+  x->timeout_ms = ms(o.timeout);
+  x->follow = o.follow;
+  x->max_redirects = o.max_redirects;
+  x->allow_downgrade = o.allow_downgrade;
   strcpy(x->method, o.method);
-  if ((x->url = strdup(lua_tostring(L, 4))) == NULL) {
+  if ((x->url = strdup(lua_tostring(L, 6))) == NULL) {
+    xfer_free(x);
+    return luaL_error(L, "not enough memory");
+  }
+  if ((!lua_isnil(L, 4) && (x->hnames = copy_names(L, 4)) == NULL) ||
+      (!lua_isnil(L, 5) && (x->qnames = copy_names(L, 5)) == NULL)) {
     xfer_free(x);
     return luaL_error(L, "not enough memory");
   }
@@ -569,13 +852,26 @@ static int http_request (lua_State *L) {
   return pyq_park(L, f, xfer_disarm, request_k);
 }
 
-/* pyq.http.configure{ user_agent, max_connections, max_per_host, http2 } */
+/* Replaces a configure list (sensitive_headers, ...) by the value on top. */
+static void set_names (lua_State *L, char **list, const char *key) {
+  char *names;
+  pyq_http_names(L, "pyq.http.configure", key);
+  if ((names = copy_names(L, lua_gettop(L))) == NULL)
+    luaL_error(L, "not enough memory");
+  free(*list);
+  *list = names;
+}
+
+/* pyq.http.configure{ user_agent, max_connections, max_per_host, http2,
+ * sensitive_headers, sensitive_query } */
 static int http_configure (lua_State *L) {
   static const char *const keys[] = {
-    "user_agent", "max_connections", "max_per_host", "http2", NULL
+    "user_agent", "max_connections", "max_per_host", "http2",
+    "sensitive_headers", "sensitive_query", NULL
   };
   pyq_http *hp = lua_touserdata(L, lua_upvalueindex(1));
   luaL_checktype(L, 1, LUA_TTABLE);
+  if (hp->multi == NULL) return luaL_error(L, "pyq.http.configure: pyq.http is closed");
   lua_pushnil(L);
   while (lua_next(L, 1)) {
     pyq_http_key_index(L, "pyq.http.configure", keys);
@@ -584,11 +880,13 @@ static int http_configure (lua_State *L) {
   if (lua_getfield(L, 1, "user_agent") != LUA_TNIL) {
     size_t n;
     const char *ua = lua_tolstring(L, -1, &n);
+    char *copy;
     if (lua_type(L, -1) != LUA_TSTRING || !pyq_http_header_safe(ua, n))
       return luaL_error(L, "pyq.http.configure: user_agent must be a string "
                         "without CR or LF");
+    if ((copy = strdup(ua)) == NULL) return luaL_error(L, "not enough memory");
     free(hp->user_agent);
-    hp->user_agent = strdup(ua);
+    hp->user_agent = copy;
   }
   if (lua_getfield(L, 1, "max_connections") != LUA_TNIL)
     curl_multi_setopt(hp->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
@@ -599,6 +897,10 @@ static int http_configure (lua_State *L) {
   if (lua_getfield(L, 1, "http2") != LUA_TNIL)
     hp->http_version = pyq_http_to_bool(L, "pyq.http.configure", "http2")
                        ? CURL_HTTP_VERSION_2TLS : CURL_HTTP_VERSION_1_1;
+  lua_getfield(L, 1, "sensitive_headers");   /* nil leaves the list alone */
+  if (!lua_isnil(L, -1)) set_names(L, &hp->hnames, "sensitive_headers");
+  lua_getfield(L, 1, "sensitive_query");
+  if (!lua_isnil(L, -1)) set_names(L, &hp->qnames, "sensitive_query");
   hp->config_gen++;
   return 0;
 }
@@ -611,8 +913,9 @@ static int http_parse_headers (lua_State *L) {
 }
 
 static int http_mask_url (lua_State *L) {
+  pyq_http *hp = lua_touserdata(L, lua_upvalueindex(1));
   char out[2048];
-  pyq_http_mask_url(luaL_checkstring(L, 1), out, sizeof out);
+  pyq_http_mask(luaL_checkstring(L, 1), out, sizeof out, hp->qnames, NULL);
   lua_pushstring(L, out);
   return 1;
 }
@@ -643,9 +946,10 @@ static int http_set_response_mt (lua_State *L) {
   return 0;
 }
 
+#define HTTP_MT "pyq.http.state"
+
 static int http_gc (lua_State *L) {
-  pyq_http *hp = lua_touserdata(L, 1);
-  pyq_http_close(hp);
+  pyq_http_close(luaL_checkudata(L, 1, HTTP_MT));
   return 0;
 }
 
@@ -665,7 +969,9 @@ void pyq_http_close (pyq_http *hp) {
   curl_share_cleanup(hp->share);
   hp->multi = NULL;
   free(hp->user_agent);
-  hp->user_agent = NULL;
+  free(hp->hnames);
+  free(hp->qnames);
+  hp->user_agent = hp->hnames = hp->qnames = NULL;
   uv_close((uv_handle_t *)&hp->timer, timer_closed);
 }
 
@@ -680,9 +986,13 @@ void pyq_open_http (lua_State *L) {
   };
   pyq_host *h = pyq_host_of(L);
   pyq_http *hp = lua_newuserdatauv(L, sizeof *hp, 0);
+  char agent[128];
   memset(hp, 0, sizeof *hp);
   hp->host = h;
   hp->http_version = CURL_HTTP_VERSION_2TLS;
+  snprintf(agent, sizeof agent, "pyqhost/%s libcurl/%s", PYQ_VERSION,
+           curl_version_info(CURLVERSION_NOW)->version);
+  hp->user_agent = strdup(agent);
   hp->multi = curl_multi_init();
   hp->share = curl_share_init();
   curl_share_setopt(hp->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
@@ -695,7 +1005,7 @@ void pyq_open_http (lua_State *L) {
   uv_unref((uv_handle_t *)&hp->timer);
   hp->timer.data = hp;
   h->http = hp;
-  lua_createtable(L, 0, 1);
+  luaL_newmetatable(L, HTTP_MT);
   lua_pushcfunction(L, http_gc);
   lua_setfield(L, -2, "__gc");
   lua_setmetatable(L, -2);

@@ -6,6 +6,7 @@
  * tests/fuzz/fuzz_input.c exercises. */
 #include <ctype.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include "http.h"
@@ -89,17 +90,21 @@ int pyq_http_key_index (lua_State *L, const char *fname,
 }
 
 enum { K_URL, K_METHOD, K_HEADERS, K_BODY, K_QUERY, K_TIMEOUT, K_CTIMEOUT,
-       K_FOLLOW, K_MAXREDIR, K_MAXBODY, K_VERIFY };
+       K_FOLLOW, K_MAXREDIR, K_MAXBODY, K_VERIFY, K_DOWNGRADE, K_SHEADERS,
+       K_SQUERY };
 
 static const char *const request_keys[] = {
   "url", "method", "headers", "body", "query", "timeout", "connect_timeout",
-  "follow_redirects", "max_redirects", "max_body", "verify", NULL
+  "follow_redirects", "max_redirects", "max_body", "verify", "allow_downgrade",
+  "sensitive_headers", "sensitive_query", NULL
 };
 
-struct curl_slist *pyq_http_headers (lua_State *L, int t, int present,
-                                     const char *fname) {
+/* The headers option as a list for libcurl; notes a Content-Type. */
+struct curl_slist *pyq_http_headers (lua_State *L, int t, pyq_http_opts *o) {
   struct curl_slist *list = NULL, *n;
-  if (!present) return NULL;
+  const char *fname = o->fname;
+  o->has_type = 0;
+  if (!o->has_headers) return NULL;
   if (lua_getfield(L, t, "headers") == LUA_TNIL) {
     lua_pop(L, 1);
     return NULL;
@@ -124,6 +129,7 @@ struct curl_slist *pyq_http_headers (lua_State *L, int t, int present,
       bad(L, "%s: header '%s' has a bad name or a CR, LF or "
           "NUL in its value", fname, name);
     }
+    if (nlen == 12 && strcasecmp(name, "content-type") == 0) o->has_type = 1;
     lua_pushfstring(L, vlen ? "%s: %s" : "%s;", name, value);
     n = curl_slist_append(list, lua_tostring(L, -1));
     lua_pop(L, 2);
@@ -137,80 +143,179 @@ struct curl_slist *pyq_http_headers (lua_State *L, int t, int present,
   return list;
 }
 
-/* Appends one name=value pair (URL-encoded) to the query of u. */
-static void add_query (lua_State *L, CURLU *u, int name, int value,
-                       const char *fname) {
-  const char *v;
-  if (lua_type(L, value) == LUA_TBOOLEAN)
-    v = lua_toboolean(L, value) ? "true" : "false";
-  else if (lua_type(L, value) == LUA_TSTRING || lua_type(L, value) == LUA_TNUMBER)
-    v = lua_tostring(L, value);
+/* Replaces the list of names on top (sensitive_headers = { ... }) by its
+ * packed form, a Lua string; returns it. */
+const char *pyq_http_names (lua_State *L, const char *fname, const char *key) {
+  luaL_Buffer b;
+  lua_Integer i, n;
+  int t = lua_gettop(L);
+  if (!lua_istable(L, t))
+    bad(L, "%s: %s must be a list of names, got %s", fname, key,
+        luaL_typename(L, t));
+  n = (lua_Integer)lua_rawlen(L, t);
+  for (i = 1; i <= n; i++) {   /* checked first: no buffer on the stack */
+    size_t len;
+    const char *s = lua_rawgeti(L, t, i) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+    if (s == NULL || len == 0 || memchr(s, '\0', len) != NULL)
+      bad(L, "%s: %s must be a list of non-empty strings, got %s at %d",
+          fname, key, luaL_typename(L, -1), (int)i);
+    lua_pop(L, 1);
+  }
+  luaL_buffinit(L, &b);
+  for (i = 1; i <= n; i++) {
+    size_t len, j;
+    const char *s;
+    lua_rawgeti(L, t, i);
+    s = lua_tolstring(L, -1, &len);
+    lua_pop(L, 1);   /* the table keeps it */
+    for (j = 0; j < len; j++) luaL_addchar(&b, (char)tolower((unsigned char)s[j]));
+    luaL_addchar(&b, '\0');
+  }
+  luaL_addchar(&b, '\0');
+  luaL_pushresult(&b);
+  lua_replace(L, t);
+  return lua_tostring(L, t);
+}
+
+/* Appends s percent-encoded as a query part: unreserved bytes stay, a
+ * space becomes '+', every other byte %XX (so '=', '&', '#' in a name are
+ * data, not syntax). */
+static void add_encoded (luaL_Buffer *b, const char *s, size_t n) {
+  static const char hex[] = "0123456789ABCDEF";
+  size_t i;
+  for (i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+        (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' || c == '~')
+      luaL_addchar(b, (char)c);
+    else if (c == ' ')
+      luaL_addchar(b, '+');
+    else {
+      luaL_addchar(b, '%');
+      luaL_addchar(b, hex[c >> 4]);
+      luaL_addchar(b, hex[c & 15]);
+    }
+  }
+}
+
+/* Appends one name=value pair to the query of u and pops the value; the
+ * name is at `name`, the value on top. */
+static void add_query (lua_State *L, CURLU *u, int name, const char *fname) {
+  luaL_Buffer b;
+  size_t nlen, vlen;
+  const char *k = lua_tolstring(L, name, &nlen), *v;
+  int type = lua_type(L, -1);
+  if (type == LUA_TBOOLEAN)
+    lua_pushstring(L, lua_toboolean(L, -1) ? "true" : "false");
+  else if (type == LUA_TSTRING || type == LUA_TNUMBER)
+    lua_pushvalue(L, -1);
   else {
     curl_url_cleanup(u);
     bad(L, "%s: query value for '%s' must be a string, number "
-        "or boolean, got %s", fname, lua_tostring(L, name), luaL_typename(L, value));
-    return;
+        "or boolean, got %s", fname, k, luaL_typename(L, -1));
   }
-  lua_pushfstring(L, "%s=%s", lua_tostring(L, name), v);
-  curl_url_set(u, CURLUPART_QUERY, lua_tostring(L, -1),
-               CURLU_APPENDQUERY | CURLU_URLENCODE);
-  lua_pop(L, 1);
+  v = lua_tolstring(L, -1, &vlen);
+  if (memchr(v, '\0', vlen) != NULL) {
+    curl_url_cleanup(u);
+    bad(L, "%s: query value for '%s' contains a NUL byte", fname, k);
+  }
+  luaL_buffinit(L, &b);
+  add_encoded(&b, k, nlen);
+  luaL_addchar(&b, '=');
+  add_encoded(&b, v, vlen);
+  luaL_pushresult(&b);
+  if (curl_url_set(u, CURLUPART_QUERY, lua_tostring(L, -1),
+                   CURLU_APPENDQUERY) != CURLUE_OK) {
+    curl_url_cleanup(u);
+    luaL_error(L, "not enough memory");
+  }
+  lua_pop(L, 3);   /* the value, its text, the pair */
 }
 
+typedef struct qname { const char *s; size_t n; } qname;
+
+static int qname_cmp (const void *a, const void *b) {
+  const qname *x = a, *y = b;
+  int c = memcmp(x->s, y->s, x->n < y->n ? x->n : y->n);
+  return c ? c : (x->n > y->n) - (x->n < y->n);
+}
+
+/* Appends the query table's pairs in name order (sorted here, not by a
+ * table.sort a script could replace), so the same table always gives the
+ * same URL; a list value repeats the name. */
 static void build_query (lua_State *L, int t, CURLU *u, const char *fname) {
+  qname *names;
+  size_t i, n = 0;
+  int q;
   if (lua_getfield(L, t, "query") == LUA_TNIL) {
     lua_pop(L, 1);
     return;
   }
-  if (!lua_istable(L, -1)) {
+  q = lua_gettop(L);
+  if (!lua_istable(L, q)) {
     curl_url_cleanup(u);
-    bad(L, "%s: query must be a table, got %s", fname,
-        luaL_typename(L, -1));
+    bad(L, "%s: query must be a table, got %s", fname, luaL_typename(L, q));
   }
-  /* sorted names, so the same table always gives the same URL */
-  lua_getglobal(L, "table");
-  lua_getfield(L, -1, "sort");
-  lua_remove(L, -2);
-  lua_newtable(L);
   lua_pushnil(L);
-  while (lua_next(L, -4)) {
+  while (lua_next(L, q)) {
+    size_t len;
+    const char *k;
     lua_pop(L, 1);
     if (lua_type(L, -1) != LUA_TSTRING) {
       curl_url_cleanup(u);
       bad(L, "%s: query names must be strings, got %s", fname,
           luaL_typename(L, -1));
     }
-    lua_pushvalue(L, -1);
-    lua_rawseti(L, -3, (lua_Integer)luaL_len(L, -3) + 1);
-  }
-  lua_pushvalue(L, -1);
-  lua_insert(L, -3);
-  lua_call(L, 1, 0);
-  {
-    lua_Integer i, n = luaL_len(L, -1);
-    for (i = 1; i <= n; i++) {
-      lua_rawgeti(L, -1, i);
-      lua_pushvalue(L, -1);
-      lua_gettable(L, -4);
-      if (lua_istable(L, -1)) {   /* a list: the name repeated */
-        lua_Integer j, m = luaL_len(L, -1);
-        for (j = 1; j <= m; j++) {
-          lua_rawgeti(L, -1, j);
-          add_query(L, u, lua_gettop(L) - 2, lua_gettop(L), fname);
-          lua_pop(L, 1);
-        }
-      } else {
-        add_query(L, u, lua_gettop(L) - 1, lua_gettop(L), fname);
-      }
-      lua_pop(L, 2);
+    k = lua_tolstring(L, -1, &len);
+    if (memchr(k, '\0', len) != NULL) {
+      curl_url_cleanup(u);
+      bad(L, "%s: query name '%s' contains a NUL byte", fname, k);
     }
+    n++;
+  }
+  /* the names stay alive as the table's keys */
+  names = lua_newuserdatauv(L, (n ? n : 1) * sizeof *names, 0);
+  n = 0;
+  lua_pushnil(L);
+  while (lua_next(L, q)) {
+    lua_pop(L, 1);
+    names[n].s = lua_tolstring(L, -1, &names[n].n);
+    n++;
+  }
+  qsort(names, n, sizeof *names, qname_cmp);
+  for (i = 0; i < n; i++) {
+    lua_pushlstring(L, names[i].s, names[i].n);
+    lua_pushvalue(L, -1);
+    if (lua_rawget(L, q) == LUA_TTABLE) {   /* a list: the name repeated */
+      lua_Integer j, m = (lua_Integer)lua_rawlen(L, -1);
+      for (j = 1; j <= m; j++) {
+        lua_rawgeti(L, -1, j);
+        add_query(L, u, lua_gettop(L) - 2, fname);
+      }
+      lua_pop(L, 1);
+    } else {
+      add_query(L, u, lua_gettop(L) - 1, fname);
+    }
+    lua_pop(L, 1);
   }
   lua_pop(L, 2);
 }
 
-static const char *masked (const char *url, char *out, size_t size) {
-  pyq_http_mask_url(url, out, size);
+static const char *masked (const char *url, char *out, size_t size,
+                           const char *qnames) {
+  pyq_http_mask(url, out, size, qnames, NULL);
   return out;
+}
+
+/* 1 when url starts with a scheme ("http:", "mailto:"), not with a host
+ * and port ("localhost:8080/x", "127.0.0.1:80"). */
+static int has_scheme (const char *url) {
+  size_t i = 0;
+  if (!isalpha((unsigned char)url[0])) return 0;
+  while (isalnum((unsigned char)url[i]) || url[i] == '+' || url[i] == '-' ||
+         url[i] == '.')
+    i++;
+  return url[i] == ':' && !isdigit((unsigned char)url[i + 1]);
 }
 
 /* "http://host..." or "https://host..." with no space, CR, LF or NUL */
@@ -224,7 +329,8 @@ static int plain_http (const char *url, size_t n) {
 /* Checks the URL and scheme and appends the query; pushes the final URL.
  * A plain http(s) URL without a query table goes to libcurl as it is:
  * libcurl parses it again anyway, and refuses what it cannot send. */
-static void build_url (lua_State *L, int t, int has_query, const char *fname) {
+static void build_url (lua_State *L, int t, int has_query, const char *fname,
+                       const char *qnames) {
   CURLU *u;
   CURLUcode rc;
   char *scheme = NULL, *full = NULL, shown[1024];
@@ -237,12 +343,18 @@ static void build_url (lua_State *L, int t, int has_query, const char *fname) {
         luaL_typename(L, -1));
   url = lua_tolstring(L, -1, &n);
   if (!has_query && plain_http(url, n)) return;
+  if (!has_scheme(url))
+    bad(L, "%s: url '%s' has no scheme: write http:// or https://", fname,
+        masked(url, shown, sizeof shown, qnames));
+  if (strncasecmp(url, "http:", 5) != 0 && strncasecmp(url, "https:", 6) != 0)
+    bad(L, "%s: url '%s' is not http or https", fname,
+        masked(url, shown, sizeof shown, qnames));
   if ((u = curl_url()) == NULL) luaL_error(L, "not enough memory");
   rc = curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME);
   if (rc != CURLUE_OK) {
     curl_url_cleanup(u);
-    bad(L, "%s: bad url '%s': %s", fname, masked(url, shown, sizeof shown),
-        curl_url_strerror(rc));
+    bad(L, "%s: bad url '%s': %s", fname,
+        masked(url, shown, sizeof shown, qnames), curl_url_strerror(rc));
   }
   curl_url_get(u, CURLUPART_SCHEME, &scheme, 0);
   if (scheme == NULL || (strcasecmp(scheme, "http") != 0 &&
@@ -250,7 +362,7 @@ static void build_url (lua_State *L, int t, int has_query, const char *fname) {
     curl_free(scheme);
     curl_url_cleanup(u);
     bad(L, "%s: url '%s' is not http or https", fname,
-        masked(url, shown, sizeof shown));
+        masked(url, shown, sizeof shown, qnames));
   }
   curl_free(scheme);
   build_query(L, t, u, fname);
@@ -289,10 +401,11 @@ static void check_method (lua_State *L, int t, unsigned present, char *out,
 
 /* Validates a request given as 1: method or nil, 2: url or nil, 3: the
  * options table or nil (the method and url arguments win over the table's)
- * and pushes the final URL and the body; raises on bad input, before
- * anything is allocated outside Lua. */
+ * and pushes 4: sensitive_headers and 5: sensitive_query (packed, or nil),
+ * 6: the final URL and 7: the body; raises on bad input, before anything
+ * is allocated outside Lua. */
 int pyq_http_check (lua_State *L, pyq_http_opts *o) {
-  const char *fname = o->fname;
+  const char *fname = o->fname, *qnames = NULL;
   unsigned present = 0;
   if (!lua_isnil(L, 3) && !lua_istable(L, 3))
     bad(L, "%s: expected a table of options, got %s", fname,
@@ -300,6 +413,7 @@ int pyq_http_check (lua_State *L, pyq_http_opts *o) {
   o->timeout = 30;
   o->connect_timeout = 10;
   o->follow = o->verify = 1;
+  o->allow_downgrade = 0;
   o->max_redirects = 10;
   o->max_body = 64 * 1024 * 1024;
   if (lua_istable(L, 3)) lua_pushnil(L);
@@ -311,6 +425,7 @@ int pyq_http_check (lua_State *L, pyq_http_opts *o) {
       case K_CTIMEOUT: o->connect_timeout = to_seconds(L, fname, "connect_timeout"); break;
       case K_FOLLOW: o->follow = pyq_http_to_bool(L, fname, "follow_redirects"); break;
       case K_VERIFY: o->verify = pyq_http_to_bool(L, fname, "verify"); break;
+      case K_DOWNGRADE: o->allow_downgrade = pyq_http_to_bool(L, fname, "allow_downgrade"); break;
       case K_MAXREDIR: o->max_redirects = (long)pyq_http_to_count(L, fname, "max_redirects"); break;
       case K_MAXBODY: o->max_body = (curl_off_t)pyq_http_to_count(L, fname, "max_body"); break;
       case K_BODY:
@@ -324,57 +439,114 @@ int pyq_http_check (lua_State *L, pyq_http_opts *o) {
   }
   o->has_headers = (present & (1u << K_HEADERS)) != 0;
   check_method(L, 3, present, o->method, sizeof o->method, fname);
-  build_url(L, 3, (present & (1u << K_QUERY)) != 0, fname);
+  if (present & (1u << K_SHEADERS)) {
+    lua_getfield(L, 3, "sensitive_headers");
+    pyq_http_names(L, fname, "sensitive_headers");
+  } else lua_pushnil(L);
+  if (present & (1u << K_SQUERY)) {
+    lua_getfield(L, 3, "sensitive_query");
+    qnames = pyq_http_names(L, fname, "sensitive_query");
+  } else lua_pushnil(L);
+  build_url(L, 3, (present & (1u << K_QUERY)) != 0, fname, qnames);
   if (present & (1u << K_BODY)) lua_getfield(L, 3, "body");
   else lua_pushnil(L);
-  return 2;
+  return 4;
 }
 
-/* A name that carries a secret: Authorization, Cookie, X-Api-Key,
- * X-Riot-Token, api_key, access_token, password, ... */
-int pyq_http_secret_name (const char *name, size_t n) {
-  static const char *const words[] = {
-    "auth", "cookie", "key", "token", "secret", "pass", "signature",
-    "session", "credential", NULL
-  };
-  char low[128];
-  size_t i;
-  int w;
-  if (n >= sizeof low) n = sizeof low - 1;
-  for (i = 0; i < n; i++) low[i] = (char)tolower((unsigned char)name[i]);
-  low[n] = '\0';
-  for (w = 0; words[w]; w++)
-    if (strstr(low, words[w]) != NULL) return 1;
+/* What makes a header or query name a credential: it contains one of these
+ * words (case-insensitively, after %XX decoding), or the user listed it. */
+static const char *const secret_words[] = {
+  "auth", "bearer", "cookie", "cred", "csrf", "hmac", "jwt", "key", "otp",
+  "pass", "private", "pwd", "saml", "secret", "session", "sig", "token",
+  "xsrf", NULL
+};
+
+static int hexval (int c) {
+  return isdigit(c) ? c - '0' : isxdigit(c) ? tolower(c) - 'a' + 10 : -1;
+}
+
+/* 1 when the packed list holds low. */
+static int listed (const char *names, const char *low) {
+  for (; names && *names; names += strlen(names) + 1)
+    if (strcmp(names, low) == 0) return 1;
   return 0;
 }
 
-/* Copies url to out with the password and secret query values masked. */
-void pyq_http_mask_url (const char *url, char *out, size_t size) {
-  const char *p = url, *q = strchr(url, '?'), *at, *scheme = strstr(url, "://");
-  size_t n = 0;
-  if (size == 0) return;
-#define PUT(c) do { if (n + 1 < size) out[n++] = (c); } while (0)
-  at = scheme ? strpbrk(scheme + 3, "@/?#") : NULL;
-  if (at && *at == '@') {   /* user:password@ */
-    const char *colon = memchr(scheme + 3, ':', (size_t)(at - scheme - 3));
-    for (; p < (colon ? colon + 1 : at); p++) PUT(*p);
-    if (colon) { PUT('*'); PUT('*'); PUT('*'); }
-    p = at;
-  }
-  for (; *p && (q == NULL || p <= q); p++) PUT(*p);
-  while (q && *p) {   /* name=value pairs */
-    const char *end = p + strcspn(p, "&#"), *eq = memchr(p, '=', (size_t)(end - p));
-    int secret = eq && pyq_http_secret_name(p, (size_t)(eq - p));
-    for (; p < (secret ? eq + 1 : end); p++) PUT(*p);
-    if (secret) { PUT('*'); PUT('*'); PUT('*'); p = end; }
-    if (*p == '#') break;
-    if (*p) {
-      PUT(*p);
-      p++;
+int pyq_http_secret (const char *name, size_t n, const char *names1,
+                     const char *names2) {
+  char low[128];
+  size_t i, m = 0;
+  int w;
+  for (i = 0; i < n && m < sizeof low - 1; i++, m++) {
+    int c = (unsigned char)name[i];
+    if (c == '%' && i + 2 < n && hexval((unsigned char)name[i + 1]) >= 0 &&
+        hexval((unsigned char)name[i + 2]) >= 0) {
+      c = hexval((unsigned char)name[i + 1]) * 16 + hexval((unsigned char)name[i + 2]);
+      i += 2;
     }
+    low[m] = (char)tolower(c);
   }
-  for (; *p; p++) PUT(*p);
-#undef PUT
+  low[m] = '\0';
+  for (w = 0; secret_words[w]; w++)
+    if (strstr(low, secret_words[w]) != NULL) return 1;
+  return listed(names1, low) || listed(names2, low);
+}
+
+int pyq_http_secret_name (const char *name, size_t n) {
+  return pyq_http_secret(name, n, NULL, NULL);
+}
+
+/* Copies url to out (at most size bytes, NUL included) with credentials
+ * replaced by "***".  Two rules, and a byte is hidden when either hides it:
+ * - the password: from the first ':' after "scheme://" to the LAST '@' in
+ *   the URL, so an unencoded '/', '?', '#' or '@' in it cannot end it early
+ *   (a URL with a port and an '@' further on is masked from the port on:
+ *   safe rather than readable; without "http(s)://" from the first ':');
+ * - values under secret names: every part between '?', '&', ';' and '#'
+ *   (query, fragment, matrix parameters) that is name=value with a secret
+ *   name has its value hidden. */
+void pyq_http_mask (const char *url, char *out, size_t size,
+                    const char *names1, const char *names2) {
+  const char *scheme = strstr(url, "://");
+  size_t len = strlen(url), start = 0;
+  size_t i, n = 0, from = len, to = len, seg = start;
+  int value = 0, eq = 0, hidden = 0;
+  const char *at, *colon;
+  if (size == 0) return;
+  /* past "http://" or "https://" only: "u://p@h" may be a user and the
+   * password "//p", and ftp://u:p@h is masked from "ftp:" on */
+  if (scheme && ((scheme - url == 4 && strncasecmp(url, "http", 4) == 0) ||
+                 (scheme - url == 5 && strncasecmp(url, "https", 5) == 0)))
+    start = (size_t)(scheme - url) + 3;
+  at = strrchr(url + start, '@');
+  if (at != NULL &&
+      (colon = memchr(url + start, ':', (size_t)(at - url) - start)) != NULL) {
+    from = (size_t)(colon - url) + 1;
+    to = (size_t)(at - url);
+  }
+  for (i = 0; i < len; i++) {
+    char c = url[i];
+    int hide;
+    if (i >= start && (c == '?' || c == '&' || c == ';' || c == '#')) {
+      value = eq = 0;
+      seg = i + 1;
+      hide = 0;
+    } else if (i >= start && c == '=' && !eq) {
+      eq = 1;
+      value = pyq_http_secret(url + seg, i - seg, names1, names2);
+      hide = 0;
+    } else hide = value;
+    if (i >= from && i < to) hide = 1;
+    if (hide && !hidden && n + 3 < size) {
+      memcpy(out + n, "***", 3);
+      n += 3;
+    }
+    if (!hide && n + 1 < size) out[n++] = c;
+    hidden = hide;
+  }
   out[n] = '\0';
 }
 
+void pyq_http_mask_url (const char *url, char *out, size_t size) {
+  pyq_http_mask(url, out, size, NULL, NULL);
+}

@@ -137,7 +137,8 @@ describe("pyq.http", function()
   describe("refused before anything is sent", function()
     local cases = {
       { { }, "url must be a string" },
-      { { url = "example.com/x" }, "bad url" },
+      { { url = "example.com/x" }, "has no scheme: write http:// or https://" },
+      { { url = "http://[::1/x", query = { a = 1 } }, "bad url" },
       { { url = "file:///etc/passwd" }, "not http or https" },
       { { url = "ftp://127.0.0.1/x" }, "not http or https" },
       { { url = "http://127.0.0.1/x", headers = { ["X-A"] = "1\r\nX-B: 2" } }, "CR, LF" },

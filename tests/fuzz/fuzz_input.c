@@ -2,10 +2,13 @@
  *
  * The first byte picks what the rest feeds: the option table of pyq.Queue,
  * the option table of pyq.http.request (validated by pyq_http_check, no
- * transfer), a rate string for pyq.http.limit, or a URL and a header for
- * the URL check, the header check and the credential masking.  Tables are
- * built from the bytes: known keys or random ones, values of every type.
- * Bad input must end in a Lua error, never a crash. */
+ * transfer), a rate string for pyq.http.limit, a URL and a header for
+ * the URL check, the header check and the credential masking, or a URL
+ * built around a known secret (mask_case).  Tables are built from the
+ * bytes: known keys or random ones, values of every type.  Bad input must
+ * end in a Lua error, never a crash; a secret that survives masking
+ * aborts. */
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,7 +38,8 @@ static const char *const keys[] = {
   "workers", "maxsize", "log_level", "exception_handler", "progress", "total",
   "url", "method", "headers", "body", "query", "timeout", "connect_timeout",
   "follow_redirects", "max_redirects", "max_body", "verify", "json",
-  "retries", "backoff", "retry_unsafe"
+  "retries", "backoff", "retry_unsafe", "allow_downgrade",
+  "sensitive_headers", "sensitive_query"
 };
 
 static void push_value (lua_State *L, input *in, int depth);
@@ -137,8 +141,89 @@ static int url_case (lua_State *L) {
   return 0;
 }
 
+/* ---- mask_case: a secret in every part of a URL ---------------------- */
+
+#define SECRET "Zq7SECRETv"
+
+typedef struct sbuf { char p[4096]; size_t n; } sbuf;
+
+static void put (sbuf *b, const char *s) {
+  size_t n = strlen(s);
+  if (b->n + n < sizeof b->p) {
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = '\0';
+  }
+}
+
+/* Up to 4 characters from set, picked by the input. */
+static void junk (sbuf *b, input *in, const char *set) {
+  int i, n = byte(in) % 5;
+  size_t m = strlen(set);
+  for (i = 0; i < n; i++) {
+    char c[2] = { set[(size_t)byte(in) % m], '\0' };
+    put(b, c);
+  }
+}
+
+/* A password around the secret may hold anything but NUL; a value under a
+ * secret name anything but the separators ? & ; # (written encoded, as a
+ * URL must carry them). */
+static const char *const secret_names[] = {
+  "api_key", "access_token", "Sig", "pwd", "signature", "X-Auth", "jwt",
+  "otp", "api%5Fkey", "PassWord", "mine", "sessionid"
+};
+
+static void pairs (sbuf *b, input *in) {
+  int i, n = byte(in) % 4;
+  for (i = 0; i < n; i++) {
+    if (i > 0) put(b, byte(in) & 1 ? "&" : ";");
+    if (byte(in) & 1) {
+      put(b, secret_names[(size_t)byte(in) % (sizeof secret_names / sizeof *secret_names)]);
+      put(b, "=");
+      junk(b, in, "ab=:/@%+.");
+      put(b, SECRET);
+      junk(b, in, "ab=:/@%+.");
+    } else {
+      junk(b, in, "abc");
+      if (byte(in) & 1) put(b, "=");
+      junk(b, in, "xyz/@:=");
+    }
+  }
+}
+
+static int mask_case (lua_State *L) {
+  static const char *const schemes[] = { "http://", "https://", "HTTP://", "" };
+  input *in = lua_touserdata(L, 1);
+  sbuf url = { {0}, 0 };
+  char out[8192], small[24];
+  put(&url, schemes[byte(in) % 4]);
+  if (byte(in) & 1) {                         /* user:password@ */
+    junk(&url, in, "us/#?@;&=");
+    put(&url, ":");
+    junk(&url, in, "p/#?@:;&=%");
+    put(&url, SECRET);
+    junk(&url, in, "w/#?@:;&=%");
+    put(&url, "@");
+  }
+  put(&url, byte(in) & 1 ? "127.0.0.1" : "h.example");
+  if (byte(in) & 1) put(&url, ":8080");
+  junk(&url, in, "/ab=@:");
+  if (byte(in) & 1) { put(&url, "?"); pairs(&url, in); }
+  if (byte(in) & 1) { put(&url, "#"); pairs(&url, in); }
+  pyq_http_mask(url.p, out, sizeof out, "mine\0\0", NULL);
+  if (strstr(out, SECRET) != NULL) {
+    fprintf(stderr, "secret survived masking:\n  %s\n  %s\n", url.p, out);
+    abort();
+  }
+  pyq_http_mask(url.p, small, sizeof small, "mine\0\0", NULL);
+  (void)L;
+  return 0;
+}
+
 int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size) {
-  static lua_CFunction cases[] = { queue_case, request_case, limit_case, url_case };
+  static lua_CFunction cases[] = { queue_case, request_case, limit_case, url_case,
+                                   mask_case };
   input in = { data, size };
   lua_State *L;
   if (!ready) {
@@ -148,7 +233,7 @@ int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size) {
   }
   L = host.L;
   lua_settop(L, 0);
-  lua_pushcfunction(L, cases[byte(&in) % 4]);
+  lua_pushcfunction(L, cases[byte(&in) % 5]);
   lua_pushlightuserdata(L, &in);
   lua_pcall(L, 1, 0, 0);
   lua_settop(L, 0);
