@@ -134,7 +134,6 @@ static void main_finish (pyq_fiber *f, int status) {
 int pyq_host_run_main (pyq_host *h, int nargs) {
   pyq_fiber *f = pyq_fiber_new(h->L, h);
   f->finish = main_finish;
-  pyq_list_push(&h->fibers, &f->member);
   lua_xmove(h->L, f->L, nargs + 1);
   f->nargs = nargs;
   h->main = f;
@@ -156,7 +155,6 @@ int pyq_host_open (pyq_host *h, int log_level) {
   lua_State *L;
   memset(h, 0, sizeof *h);
   pyq_list_init(&h->ready);
-  pyq_list_init(&h->fibers);
   pyq_list_init(&h->queues);
   pyq_list_init(&h->stats);
   pyq_list_init(&h->on_interrupt);

@@ -78,7 +78,7 @@ enum {
 struct pyq_fiber {
   pyq_job job;            /* in the ready list while it waits to resume */
   pyq_link wait;          /* in one wait list: idle workers, putters, joiners */
-  pyq_link member;        /* in its queue's (or the host's) fiber list */
+  pyq_link member;        /* in its queue's list of workers */
   pyq_host *host;
   lua_State *L;
   int ref;                /* anchors L in the registry */
@@ -100,7 +100,6 @@ struct pyq_host {
   lua_State *L;
   uv_loop_t *loop;
   pyq_link ready;         /* jobs for the scheduler's next turn */
-  pyq_link fibers;        /* fibers that belong to no queue */
   pyq_link queues;        /* queues not yet closed */
   pyq_fiber *current;     /* the fiber being resumed, if any */
   lua_State *co;          /* innermost coroutine it resumed by hand, if any */
@@ -134,7 +133,7 @@ struct pyq_deadline {
   int fired;
 };
 
-/* The four waits share this message so users recognise it. */
+/* Every wait of a cancelled task raises this, so users recognise it. */
 #define PYQ_CANCELLED "pyq: task cancelled"
 #define PYQ_TIMED_OUT "pyq.timeout: timed out"
 
@@ -160,7 +159,6 @@ void pyq_fiber_resume (pyq_fiber *f);
 pyq_fiber *pyq_fiber_check (lua_State *L, const char *fname);
 int pyq_park (lua_State *L, pyq_fiber *f, pyq_disarm_fn disarm, lua_KFunction k);
 int pyq_resumed (lua_State *L, pyq_fiber *f);
-int pyq_wait_k (lua_State *L, int status, lua_KContext ctx);
 void pyq_wake (pyq_fiber *f, int n);
 void pyq_wake_now (pyq_fiber *f, int n);
 void pyq_fail (pyq_fiber *f, const char *msg);

@@ -27,7 +27,8 @@
 #include "http.h"
 
 /* Finished transfers kept for reuse, and the body buffer each may keep:
- * at most 8 MiB held between bursts. */
+ * a pooled transfer keeps at most KEEP_BODY bytes of body buffer (its
+ * header buffer is kept as it grew). */
 #define POOL_MAX 256
 #define KEEP_BODY 32768
 #define LATENCY_BUCKETS 320
@@ -797,16 +798,9 @@ static int http_request (lua_State *L) {
   xfer *x;
   size_t bodylen = 0;
   const char *body;
-  o.fname = "pyq.http.request";
-  if (lua_toboolean(L, lua_upvalueindex(2))) {   /* send(method, url, opts, fname) */
-    if (lua_type(L, 4) == LUA_TSTRING) o.fname = lua_tostring(L, 4);
-    lua_settop(L, 3);
-  } else {                                      /* request(opts) */
-    lua_settop(L, 1);
-    lua_pushnil(L);
-    lua_pushnil(L);
-    lua_rotate(L, 1, 2);
-  }
+  /* send(method, url, opts, fname): http.lua's verbs and request() */
+  o.fname = lua_type(L, 4) == LUA_TSTRING ? lua_tostring(L, 4) : "pyq.http.request";
+  lua_settop(L, 3);
   if (hp->multi == NULL) return luaL_error(L, "%s: pyq.http is closed", o.fname);
   /* 4: sensitive_headers, 5: sensitive_query, 6: url, 7: body */
   pyq_http_check(L, &o);
@@ -977,8 +971,7 @@ void pyq_http_close (pyq_http *hp) {
 
 void pyq_open_http (lua_State *L) {
   static const luaL_Reg funcs[] = {
-    {"request", http_request}, {"send", http_request},
-    {"configure", http_configure},
+    {"send", http_request}, {"configure", http_configure},
     {"stats", http_stats}, {"set_response_mt", http_set_response_mt},
     {"parse_headers", http_parse_headers}, {"count_retry", http_count_retry},
     {"mask_url", http_mask_url},
@@ -1011,12 +1004,7 @@ void pyq_open_http (lua_State *L) {
   lua_setmetatable(L, -2);
   lua_newtable(L);
   lua_pushvalue(L, -2);
-  lua_pushboolean(L, 0);
-  luaL_setfuncs(L, funcs, 2);
-  lua_pushvalue(L, -2);
-  lua_pushboolean(L, 1);   /* send: the method and url come as arguments */
-  lua_pushcclosure(L, http_request, 2);
-  lua_setfield(L, -2, "send");
+  luaL_setfuncs(L, funcs, 1);
   lua_remove(L, -2);
   /* keep the userdata alive as long as the module */
   lua_setfield(L, -2, "_http");

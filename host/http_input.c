@@ -1,5 +1,5 @@
 /* http_input.c -- what pyq.http accepts from Lua, checked before anything
- * is sent: the request options (one pass over the table), the URL (scheme
+ * is sent: the request options, the URL (scheme
  * allow-list, query encoding through libcurl's URL API), header names and
  * values, and the masking of credentials in what gets logged.  Everything
  * here raises a Lua error naming the function and the option, and is what

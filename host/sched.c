@@ -104,11 +104,19 @@ pyq_fiber *pyq_fiber_check (lua_State *L, const char *fname) {
   return f;
 }
 
+/* The continuation of a wait whose results need no work. */
+static int wait_k (lua_State *L, int status, lua_KContext ctx) {
+  pyq_fiber *f = (pyq_fiber *)ctx;
+  (void)status;
+  if (!pyq_resumed(L, f)) return lua_error(L);
+  return f->got;
+}
+
 int pyq_park (lua_State *L, pyq_fiber *f, pyq_disarm_fn disarm,
               lua_KFunction k) {
   f->flags |= PYQ_F_PARKED;
   f->disarm = disarm;
-  return lua_yieldk(L, 0, (lua_KContext)f, k ? k : pyq_wait_k);
+  return lua_yieldk(L, 0, (lua_KContext)f, k ? k : wait_k);
 }
 
 /* In a wait's continuation: 1 with the result values on top, or 0 with the
@@ -124,12 +132,6 @@ int pyq_resumed (lua_State *L, pyq_fiber *f) {
   return 0;
 }
 
-int pyq_wait_k (lua_State *L, int status, lua_KContext ctx) {
-  pyq_fiber *f = (pyq_fiber *)ctx;
-  (void)status;
-  if (!pyq_resumed(L, f)) return lua_error(L);
-  return f->got;
-}
 
 void pyq_post (pyq_host *h, pyq_job *j) {
   if (!pyq_linked(&j->link)) pyq_list_push(&h->ready, &j->link);
@@ -340,10 +342,7 @@ void pyq_open_sched (lua_State *L) {
 /* At exit every fiber must be gone: a leftover one is a leak of its thread's
  * registry reference and its handles.  Sanitizer builds make that fatal. */
 void pyq_check_leaks (pyq_host *h) {
-  int n = 0;
-  pyq_link *l;
-  for (l = h->fibers.next; l != &h->fibers; l = l->next) n++;
-  n += pyq_queue_live_fibers(h);
+  int n = (h->main != NULL) + pyq_queue_live_fibers(h);
   if (n == 0) return;
   fprintf(stderr, "pyqhost: internal error: %d fibers left at exit\n", n);
 #ifdef PYQ_SANITIZE
