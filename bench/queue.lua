@@ -21,6 +21,21 @@ do
   print(("noop_tasks_per_s %.0f"):format(n / (pyq.now() - t0)))
 end
 
+-- 1b. tasks that take an argument and return a value: join collects them
+do
+  local n = math.floor(1000000 * scale)
+  local square = pyq.async(function(i) return i * i end)
+  local t0 = pyq.now()
+  local results
+  do
+    local queue <close> = pyq.Queue{ workers = 25 }
+    for i = 1, n do queue:put(square(i)) end
+    results = queue:join()
+  end
+  assert(#results == n)
+  print(("result_tasks_per_s %.0f"):format(n / (pyq.now() - t0)))
+end
+
 -- 2. memory per pending task, all put before any runs
 do
   local n = math.floor(1000000 * scale)

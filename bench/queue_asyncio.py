@@ -63,6 +63,10 @@ async def job(i):
     return None
 
 
+async def square(i):
+    return i * i
+
+
 async def nap():
     await asyncio.sleep(0.01)
 
@@ -74,6 +78,14 @@ async def main(scale):
         for _ in range(n):
             await queue.put(noop())
     print(f"noop_tasks_per_s {n / (time.perf_counter() - t0):.0f}")
+
+    t0 = time.perf_counter()
+    async with Queue(workers=25) as queue:
+        for i in range(n):
+            await queue.put(square(i))
+        results = await queue.join()
+    assert len(results) == n
+    print(f"result_tasks_per_s {n / (time.perf_counter() - t0):.0f}")
 
     gc.collect()
     rss0 = rss_kib()

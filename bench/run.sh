@@ -17,6 +17,7 @@ awk '
   END {
     printf "%-34s %14s %14s %9s\n", "measure", "pyqhost", "asyncio", "ratio"
     printf "%-34s %14.0f %14.0f %8.1fx\n", "no-op tasks/s (25 workers)", pyq["noop_tasks_per_s"], py["noop_tasks_per_s"], pyq["noop_tasks_per_s"] / py["noop_tasks_per_s"]
+    printf "%-34s %14.0f %14.0f %8.1fx\n", "tasks/s returning a value (join)", pyq["result_tasks_per_s"], py["result_tasks_per_s"], pyq["result_tasks_per_s"] / py["result_tasks_per_s"]
     printf "%-34s %14.1f %14s\n", "bytes per pending task (Lua heap)", pyq["pending_heap_bytes"], "-"
     printf "%-34s %14.1f %14.1f %8.2fx\n", "bytes per pending task (RSS)", pyq["pending_rss_bytes"], py["pending_rss_bytes"], pyq["pending_rss_bytes"] / py["pending_rss_bytes"]
     printf "%-34s %14.3f %14.3f %9s\n", "10 ms sleeps over 1000 workers, s", pyq["sleep_seconds"], py["sleep_seconds"], ""
