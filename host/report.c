@@ -151,9 +151,10 @@ static void format_line (const pyq_host *h, const pyq_qstats *st, double now,
              (long long)st->done, (long long)st->total);
     snprintf(f[F_PCT], sizeof f[F_PCT], "[%5.1f%%]",
              100.0 * (double)finished / (double)st->total);
-    if (rate > 0 && finished < st->total && st->closed_at == 0 &&
-        !h->signal) {
-      long left = (long)((double)(st->total - finished) / rate + 0.5);
+    double secs = rate > 0 ? (double)(st->total - finished) / rate : -1;
+    if (secs >= 0 && secs < 1e8 && finished < st->total &&
+        st->closed_at == 0 && !h->signal) {
+      long left = (long)(secs + 0.5);
       if (left >= 3600)
         snprintf(f[F_ETA], sizeof f[F_ETA], "ETA %ld:%02ld:%02ld", left / 3600,
                  left / 60 % 60, left % 60);

@@ -392,6 +392,15 @@ describe("a closed stdout (SIGPIPE)", function()
     assert.is_true(#lines >= 1 and #lines < 1e8)
     for n, v in ipairs(lines) do assert.equal(n, v.i) end
   end)
+
+  it("stops io.stdout:write too", function()
+    local code, err = piped([[
+      local out <close> = pyq.jsonl.open(arg[1])
+      for i = 1, 1e8 do io.stdout:write(i, "\n") end
+    ]])
+    assert.equal(141, code, err)
+    assert.matches("pyq: interrupted (stdout was closed)", err, 1, true)
+  end)
 end)
 
 describe("the summary", function()
