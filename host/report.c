@@ -140,7 +140,7 @@ static void format_line (const pyq_host *h, const pyq_qstats *st, double now,
   char f[NF][sizeof st->where];
   lua_Integer finished = st->done + st->failed + st->cancelled;
   double wall = (st->closed_at > 0 ? st->closed_at : now) - st->started;
-  double rate = wall > 0 ? (double)finished / wall : 0;
+  double rate = wall > 0 ? (double)finished / wall : 0, secs;
   size_t i, len, wlen;
   char *slash;
   memset(f, 0, sizeof f);
@@ -151,7 +151,7 @@ static void format_line (const pyq_host *h, const pyq_qstats *st, double now,
              (long long)st->done, (long long)st->total);
     snprintf(f[F_PCT], sizeof f[F_PCT], "[%5.1f%%]",
              100.0 * (double)finished / (double)st->total);
-    double secs = rate > 0 ? (double)(st->total - finished) / rate : -1;
+    secs = rate > 0 ? (double)(st->total - finished) / rate : -1;
     if (secs >= 0 && secs < 1e8 && finished < st->total &&
         st->closed_at == 0 && !h->signal) {
       long left = (long)(secs + 0.5);
