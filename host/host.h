@@ -48,11 +48,13 @@ typedef struct pyq_deadline pyq_deadline;
 /* A queue's counts; the host keeps it after the queue is gone. */
 typedef struct pyq_qstats {
   pyq_link link;          /* in host->stats */
+  pyq_link watch;         /* in report.c's progress block until drawn final */
   char where[160];        /* script:line that created the queue */
   lua_Integer total;      /* expected tasks, for progress; 0 unknown */
   lua_Integer put, done, failed, cancelled, pending, running;
   double started, closed_at;   /* seconds; closed_at 0 while open */
   int progress;           /* drawn by report.c */
+  int released;           /* its queue is gone (pyq_report_release) */
 } pyq_qstats;
 
 /* Something the scheduler runs on its next turn: a fiber to resume, or a
@@ -115,6 +117,7 @@ struct pyq_host {
   int progress_tty;       /* stderr is a terminal */
   int progress_lines;     /* live lines now on the terminal */
   uv_timer_t progress_timer;
+  struct pyq_report *report;  /* report.c's own state */
   volatile int signal;    /* SIGINT or SIGTERM received, or 0 */
   int exit_requested;     /* os.exit was called; exit_code holds its code */
   int closing;            /* lua_close runs: os.exit only records its code */
@@ -209,6 +212,8 @@ void pyq_open_log (lua_State *L);
 /* report.c */
 pyq_qstats *pyq_report_queue (pyq_host *h);
 void pyq_report_closed (pyq_host *h, pyq_qstats *st);
+/* The queue is gone (its __gc): st is never used again by the caller. */
+void pyq_report_release (pyq_host *h, pyq_qstats *st);
 void pyq_progress_watch (pyq_host *h, pyq_qstats *st);
 void pyq_progress_clear (pyq_host *h);
 void pyq_report_summary (pyq_host *h);

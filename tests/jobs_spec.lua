@@ -426,14 +426,14 @@ describe("a real job: signals, progress and the summary", function()
   end)
 
   it("prints INFO progress lines off a terminal", function()
-    local r = helper.run{ script = progress_job }
+    local r = helper.run{ flags = { "-v" }, script = progress_job }
     assert.equal(0, r.code)
     assert.not_matches("\27[", r.err, 1, true)
     assert.matches("INFO progress: [^\n]*%[100.0%%%] done 200/200  failed 0", r.err)
   end)
 
   it("--progress shows every queue", function()
-    local r = helper.run{ flags = { "--progress" }, script = [[
+    local r = helper.run{ flags = { "--progress", "-v" }, script = [[
       local q <close> = pyq.Queue{}
       q:put(pyq.async(function() end)())
     ]] }
@@ -454,7 +454,7 @@ describe("a real job: signals, progress and the summary", function()
   it("consume_matches.lua completes 30,000 matches with no 429 reaching it", function()
     local limited = helper.start_api{ "--rate-limit", "3000:1,100000:120" }
     local out = os.tmpname()
-    local r = helper.run{ file = helper.source .. "/scripts/consume_matches.lua",
+    local r = helper.run{ file = helper.source .. "/scripts/consume_matches.lua", flags = { "-v" },
                           args = { limited.base, "30000", out }, timeout = 240 }
     limited.stop()
     assert.equal(0, r.code, r.err)
