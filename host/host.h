@@ -119,6 +119,7 @@ struct pyq_host {
   uv_timer_t progress_timer;
   struct pyq_report *report;  /* report.c's own state */
   volatile int signal;    /* SIGINT or SIGTERM received, or 0 */
+  int signal_handled;     /* queues cancelled for it (signal.c) */
   int exit_requested;     /* os.exit was called; exit_code holds its code */
   int closing;            /* lua_close runs: os.exit only records its code */
   int warnings_on;        /* warn("@on") / warn("@off") */
@@ -223,6 +224,7 @@ void pyq_report_close (pyq_host *h);
 /* signal.c */
 void pyq_signal_init (pyq_host *h);
 void pyq_interrupt (pyq_host *h, int sig);
+void pyq_signal_check (pyq_host *h);
 const char *pyq_interrupted (pyq_host *h);
 void pyq_interrupt_arm (pyq_host *h, lua_State *L);
 void pyq_open_signal (lua_State *L);

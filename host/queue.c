@@ -70,6 +70,8 @@ static pyq_queue *checkqueue (lua_State *L, const char *fname) {
   if (q == NULL)
     luaL_error(L, "%s: expected a pyq.Queue as self, got %s (call it as "
               "queue:%s)", fname, luaL_typename(L, 1), strrchr(fname, '.') + 1);
+  if (q->st == NULL)   /* reached from another finalizer after its __gc */
+    luaL_error(L, "%s: the queue was collected", fname);
   return q;
 }
 
@@ -1072,6 +1074,20 @@ static int queue_len (lua_State *L) {
   return 1;
 }
 
+/* The queue is garbage: its record goes to the report's totals (and is
+ * never touched again).  At exit, lua_close collects queues never closed
+ * too. */
+static int queue_gc (lua_State *L) {
+  pyq_queue *q = toqueue(L, 1);
+  luaL_argexpected(L, q != NULL, 1, "pyq.Queue");
+  if (q->st == NULL) return 0;
+  pyq_list_remove(&q->member);
+  pyq_list_remove(&q->dispatch.link);
+  pyq_report_release(q->host, q->st);
+  q->st = NULL;
+  return 0;
+}
+
 static int queue_tostring (lua_State *L) {
   pyq_queue *q = checkqueue(L, "pyq.Queue.__tostring");
   lua_pushfstring(L, "pyq.Queue (%s, %d workers, %d pending, %d running%s)",
@@ -1155,6 +1171,8 @@ void pyq_open_queue (lua_State *L) {
   lua_setfield(L, -2, "__len");
   lua_pushcfunction(L, queue_close);
   lua_setfield(L, -2, "__close");
+  lua_pushcfunction(L, queue_gc);
+  lua_setfield(L, -2, "__gc");
   lua_pushcfunction(L, queue_tostring);
   lua_setfield(L, -2, "__tostring");
   lua_pushliteral(L, "pyq.Queue");

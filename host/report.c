@@ -49,8 +49,6 @@ typedef struct pyq_report {
   int stdout_tty;          /* stdout is the block's terminal too */
   int winch_on;
   uv_signal_t winch;
-  uv_timer_t wake;         /* keeps the loop turning after pyq_interrupt */
-  int handles;             /* open handles: freed when the last one closes */
   char *out;               /* the next write to the terminal */
   size_t len, cap;
 } pyq_report;
@@ -334,7 +332,6 @@ void pyq_progress_watch (pyq_host *h, pyq_qstats *st) {
   read_size(r);
   if (uv_signal_init(h->loop, &r->winch) == 0) {
     r->winch_on = 1;
-    r->handles++;
     r->winch.data = h;
     uv_signal_start(&r->winch, on_winch, SIGWINCH);
     uv_unref((uv_handle_t *)&r->winch);
@@ -465,16 +462,9 @@ static int on_terminal (pyq_host *h, FILE *f) {
 /* A write found stdout closed (SIGPIPE is ignored): the job ends as on
  * SIGTERM (signal.c), and the code that wrote stops here as the signal's
  * hook would stop it. */
-static void woken (uv_timer_t *t) { (void)t; }
-
 static int closed_stdout (lua_State *L, pyq_host *h) {
   pyq_fiber *f = pyq_fiber_of(L);
-  pyq_interrupt(h, SIGPIPE);
-  /* The interruption arrives through an unreferenced uv_async_t, which the
-   * loop does not look at while nothing referenced is active (tasks that
-   * fail here before they wait leave nothing): a referenced timer makes
-   * the next turn poll. */
-  if (h->report) uv_timer_start(&h->report->wake, woken, 0, 0);
+  pyq_interrupt(h, SIGPIPE);   /* handled at the run loop's next turn */
   if (f != NULL) {
     f->flags |= PYQ_F_CANCELLED;
     f->cancel_msg = stdout_closed;
@@ -526,8 +516,6 @@ void pyq_open_report (lua_State *L) {
   if (r == NULL) luaL_error(L, "not enough memory");
   pyq_list_init(&r->block);
   r->stdout_tty = same_terminal();
-  uv_timer_init(h->loop, &r->wake);
-  r->handles = 1;
   h->report = r;
   lua_pushglobaltable(L);
   wrap(L, lua_gettop(L), "print", W_PRINT);
@@ -541,7 +529,6 @@ void pyq_open_report (lua_State *L) {
 
 static void free_report (uv_handle_t *handle) {
   pyq_report *r = handle->data;
-  if (--r->handles > 0) return;
   free(r->out);
   free(r);
 }
@@ -556,10 +543,11 @@ void pyq_report_close (pyq_host *h) {
   while ((l = pyq_list_shift(&h->stats)) != NULL)
     free(pyq_container(l, pyq_qstats, link));
   h->report = NULL;
-  r->wake.data = r;
-  uv_close((uv_handle_t *)&r->wake, free_report);
   if (r->winch_on) {
     r->winch.data = r;
     uv_close((uv_handle_t *)&r->winch, free_report);
+  } else {
+    free(r->out);
+    free(r);
   }
 }

@@ -208,6 +208,7 @@ void pyq_run (pyq_host *h) {
   do {
     for (;;) {
       run_turn(h);
+      pyq_signal_check(h);
       if (!pyq_list_empty(&h->ready)) uv_run(h->loop, UV_RUN_NOWAIT);
       else if (!uv_loop_alive(h->loop)) break;
       else uv_run(h->loop, UV_RUN_ONCE);

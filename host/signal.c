@@ -95,14 +95,27 @@ static void run_hooks (pyq_host *h) {
   }
 }
 
-static void on_async (uv_async_t *a) {
-  pyq_host *h = a->data;
+/* Handles the first interruption, once: from the async callback when the
+ * loop polls, or from the run loop's turn (pyq_signal_check) when the loop
+ * has nothing referenced to poll for, since an unreferenced async is then
+ * never looked at. */
+static void handle (pyq_host *h) {
   int n;
+  if (h->signal_handled) return;
+  h->signal_handled = 1;
   run_hooks(h);
   n = pyq_queue_cancel_all(h, message(h->signal));
   pyq_log(h, PYQ_WARNING, "pyqhost", "%s: cancelled %d tasks",
           message(h->signal), n);
   if (h->main) pyq_cancel(h->main, message(h->signal));
+}
+
+static void on_async (uv_async_t *a) {
+  handle(a->data);
+}
+
+void pyq_signal_check (pyq_host *h) {
+  if (h->signal && !h->signal_handled) handle(h);
 }
 
 /* From host code (not a signal handler): interrupt the job as a signal
