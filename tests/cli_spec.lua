@@ -133,18 +133,55 @@ describe("pyqhost command line", function()
     assert.equal("x", r.out)
   end)
 
-  it("finds lualib after cmake --install", function()
-    local prefix = os.tmpname()
-    os.remove(prefix)
+  -- Runs a shell command with the variables that could find a pyq library
+  -- unset; `cd` to dir first if given.
+  local function bare(cmd, dir)
+    return helper.shell((dir and "cd " .. helper.quote(dir) .. " && " or "")
+      .. "env -u LUA_PATH -u LUA_PATH_5_4 -u PYQ_LUALIB " .. cmd .. " </dev/null 2>&1; echo $?")
+  end
+
+  it("is one file: a copied binary finds pyq in itself", function()
+    local api = helper.start_api()
+    local dir = helper.fresh()
+    assert.is_true(os.execute("mkdir " .. dir))
+    assert.is_true(os.execute(("cp %s %s/pyqhost"):format(helper.quote(helper.pyqhost), dir)))
+    local script = helper.tempfile([[
+      local doc = pyq.http.get(arg[1] .. "/status/200"):json()
+      do
+        local out <close> = pyq.jsonl.open(arg[2])
+        out:write(doc)
+      end
+      print(pyq.json.encode(doc), io.open(arg[2]):read("a") == pyq.json.encode(doc) .. "\n")
+      print(debug.getinfo(pyq.http.request, "S").source, (package.searchpath("pyq", package.path)))
+    ]])
+    local out = bare(("./pyqhost %s %s %s/out.jsonl"):format(helper.quote(script), api.base, dir), dir)
+    api.stop()
+    assert.equal('{"status":200}\ttrue\n@pyq/http.lua\tnil\n0\n', out)
+  end)
+
+  it("loads pyq from PYQ_LUALIB instead when it is set", function()
+    local lib = helper.fresh()
+    assert.is_true(os.execute("mkdir -p " .. lib .. "/pyq"))
+    local f = assert(io.open(lib .. "/pyq/init.lua", "w"))
+    f:write("return { overridden = true }")
+    f:close()
+    local run_with = function(dir, code)
+      return bare(("PYQ_LUALIB=%s %s -e %s"):format(helper.quote(dir), helper.quote(helper.pyqhost),
+                                                    helper.quote(code)))
+    end
+    assert.equal("true\n0\n", run_with(lib, "print(pyq.overridden)"))
+    assert.matches("module 'pyq.http' not found:\n\tno field package.preload['pyq.http']\n\tno file '"
+                   .. lib .. "/pyq/http.lua' (PYQ_LUALIB)", run_with(lib, "require 'pyq.http'"), 1, true)
+    assert.equal("@" .. helper.source .. "/lualib/pyq/http.lua\n0\n",
+                 run_with(helper.source .. "/lualib", "print(debug.getinfo(pyq.http.request, 'S').source)"))
+  end)
+
+  it("installs one file with cmake --install", function()
+    local prefix = helper.fresh()
     local build = helper.pyqhost:match("^(.*)/[^/]+$")
     assert.is_true(os.execute("cmake --install " .. helper.quote(build) ..
       " --prefix " .. helper.quote(prefix) .. " >/dev/null"))
-    local saved = helper.pyqhost
-    helper.pyqhost = prefix .. "/bin/pyqhost"
-    local r = run{ script = "print(package.searchpath('pyq', package.path))" }
-    helper.pyqhost = saved
-    os.execute("rm -rf " .. helper.quote(prefix))
-    assert.equal(0, r.code)
-    assert.matches(prefix .. "/bin/../share/pyqhost/lualib/pyq/init.lua", r.out, 1, true)
+    assert.equal(prefix .. "/bin/pyqhost\n", helper.shell("find " .. helper.quote(prefix) .. " -type f"))
+    assert.equal('[1]\n0\n', bare(helper.quote(prefix .. "/bin/pyqhost") .. " -e 'print(pyq.json.encode{1})'"))
   end)
 end)
