@@ -24,7 +24,7 @@
   "  --progress        show progress for every queue\n" \
   "  --summary         print a summary of queues and HTTP at exit\n" \
   "  -h, --help        show this help\n" \
-  "  -V, --version     show the version\n" \
+  "  -V, --version     show the versions of pyqhost, Lua, libuv, libcurl\n" \
   "  --                stop handling options\n" \
   "  -                 read the script from stdin\n" \
   "With no script and no -e, the script is read from stdin unless it is a\n" \
@@ -115,7 +115,7 @@ static int parse_args (int argc, char **argv, options *o) {
 }
 
 static int load_error (pyq_host *h, int status) {
-  fprintf(stderr, "%s: %s\n", h->progname, lua_tostring(h->L, -1));
+  fprintf(stderr, "pyqhost: %s\n", lua_tostring(h->L, -1));
   lua_pop(h->L, 1);
   return status == LUA_ERRFILE ? 2 : 1;
 }

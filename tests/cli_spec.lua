@@ -75,6 +75,7 @@ describe("pyqhost command line", function()
     local r = run{ flags = { "--help" }, nofile = true }
     assert.equal(0, r.code)
     assert.matches("usage: pyqhost", r.out, 1, true)
+    assert.matches("3 a task failed and its error went to the default\nexception handler", r.out, 1, true)
     r = run{ flags = { "-V" }, nofile = true }
     assert.equal(0, r.code)
     assert.matches("^pyqhost %d+%.%d+%.%d+ %(Lua 5%.4%.%d+, ", r.out)
