@@ -12,6 +12,7 @@
 #include <sys/resource.h>
 #include <lualib.h>
 #include "host.h"
+#include "embed.h"
 #include "http.h"
 
 #define PYQ_EXITING "pyq: exiting (os.exit)"
@@ -31,29 +32,6 @@ static int host_panic (lua_State *L) {
   fprintf(stderr, "pyqhost: %s\n", msg ? msg : "unrecoverable error");
   fflush(NULL);
   exit(1);
-}
-
-/* Prepends the project's lualib/ (the source tree's when run from the
- * build tree, else the installed one) to package.path. */
-static void set_paths (lua_State *L) {
-  char exe[PATH_MAX], real_exe_dir[PATH_MAX], real_build[PATH_MAX];
-  size_t size = sizeof exe;
-  const char *lualib = PYQ_SOURCE_LUALIB;
-  char *slash;
-  if (uv_exepath(exe, &size) == 0 && (slash = strrchr(exe, '/')) != NULL) {
-    *slash = '\0';
-    if (!realpath(exe, real_exe_dir) || !realpath(PYQ_BUILD_DIR, real_build) ||
-        strcmp(real_exe_dir, real_build) != 0) {
-      lua_pushfstring(L, "%s/%s", exe, PYQ_INSTALL_LUALIB);
-      lualib = lua_tostring(L, -1);
-    }
-  }
-  lua_getglobal(L, "package");
-  lua_getfield(L, -1, "path");
-  lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s", lualib, lualib,
-                  lua_tostring(L, -1));
-  lua_setfield(L, -3, "path");
-  lua_pop(L, 2);
 }
 
 /* os.exit(code [, close]): every task is cancelled and the current one
@@ -171,7 +149,7 @@ int pyq_host_open (pyq_host *h, int log_level) {
   lua_setwarnf(L, host_warn, h);
   h->warnings_on = 1;
   luaL_openlibs(L);
-  set_paths(L);
+  pyq_open_lualib(L);   /* require finds pyq in the executable */
   pyq_open_sched(L);
   pyq_open_report(L);
   lua_getglobal(L, "os");

@@ -1,12 +1,15 @@
 /* main.c -- the pyqhost command line.
  *
  * Parses the options, opens the host (host.c), then runs each -e/-l chunk
- * and the script as the main task, one after another, each to the end of
- * the loop.  Exit codes: 0 success, 1 an uncaught error, 2 a usage error or
- * an unreadable script, 128 + the signal when interrupted, or os.exit's. */
+ * and the script (or stdin, as lua does) as the main task, one after
+ * another, each to the end of the loop.  Exit codes: 0 success, 1 an
+ * uncaught error, 2 a usage error or an unreadable script, 3 task failures
+ * left to the default exception handler, 128 + the signal when interrupted,
+ * or os.exit's. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <curl/curl.h>
 #include "host.h"
 
@@ -21,16 +24,24 @@
   "  --progress        show progress for every queue\n" \
   "  --summary         print a summary of queues and HTTP at exit\n" \
   "  -h, --help        show this help\n" \
-  "  -V, --version     show the version\n" \
+  "  -V, --version     show the versions of pyqhost, Lua, libuv, libcurl\n" \
   "  --                stop handling options\n" \
-  "  -                 read the script from stdin\n"
+  "  -                 read the script from stdin\n" \
+  "With no script and no -e, the script is read from stdin unless it is a\n" \
+  "terminal.\n" \
+  "Exit status: 0 success; 1 an uncaught error; 2 a usage error or an\n" \
+  "unreadable script; 3 a task failed and its error went to the default\n" \
+  "exception handler (set exception_handler to handle failures); 130, 143\n" \
+  "SIGINT, SIGTERM; n os.exit(n).\n"
 
 typedef struct pre_chunk { char kind; const char *text; } pre_chunk;
 
 typedef struct options {
   pre_chunk *pre;
   int npre;
+  int has_e;        /* an -e was given: no script means none, not stdin */
   int script;       /* argv index of the script, or 0 */
+  int from_stdin;   /* no script given: read it from stdin */
   int log_level;
   int progress, summary;
 } options;
@@ -40,6 +51,15 @@ static int usage_error (const char *prog, const char *fmt, const char *arg) {
   fprintf(stderr, fmt, arg);
   fprintf(stderr, "\n" USAGE, prog);
   return 2;
+}
+
+static void print_version (void) {
+  const curl_version_info_data *c = curl_version_info(CURLVERSION_NOW);
+  printf("pyqhost %s (%s, libuv %s, libcurl %s", PYQ_VERSION, LUA_RELEASE,
+         uv_version_string(), c->version);
+  if (c->ssl_version) printf(" %s", c->ssl_version);
+  if (c->nghttp2_version) printf(" nghttp2/%s", c->nghttp2_version);
+  printf(")\n");
 }
 
 /* Returns 0 to go on, or an exit code. */
@@ -56,6 +76,7 @@ static int parse_args (int argc, char **argv, options *o) {
         return usage_error("pyqhost", "'%s' needs an argument", a);
       o->pre[o->npre].kind = a[1];
       o->pre[o->npre++].text = v;
+      if (a[1] == 'e') o->has_e = 1;
     } else if (strcmp(a, "-v") == 0) {
       o->log_level = PYQ_INFO;
     } else if (strcmp(a, "-vv") == 0) {
@@ -77,23 +98,37 @@ static int parse_args (int argc, char **argv, options *o) {
       printf(USAGE, "pyqhost");
       exit(0);
     } else if (strcmp(a, "-V") == 0 || strcmp(a, "--version") == 0) {
-      printf("pyqhost %s (%s, libuv %s)\n", PYQ_VERSION, LUA_RELEASE,
-             uv_version_string());
+      print_version();
       exit(0);
     } else {
       return usage_error("pyqhost", "unrecognized option '%s'", a);
     }
   }
   o->script = i < argc ? i : 0;
-  if (o->script == 0 && o->npre == 0)
-    return usage_error("pyqhost", "%sno script given", "");
+  if (o->script == 0 && !o->has_e) {   /* as lua: stdin, or an interpreter */
+    if (isatty(STDIN_FILENO))          /* no interactive mode yet */
+      return usage_error("pyqhost", "%sno script given (and stdin is a "
+                         "terminal)", "");
+    o->from_stdin = 1;
+  }
   return 0;
 }
 
 static int load_error (pyq_host *h, int status) {
-  fprintf(stderr, "%s: %s\n", h->progname, lua_tostring(h->L, -1));
+  fprintf(stderr, "pyqhost: %s\n", lua_tostring(h->L, -1));
   lua_pop(h->L, 1);
   return status == LUA_ERRFILE ? 2 : 1;
+}
+
+/* -l NAME: NAME = require(NAME), called from C as lua does, so an error
+ * names no chunk of ours. */
+static int require_global (lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  lua_getglobal(L, "require");
+  lua_pushvalue(L, 1);
+  lua_call(L, 1, 1);
+  lua_setglobal(L, name);
+  return 0;
 }
 
 static int run_pre (pyq_host *h, const pre_chunk *c) {
@@ -102,7 +137,7 @@ static int run_pre (pyq_host *h, const pre_chunk *c) {
     if (st != LUA_OK) return load_error(h, st);
     return pyq_host_run_main(h, 0);
   }
-  luaL_loadstring(h->L, "local name = ...; _G[name] = require(name)");
+  lua_pushcfunction(h->L, require_global);
   lua_pushstring(h->L, c->text);
   return pyq_host_run_main(h, 1);
 }
@@ -117,21 +152,24 @@ static void create_arg (lua_State *L, int argc, char **argv, int script) {
   lua_setglobal(L, "arg");
 }
 
+/* script is argv's index of the script, or argc for stdin. */
 static int run_script (pyq_host *h, int argc, char **argv, int script) {
-  const char *name = argv[script];
+  const char *name = script < argc ? argv[script] : NULL;
   int i, st;
-  if (strcmp(name, "-") == 0 && strcmp(argv[script - 1], "--") != 0)
+  if (name && strcmp(name, "-") == 0 && strcmp(argv[script - 1], "--") != 0)
     name = NULL;
   st = luaL_loadfile(h->L, name);
   if (st != LUA_OK) return load_error(h, st);
   for (i = script + 1; i < argc; i++) lua_pushstring(h->L, argv[i]);
-  return pyq_host_run_main(h, argc - script - 1);
+  return pyq_host_run_main(h, script < argc ? argc - script - 1 : 0);
 }
 
 int main (int argc, char **argv) {
   pyq_host host;
-  options o = {NULL, 0, 0, PYQ_WARNING, 0, 0};
-  int i, code = parse_args(argc, argv, &o);
+  options o = {0};
+  int i, code;
+  o.log_level = PYQ_WARNING;
+  code = parse_args(argc, argv, &o);
   if (code != 0) {
     free(o.pre);
     return code;
@@ -143,11 +181,13 @@ int main (int argc, char **argv) {
   create_arg(host.L, argc, argv, o.script ? o.script : argc);
   for (i = 0; i < o.npre && code == 0 && !host.exit_requested; i++)
     code = run_pre(&host, &o.pre[i]);
-  if (code == 0 && o.script && !host.exit_requested)
-    code = run_script(&host, argc, argv, o.script);
+  if (code == 0 && (o.script || o.from_stdin) && !host.exit_requested)
+    code = run_script(&host, argc, argv, o.script ? o.script : argc);
   if (o.summary || host.log_level <= PYQ_INFO || host.signal)
     pyq_report_summary(&host);
   if (host.signal) code = 128 + host.signal;
+  else if (code == 0 && !host.exit_requested && host.unhandled > 0)
+    code = 3;   /* like xargs' 123: some task failed and nobody handled it */
   code = pyq_host_close(&host, code);
   curl_global_cleanup();
   free(o.pre);

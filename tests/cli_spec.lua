@@ -24,6 +24,33 @@ describe("pyqhost command line", function()
     assert.equal("stdin\tx\n", r.out)
   end)
 
+  -- pyqhost on a pseudo-terminal (util-linux's script, always in Debian);
+  -- returns what it wrote there and "exit N".
+  local function on_tty(args)
+    local cmd = helper.quote(helper.pyqhost) .. " " .. (args or "")
+    return helper.shell("script -qec " .. helper.quote(cmd) .. " /dev/null </dev/null; echo \"exit $?\"")
+  end
+
+  it("reads the script from stdin when none is given and stdin is not a terminal", function()
+    local r = run{ nofile = true, stdin = "print('piped', select('#', ...))" }
+    assert.equal(0, r.code, r.err)
+    assert.equal("piped\t0\n", r.out)
+    r = run{ nofile = true, flags = { "-l", "cjson" }, stdin = "print(type(cjson))" }
+    assert.equal("table\n", r.out)
+    r = run{ nofile = true, stdin = "x = = 1" }
+    assert.equal(1, r.code)
+    assert.matches("^pyqhost: stdin:1: unexpected symbol", r.err)
+    r = run{ nofile = true, flags = { "-e", "print('e')" }, stdin = "print('not read')" }
+    assert.equal("e\n", r.out)   -- as lua: with -e and no script, stdin is left alone
+  end)
+
+  it("refuses to run without a script when stdin is a terminal", function()
+    local out = on_tty()
+    assert.matches("^pyqhost: no script given %(and stdin is a terminal%)\r?\nusage: pyqhost", out)
+    assert.matches("exit 2\n$", out)
+    assert.equal("exit 0\n", on_tty("-e 'x = 1'"))
+  end)
+
   it("stops reading options at --", function()
     local f = helper.tempfile("print(...)")
     local r = run{ flags = { "--", f, "-v" }, nofile = true }
@@ -48,18 +75,49 @@ describe("pyqhost command line", function()
     local r = run{ flags = { "--help" }, nofile = true }
     assert.equal(0, r.code)
     assert.matches("usage: pyqhost", r.out, 1, true)
+    assert.matches("3 a task failed and its error went to the default\nexception handler", r.out, 1, true)
     r = run{ flags = { "-V" }, nofile = true }
     assert.equal(0, r.code)
-    assert.matches("^pyqhost %d+%.%d+%.%d+ %(Lua 5%.4", r.out)
+    assert.matches("^pyqhost %d+%.%d+%.%d+ %(Lua 5%.4%.%d+, ", r.out)
+    local uv = helper.shell("pkg-config --modversion libuv"):match("%S+")
+    local curl = helper.shell("pkg-config --modversion libcurl"):match("%S+")
+    assert.matches(", libuv " .. uv .. ", libcurl " .. curl .. " ", r.out, 1, true)
+  end)
+
+  it("reports a module -l cannot find as lua does", function()
+    local r = run{ flags = { "-l", "nosuchmod" }, nofile = true }
+    assert.equal(1, r.code)
+    assert.matches("^pyqhost: module 'nosuchmod' not found:\n\tno field package%.preload%['nosuchmod'%]\n", r.err)
+    assert.matches("stack traceback:\n\t[C]: in function 'require'\n", r.err, 1, true)
+    assert.is_nil(r.err:find("[string", 1, true))
+  end)
+
+  it("exits 3 when a task's error went to the default exception handler", function()
+    local fail = "pyq.async(function() error('task broke') end)()"
+    local r = run{ script = "local q <close> = pyq.Queue{}; q:put(" .. fail .. "); q:put(pyq.async(function() end)())" }
+    assert.equal(3, r.code)
+    assert.matches("task broke", r.err, 1, true)
+    -- a handler of the user's own means the failure was handled
+    r = run{ script = "local q <close> = pyq.Queue{ exception_handler = function() end }; q:put(" .. fail .. ")" }
+    assert.equal(0, r.code, r.err)
+    -- errors, os.exit and signals take precedence
+    r = run{ script = "local q <close> = pyq.Queue{}; q:put(" .. fail .. "); q:join(); error('main broke')" }
+    assert.equal(1, r.code)
+    r = run{ script = "local q <close> = pyq.Queue{}; q:put(" .. fail .. "); q:join(); os.exit(0)" }
+    assert.equal(0, r.code)
+    r = run{ script = "local q <close> = pyq.Queue{}; q:put(" .. fail .. "); q:join(); os.exit(5)" }
+    assert.equal(5, r.code)
+    r = run{ script = "local q <close> = pyq.Queue{}; q:put(" .. fail .. "); q:join()\n"
+                   .. "io.popen('kill -INT ' .. io.open('/proc/self/stat'):read('n')); pyq.sleep(5)" }
+    assert.equal(130, r.code)
+    r = run{ script = "local q <close> = pyq.Queue{}; q:put(" .. fail .. "); q:join()", flags = { "-e", "x = 1" } }
+    assert.equal(3, r.code)
   end)
 
   it("exits 2 on usage errors and unreadable scripts", function()
     local r = run{ flags = { "-x" }, nofile = true }
     assert.equal(2, r.code)
     assert.matches("unrecognized option '-x'", r.err, 1, true)
-    r = run{ nofile = true }
-    assert.equal(2, r.code)
-    assert.matches("no script given", r.err, 1, true)
     r = run{ flags = { "-e" }, nofile = true }
     assert.equal(2, r.code)
     r = run{ file = "nosuch.lua" }
@@ -133,18 +191,55 @@ describe("pyqhost command line", function()
     assert.equal("x", r.out)
   end)
 
-  it("finds lualib after cmake --install", function()
-    local prefix = os.tmpname()
-    os.remove(prefix)
+  -- Runs a shell command with the variables that could find a pyq library
+  -- unset; `cd` to dir first if given.
+  local function bare(cmd, dir)
+    return helper.shell((dir and "cd " .. helper.quote(dir) .. " && " or "")
+      .. "env -u LUA_PATH -u LUA_PATH_5_4 -u PYQ_LUALIB " .. cmd .. " </dev/null 2>&1; echo $?")
+  end
+
+  it("is one file: a copied binary finds pyq in itself", function()
+    local api = helper.start_api()
+    local dir = helper.fresh()
+    assert.is_true(os.execute("mkdir " .. dir))
+    assert.is_true(os.execute(("cp %s %s/pyqhost"):format(helper.quote(helper.pyqhost), dir)))
+    local script = helper.tempfile([[
+      local doc = pyq.http.get(arg[1] .. "/status/200"):json()
+      do
+        local out <close> = pyq.jsonl.open(arg[2])
+        out:write(doc)
+      end
+      print(pyq.json.encode(doc), io.open(arg[2]):read("a") == pyq.json.encode(doc) .. "\n")
+      print(debug.getinfo(pyq.http.request, "S").source, (package.searchpath("pyq", package.path)))
+    ]])
+    local out = bare(("./pyqhost %s %s %s/out.jsonl"):format(helper.quote(script), api.base, dir), dir)
+    api.stop()
+    assert.equal('{"status":200}\ttrue\n@pyq/http.lua\tnil\n0\n', out)
+  end)
+
+  it("loads pyq from PYQ_LUALIB instead when it is set", function()
+    local lib = helper.fresh()
+    assert.is_true(os.execute("mkdir -p " .. lib .. "/pyq"))
+    local f = assert(io.open(lib .. "/pyq/init.lua", "w"))
+    f:write("return { overridden = true }")
+    f:close()
+    local run_with = function(dir, code)
+      return bare(("PYQ_LUALIB=%s %s -e %s"):format(helper.quote(dir), helper.quote(helper.pyqhost),
+                                                    helper.quote(code)))
+    end
+    assert.equal("true\n0\n", run_with(lib, "print(pyq.overridden)"))
+    assert.matches("module 'pyq.http' not found:\n\tno field package.preload['pyq.http']\n\tno file '"
+                   .. lib .. "/pyq/http.lua' (PYQ_LUALIB)", run_with(lib, "require 'pyq.http'"), 1, true)
+    assert.equal("@" .. helper.source .. "/lualib/pyq/http.lua\n0\n",
+                 run_with(helper.source .. "/lualib", "print(debug.getinfo(pyq.http.request, 'S').source)"))
+  end)
+
+  it("installs one file with cmake --install", function()
+    local prefix = helper.fresh()
     local build = helper.pyqhost:match("^(.*)/[^/]+$")
     assert.is_true(os.execute("cmake --install " .. helper.quote(build) ..
       " --prefix " .. helper.quote(prefix) .. " >/dev/null"))
-    local saved = helper.pyqhost
-    helper.pyqhost = prefix .. "/bin/pyqhost"
-    local r = run{ script = "print(package.searchpath('pyq', package.path))" }
-    helper.pyqhost = saved
-    os.execute("rm -rf " .. helper.quote(prefix))
-    assert.equal(0, r.code)
-    assert.matches(prefix .. "/bin/../share/pyqhost/lualib/pyq/init.lua", r.out, 1, true)
+    assert.equal(prefix .. "/bin/pyqhost\n", helper.shell("find " .. helper.quote(prefix) .. " -type f"))
+    assert.equal('[1]\n0\n', bare(helper.quote(prefix .. "/bin/pyqhost") .. " -e 'print(pyq.json.encode{1})'"))
   end)
 end)

@@ -1,4 +1,12 @@
 -- Helpers for specs that drive a real pyqhost process.
+--
+-- Every file a spec makes goes into one private temporary directory per spec
+-- process, M.tmpdir, removed when the process ends: busted ends a spec with
+-- os.exit, which pyqhost turns into an unwind and lua_close, and lua_close
+-- runs the __gc of M's sentinel (anchored by package.loaded), so the
+-- directory goes on success, failure and errors alike.  os.tmpname is
+-- replaced by M.tmpname for the same reason: Lua's makes /tmp/lua_* files
+-- that nothing removes.
 local M = {}
 
 M.pyqhost = os.getenv("PYQHOST") or "build/pyqhost"
@@ -8,8 +16,33 @@ function M.quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
 
+do
+  -- 755: nginx's workers (user nobody) read the files start_nginx_h2 puts there
+  local p = assert(io.popen([[d=$(mktemp -d "${TMPDIR:-/tmp}/pyqspec.XXXXXX") && chmod 755 "$d" && echo "$d"]]))
+  M.tmpdir = p:read("l")
+  p:close()
+  assert(M.tmpdir and M.tmpdir ~= "", "tests/helper.lua: mktemp -d failed")
+  local execute, rmdir = os.execute, "rm -rf " .. M.quote(M.tmpdir)
+  M._sentinel = setmetatable({}, { __gc = function() execute(rmdir) end })
+end
+
+local serial = 0
+--- A path in M.tmpdir that does not exist yet.
+function M.fresh(suffix)
+  serial = serial + 1
+  return ("%s/t%d%s"):format(M.tmpdir, serial, suffix or "")
+end
+
+--- Like os.tmpname (the file is created, empty), in M.tmpdir.
+function M.tmpname()
+  local path = M.fresh()
+  assert(io.open(path, "w")):close()
+  return path
+end
+os.tmpname = M.tmpname
+
 function M.tempfile(text, suffix)
-  local path = os.tmpname() .. (suffix or ".lua")
+  local path = M.fresh(suffix or ".lua")
   local f = assert(io.open(path, "w"))
   f:write(text or "")
   f:close()
@@ -25,21 +58,24 @@ local function slurp(path)
   return s
 end
 
---- Runs pyqhost; opts: script (text) or file, flags, args, stdin, timeout.
+--- Runs pyqhost; opts: script (text) or file, flags, args, stdin (text; else
+-- /dev/null), timeout.
 -- Returns { code = exit code, out = stdout, err = stderr, script = path }.
 function M.run(opts)
   local file = opts.file or M.tempfile(opts.script)
-  local errfile = os.tmpname()
+  local errfile = M.fresh(".err")
+  local infile = opts.stdin and M.tempfile(opts.stdin, ".txt")
   local parts = { "timeout", "-s", "KILL", tostring(opts.timeout or 60), M.quote(M.pyqhost) }
   for _, f in ipairs(opts.flags or {}) do parts[#parts + 1] = M.quote(f) end
   if not opts.nofile then parts[#parts + 1] = M.quote(file) end
   for _, a in ipairs(opts.args or {}) do parts[#parts + 1] = M.quote(a) end
   local cmd = table.concat(parts, " ") .. " 2>" .. M.quote(errfile)
-  if opts.stdin then cmd = cmd .. " <" .. M.quote(M.tempfile(opts.stdin, ".txt")) end
+    .. " <" .. (infile and M.quote(infile) or "/dev/null")
   local p = assert(io.popen(cmd, "r"))
   local out = p:read("a")
   local _, _, code = p:close()
   if not opts.file then os.remove(file) end
+  if infile then os.remove(infile) end
   return { code = code, out = out, err = slurp(errfile), script = file }
 end
 
@@ -47,10 +83,9 @@ end
 -- flags: extra command-line flags ({ "--latency", "50" }).
 -- Returns { port =, base = "http://127.0.0.1:PORT", stop = function }.
 function M.start_api(flags)
-  local stem = os.tmpname()
+  local stem = M.fresh()
   local portfile, pidfile = stem .. ".port", stem .. ".pid"
-  os.remove(stem)
-  local parts = { "python3", M.quote(M.source .. "/tests/fixtures/api.py"), "--daemon",
+  local parts = { "PYTHONDONTWRITEBYTECODE=1 python3", M.quote(M.source .. "/tests/fixtures/api.py"), "--daemon",
                   "--port-file", M.quote(portfile), "--pid-file", M.quote(pidfile) }
   for _, f in ipairs(flags or {}) do parts[#parts + 1] = M.quote(f) end
   assert(os.execute(table.concat(parts, " ")), "the fixture API did not start")
@@ -72,9 +107,8 @@ end
 
 --- Starts tests/fixtures/delay_server.py: every answer after `delay` s.
 function M.start_delay_server(delay, processes)
-  local stem = os.tmpname()
-  os.remove(stem)
-  assert(os.execute(("python3 %s --delay %s --processes %d --port-file %s --pid-file %s"):format(
+  local stem = M.fresh()
+  assert(os.execute(("PYTHONDONTWRITEBYTECODE=1 python3 %s --delay %s --processes %d --port-file %s --pid-file %s"):format(
     M.quote(M.source .. "/tests/fixtures/delay_server.py"), delay, processes or 1,
     M.quote(stem .. ".port"), M.quote(stem .. ".pid"))), "the delay server did not start")
   local function read(path)
@@ -104,8 +138,7 @@ M.sanitized = os.getenv("PYQ_SANITIZE") == "1"
 -- returns { pid =, out =, err =, codef = } for wait_exit.
 function M.spawn(flags, script, args)
   local file = M.tempfile(script)
-  local out, err, pidf, codef = os.tmpname(), os.tmpname(), os.tmpname(), os.tmpname()
-  os.remove(codef)
+  local out, err, pidf, codef = M.fresh(".out"), M.fresh(".err"), M.fresh(".pid"), M.fresh(".code")
   local cmd = ("(%s %s %s %s >%s 2>%s & echo $! >%s; wait $!; echo $? >%s) &"):format(
     M.quote(M.pyqhost), flags, M.quote(file), args or "", out, err, pidf, codef)
   assert(os.execute(cmd))
@@ -117,7 +150,7 @@ function M.spawn(flags, script, args)
     if pid then break end
     pyq.sleep(0.02)
   end
-  return { pid = pid, out = out, err = err, codef = codef, script = file }
+  return { pid = pid, out = out, err = err, pidf = pidf, codef = codef, script = file }
 end
 
 --- Waits (at most 30 s, then kills) for a spawned job; returns its exit
@@ -139,6 +172,7 @@ function M.wait_exit(job)
     os.remove(path)
     return s
   end
+  for _, path in ipairs({ job.pidf, job.codef, job.script }) do os.remove(path) end
   return code, slurp(job.out), slurp(job.err)
 end
 
@@ -148,8 +182,7 @@ end
 function M.start_nginx_h2()
   local nginx = "/usr/sbin/nginx"
   if not io.open(nginx) then return nil end
-  local dir = os.tmpname()
-  os.remove(dir)
+  local dir = M.fresh()
   assert(os.execute("mkdir -p " .. dir .. "/www"))
   assert(os.execute(("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 "
     .. "-keyout %s/key.pem -out %s/cert.pem >/dev/null 2>&1"):format(dir, dir)))

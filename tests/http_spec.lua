@@ -282,7 +282,8 @@ describe("the seed's example jobs against the fixture API", function()
   end)
 
   it("consume_matches.lua consumes the matches and reports peak RSS", function()
-    local r = helper.run{ file = helper.source .. "/scripts/consume_matches.lua", args = { api.base, "3000" } }
+    local r = helper.run{ file = helper.source .. "/scripts/consume_matches.lua",
+                          args = { api.base, "3000", helper.fresh(".jsonl") } }
     assert.equal(0, r.code, r.err)
     assert.matches("consumed 3000 matches", r.out, 1, true)
     assert.matches("peak RSS %d+%.%d MiB", r.out)

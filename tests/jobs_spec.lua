@@ -453,7 +453,7 @@ describe("a real job: signals, progress and the summary", function()
 
   it("consume_matches.lua completes 30,000 matches with no 429 reaching it", function()
     local limited = helper.start_api{ "--rate-limit", "3000:1,100000:120" }
-    local out = os.tmpname()
+    local out = helper.fresh(".jsonl")
     local r = helper.run{ file = helper.source .. "/scripts/consume_matches.lua", flags = { "-v" },
                           args = { limited.base, "30000", out }, timeout = 240 }
     limited.stop()

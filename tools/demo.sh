@@ -2,6 +2,7 @@
 # `make run`'s second half: starts the fixture API on a free loopback port,
 # runs scripts/pull_puuids.lua against it, and stops the server.
 set -eu
+export PYTHONDONTWRITEBYTECODE=1   # no __pycache__ in the checkout
 build=${1:-build}
 dir=$(mktemp -d)
 trap 'kill $(cat "$dir/pid" 2>/dev/null) 2>/dev/null; rm -rf "$dir"' EXIT
