@@ -110,7 +110,6 @@ struct pyq_host {
   int log_level;
   int exit_code;
   lua_Integer unhandled;  /* task failures that reached the default handler */
-  const char *progname;
   double started;         /* seconds, for the summary */
   pyq_link stats;         /* pyq_qstats of every queue */
   int progress_all;       /* --progress */

@@ -176,7 +176,6 @@ int main (int argc, char **argv) {
   }
   curl_global_init(CURL_GLOBAL_DEFAULT);
   if (!pyq_host_open(&host, o.log_level)) return 1;
-  host.progname = "pyqhost";
   host.progress_all = o.progress;
   create_arg(host.L, argc, argv, o.script ? o.script : argc);
   for (i = 0; i < o.npre && code == 0 && !host.exit_requested; i++)
