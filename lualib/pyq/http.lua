@@ -363,7 +363,8 @@ local function perform(method, url, opts, fname)
     if key then wait_turn(r, key, name) end
     local left = r.deadline - now()
     if left <= 0 then timed_out(r, "ran out before the request was sent") end
-    o.timeout = plan.attempt_timeout and min(plan.attempt_timeout, left) or left
+    -- at least 1 ms: libcurl reads a timeout that rounds to 0 ms as none
+    o.timeout = max(0.001, plan.attempt_timeout and min(plan.attempt_timeout, left) or left)
     local ok, res = pcall(send, method, url, o, fname)
     local attempt = r.attempts
     r.attempts = attempt + 1
