@@ -160,7 +160,7 @@ end
 
 -- ---- Retry-After -------------------------------------------------------
 
-local limits = {}    -- "host" or "host:port" -> { windows = { ... } }
+local limits = {}    -- "host" or "host:port" -> its windows (parse_rate's)
 local blocked = {}   -- "host:port" -> { at = core.now() until which it holds, value = Retry-After }
 local RETRY_STATUS = { [429] = true, [500] = true, [502] = true, [503] = true, [504] = true }
 local SAFE = { GET = true, HEAD = true, PUT = true, DELETE = true, OPTIONS = true }
@@ -227,8 +227,8 @@ local function retry_after(value)
   return min(secs, MAX_HOLD)
 end
 
-local function seconds(x)   -- for messages: 20, 0.5, 19.8
-  return format("%.10g", floor(x * 10 + 0.5) / 10)
+local function seconds(x)   -- for messages: 20, 0.25, 19.812
+  return format("%.10g", floor(x * 1000 + 0.5) / 1000)
 end
 
 local function shown_value(value)   -- a header value, as a message shows it
