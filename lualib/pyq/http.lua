@@ -332,9 +332,11 @@ local function is_transport_error(err)
   return type(err) == "string" and find(err, "^pyq%.http: ") ~= nil
 end
 
--- A body over max_body will be over it next time too.
+-- A body over max_body will be over it next time too, and a refused
+-- https -> http redirect will be refused again.
 local function is_final(err)
   return find(err, " over max_body", 1, true) ~= nil
+      or find(err, ": refused the redirect from ", 1, true) ~= nil
 end
 
 local function backoff_delay(base, attempt)
