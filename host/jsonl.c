@@ -316,7 +316,10 @@ static int jsonl_open (lua_State *L) {
   w->fd = -1;
   w->closed = 1;   /* until the file is open: __gc has nothing to do */
   luaL_setmetatable(L, WRITER);
-  fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC), 0666);
+  /* appending reads the last byte, if the file lets us */
+  fd = append ? open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_APPEND, 0666) : -1;
+  if (fd < 0)
+    fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC), 0666);
   if (fd < 0)
     return luaL_error(L, "pyq.jsonl.open: cannot open '%s': %s", path, strerror(errno));
   w->fd = fd;
