@@ -738,7 +738,7 @@ static int dec_array (dec *d) {
     return dfail(d, "nesting deeper than %d", PYQ_JSON_MAXDEPTH);
   if (!lua_checkstack(L, 4)) return dfail(d, "out of Lua stack");
   d->p++;
-  lua_createtable(L, 0, 0);
+  lua_createtable(L, 4, 0);
   lua_pushvalue(L, d->array_mt);
   lua_setmetatable(L, -2);
   skip_space(d);
@@ -765,7 +765,7 @@ static int dec_object (dec *d) {
     return dfail(d, "nesting deeper than %d", PYQ_JSON_MAXDEPTH);
   if (!lua_checkstack(L, 4)) return dfail(d, "out of Lua stack");
   d->p++;
-  lua_createtable(L, 0, 0);
+  lua_createtable(L, 0, 4);   /* small objects are common: fewer rehashes */
   lua_pushvalue(L, d->object_mt);
   lua_setmetatable(L, -2);
   skip_space(d);
