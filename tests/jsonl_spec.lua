@@ -39,6 +39,15 @@ local function lines_of(path)
   return out, text
 end
 
+-- Waits (at most 10 s) until a spawned job has printed something: its
+-- start-up (slow under the sanitizers) is not what is measured.
+local function ready(job)
+  for _ = 1, 1000 do
+    if slurp(job.out) ~= "" then return end
+    pyq.sleep(0.01)
+  end
+end
+
 local function kill(job, sig) os.execute(("kill -%s %d 2>/dev/null"):format(sig, job.pid)) end
 
 describe("pyq.jsonl writer", function()
@@ -156,10 +165,13 @@ describe("pyq.jsonl flushing", function()
     local job = spawn("", [[
       local out = pyq.jsonl.open(arg[1])
       for i = 1, 320 do out:write({ i = i, pad = string.rep("r", 40) }) end
+      print("written")
+      io.stdout:flush()
       pyq.sleep(20)
     ]], quote(path))
     finally(function() kill(job, "KILL"); wait_exit(job) end)
-    pyq.sleep(1.4)
+    ready(job)
+    pyq.sleep(1.25)
     assert.equal(320, #lines_of(path))
   end)
 
@@ -168,6 +180,8 @@ describe("pyq.jsonl flushing", function()
     local job = spawn("", [[
       local out = pyq.jsonl.open(arg[1], { flush = 0.3 })
       local t0, i = pyq.now(), 0
+      print("started")
+      io.stdout:flush()
       while pyq.now() - t0 < 20 do
         i = i + 1
         out:write({ i = i })
@@ -175,6 +189,7 @@ describe("pyq.jsonl flushing", function()
       end
     ]], quote(path))
     finally(function() kill(job, "KILL"); wait_exit(job) end)
+    ready(job)
     pyq.sleep(1)
     local first = #lines_of(path)
     assert.is_true(first > 0, "nothing on disk after 1 s")
@@ -310,10 +325,7 @@ describe("pyq.jsonl and a server's bytes", function()
     local problems = {}
     local run = pyq.async(function(c)
       local job = spawn("", c.http and http_job or cpu_job, quote(c.path) .. " " .. quote(api.base))
-      for _ = 1, 500 do
-        if slurp(job.out) ~= "" then break end
-        pyq.sleep(0.01)
-      end
+      ready(job)
       pyq.sleep(c.after)
       kill(job, c.sig)
       local code, _, err = wait_exit(job)
