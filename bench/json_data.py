@@ -8,6 +8,7 @@ import os
 import random
 import sys
 
+sys.dont_write_bytecode = True   # nothing left in tests/fixtures/
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(here, "..", "tests", "fixtures"))
 import api  # noqa: E402  (the fixture's own document shape)
