@@ -5,7 +5,7 @@ BUILD_TYPE ?= RelWithDebInfo
 CMAKE_ARGS ?=
 JOBS ?= $(shell nproc)
 
-FUZZ_SECONDS ?= 60
+FUZZ_SECONDS ?= 45
 
 .PHONY: all deps build run test test-sanitize fuzz bench clean
 
@@ -31,16 +31,19 @@ test-sanitize: deps
 	@cmake --build build-asan -j$(JOBS)
 	cd build-asan && ctest --output-on-failure -j$(JOBS) $(CTEST_ARGS)
 
-# libFuzzer over the host's input handling, from the seed corpus.
+# libFuzzer over the host's input handling and the JSON codec, each from
+# its seed corpus, FUZZ_SECONDS each.
 fuzz:
 	@sh tools/deps.sh fuzz
 	@cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DPYQ_FUZZ=ON >/dev/null
-	@cmake --build build-fuzz -j$(JOBS) --target fuzz_input
-	@work=$$(mktemp -d) && ./build-fuzz/fuzz_input -max_total_time=$(FUZZ_SECONDS) \
+	@cmake --build build-fuzz -j$(JOBS) --target fuzz_input fuzz_json
+	@for t in input:corpus json:corpus_json; do \
+	  work=$$(mktemp -d) && ./build-fuzz/fuzz_$${t%%:*} -max_total_time=$(FUZZ_SECONDS) \
 	  -timeout=10 -rss_limit_mb=4096 -artifact_prefix=$$work/ -print_final_stats=1 \
-	  $$work tests/fuzz/corpus 2>&1 | tail -25; status=$$?; \
+	  $$work tests/fuzz/$${t#*:} 2>&1 | tail -25; \
 	  if ls $$work/crash-* $$work/leak-* $$work/timeout-* $$work/oom-* >/dev/null 2>&1; then \
-	    echo "fuzz: found a failing input in $$work"; exit 1; fi; rm -rf $$work
+	    echo "fuzz: fuzz_$${t%%:*} found a failing input in $$work"; exit 1; fi; rm -rf $$work; \
+	done
 
 bench:
 	@sh tools/deps.sh bench

@@ -24,4 +24,24 @@ awk '
     printf "%-34s %14.2fx %13.2fx\n", "  against the ideal " pyq["sleep_ideal"] " s", pyq["sleep_seconds"] / pyq["sleep_ideal"], py["sleep_seconds"] / pyq["sleep_ideal"]
   }' "$out/pyq" "$out/py"
 
+echo
+echo "== JSON: pyq.json vs lua-cjson (MB/s of JSON text, CPU time, best of 5) =="
+mkdir "$out/json"
+python3 "$here/json_data.py" "$out/json"
+"$build/pyqhost" "$here/json.lua" "$out/json" 20 > "$out/json.txt"
+awk '
+  { v[$1] = $2 }
+  END {
+    printf "%-44s %10s %10s %8s\n", "measure", "pyq.json", "cjson", "ratio"
+    split("docs_decode docs_encode big_decode big_encode", k, " ")
+    name["docs_decode"] = sprintf("decode, 64 match documents (%.1f KB each)", v["docs_bytes"] / 1000)
+    name["docs_encode"] = "encode, the same documents"
+    name["big_decode"] = sprintf("decode, one %.0f MB array", v["big_bytes"] / 1e6)
+    name["big_encode"] = "encode, the same array"
+    for (i = 1; i <= 4; i++)
+      printf "%-44s %10.1f %10.1f %7.2fx\n", name[k[i]], v["pyq_" k[i] "_mbs"], v["cjson_" k[i] "_mbs"],
+             v["pyq_" k[i] "_mbs"] / v["cjson_" k[i] "_mbs"]
+  }' "$out/json.txt"
+echo
+
 if [ -f "$here/http.sh" ]; then sh "$here/http.sh" "$build"; fi

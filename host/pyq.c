@@ -3,6 +3,7 @@
  * lualib/pyq/init.lua builds the public `pyq` table on top of it. */
 #include "host.h"
 #include "http.h"
+#include "json.h"
 
 int luaopen_pyq_core (lua_State *L) {
   lua_newtable(L);
@@ -12,6 +13,7 @@ int luaopen_pyq_core (lua_State *L) {
   pyq_open_log(L);
   pyq_open_error(L);
   pyq_open_http(L);
+  pyq_open_json(L);   /* pyq.json and pyq.jsonl, for require */
   lua_pushliteral(L, PYQ_VERSION);
   lua_setfield(L, -2, "version");
   return 1;
