@@ -23,7 +23,10 @@ describe("under load", function()
     local dt = pyq.now() - t0
     server.stop()
     assert.equal(10000, #results)
-    assert.is_true(dt < 3 * slow, ("took %.2f s"):format(dt))
+    -- 10,000 answers of 1 s each: in under 3 s only if thousands were in
+    -- flight at once (under the sanitizers each request costs several
+    -- times more CPU; 12 s still needs over 800 at once)
+    assert.is_true(dt < (helper.sanitized and 12 or 3), ("took %.2f s"):format(dt))
   end)
 
   it("runs 5,000,000 no-op tasks with the heap and RSS flat after the first 500,000", function()
