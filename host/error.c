@@ -27,7 +27,7 @@ void pyq_error_push (lua_State *L, const char *kind, int err_idx,
   lua_setmetatable(L, -2);
 }
 
-int pyq_is_error (lua_State *L, int idx) {
+static int is_error_object (lua_State *L, int idx) {
   int ok;
   if (!lua_istable(L, idx) || !lua_getmetatable(L, idx)) return 0;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &error_key);
@@ -37,7 +37,7 @@ int pyq_is_error (lua_State *L, int idx) {
 }
 
 static int error_tostring (lua_State *L) {
-  luaL_argcheck(L, pyq_is_error(L, 1), 1, "expected a pyq.Error");
+  luaL_argcheck(L, is_error_object(L, 1), 1, "expected a pyq.Error");
   lua_getfield(L, 1, "message");
   if (!lua_isstring(L, -1)) lua_pushliteral(L, "pyq.Error");
   return 1;
@@ -45,7 +45,7 @@ static int error_tostring (lua_State *L) {
 
 /* pyq.is_error(v [, kind]) */
 static int is_error (lua_State *L) {
-  int yes = pyq_is_error(L, 1);
+  int yes = is_error_object(L, 1);
   if (yes && !lua_isnoneornil(L, 2)) {
     const char *kind = luaL_checkstring(L, 2);
     lua_getfield(L, 1, "kind");

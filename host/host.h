@@ -45,7 +45,8 @@ typedef struct pyq_queue pyq_queue;
 typedef struct pyq_http pyq_http;
 typedef struct pyq_deadline pyq_deadline;
 
-/* A queue's counts; the host keeps it after the queue is gone. */
+/* A queue's counts, made by report.c; once the queue is collected
+ * (pyq_report_release) they are folded into the summary's totals. */
 typedef struct pyq_qstats {
   pyq_link link;          /* in host->stats */
   pyq_link watch;         /* in report.c's progress block until drawn final */
@@ -140,6 +141,9 @@ struct pyq_deadline {
 #define PYQ_CANCELLED "pyq: task cancelled"
 #define PYQ_TIMED_OUT "pyq.timeout: timed out"
 
+/* Monotonic seconds (pyq.now's clock). */
+static inline double pyq_clock (void) { return (double)uv_hrtime() / 1e9; }
+
 static inline pyq_host *pyq_host_of (lua_State *L) {
   void *ud;
   lua_getallocf(L, &ud);
@@ -195,7 +199,6 @@ int pyq_queue_live_fibers (pyq_host *h);
 /* error.c */
 void pyq_error_push (lua_State *L, const char *kind, int err_idx,
                      lua_Integer index);
-int pyq_is_error (lua_State *L, int idx);
 void pyq_open_error (lua_State *L);
 
 /* log.c */

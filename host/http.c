@@ -81,7 +81,7 @@ struct pyq_http {
   pyq_host *host;
   CURLM *multi;
   CURLSH *share;
-  uv_timer_t timer;
+  uv_timer_t *timer;      /* its own allocation: libuv may hold it after lua_close */
   struct xfer *pool[POOL_MAX];   /* finished transfers, options kept */
   int npool;
   int active;             /* transfers in the multi handle */
@@ -152,13 +152,13 @@ static size_t on_header (char *p, size_t size, size_t n, void *ud) {
 static void xfer_add (xfer *x) {
   pyq_http *hp = x->http;
   curl_multi_add_handle(hp->multi, x->easy);
-  if (hp->active++ == 0) uv_ref((uv_handle_t *)&hp->timer);
+  if (hp->active++ == 0) uv_ref((uv_handle_t *)hp->timer);
 }
 
 static void xfer_remove (xfer *x) {
   pyq_http *hp = x->http;
   curl_multi_remove_handle(hp->multi, x->easy);
-  if (--hp->active == 0) uv_unref((uv_handle_t *)&hp->timer);
+  if (--hp->active == 0) uv_unref((uv_handle_t *)hp->timer);
 }
 
 /* ---- redirects ------------------------------------------------------------ */
@@ -370,8 +370,8 @@ static void on_timeout (uv_timer_t *t) {
 static int timer_cb (CURLM *m, long ms, void *ud) {
   pyq_http *hp = ud;
   (void)m;
-  if (ms < 0) uv_timer_stop(&hp->timer);
-  else uv_timer_start(&hp->timer, on_timeout, (uint64_t)ms, 0);
+  if (ms < 0) uv_timer_stop(hp->timer);
+  else uv_timer_start(hp->timer, on_timeout, (uint64_t)ms, 0);
   return 0;
 }
 
@@ -947,7 +947,7 @@ static int http_gc (lua_State *L) {
   return 0;
 }
 
-static void timer_closed (uv_handle_t *h) { (void)h; }
+static void timer_closed (uv_handle_t *h) { free(h); }
 
 void pyq_http_close (pyq_http *hp) {
   int i;
@@ -966,7 +966,8 @@ void pyq_http_close (pyq_http *hp) {
   free(hp->hnames);
   free(hp->qnames);
   hp->user_agent = hp->hnames = hp->qnames = NULL;
-  uv_close((uv_handle_t *)&hp->timer, timer_closed);
+  uv_close((uv_handle_t *)hp->timer, timer_closed);
+  hp->timer = NULL;
 }
 
 void pyq_open_http (lua_State *L) {
@@ -994,9 +995,11 @@ void pyq_open_http (lua_State *L) {
   curl_multi_setopt(hp->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
   curl_multi_setopt(hp->multi, CURLMOPT_TIMERDATA, hp);
   curl_multi_setopt(hp->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
-  uv_timer_init(h->loop, &hp->timer);
-  uv_unref((uv_handle_t *)&hp->timer);
-  hp->timer.data = hp;
+  if ((hp->timer = malloc(sizeof *hp->timer)) == NULL)
+    luaL_error(L, "not enough memory");
+  uv_timer_init(h->loop, hp->timer);
+  uv_unref((uv_handle_t *)hp->timer);
+  hp->timer->data = hp;
   h->http = hp;
   luaL_newmetatable(L, HTTP_MT);
   lua_pushcfunction(L, http_gc);

@@ -478,14 +478,11 @@ static int enc_value (enc *e, int idx) {
 }
 
 int pyq_json_encode (lua_State *L, int idx, pyq_jbuf *b, int flags) {
-  enc *e = malloc(sizeof *e);
+  enc encoder, *e = &encoder;   /* on the C stack: an error raised by the
+                                 * Lua API inside leaves nothing to free */
   int base = lua_gettop(L), ok;
   size_t start = b->n;
   idx = lua_absindex(L, idx);
-  if (e == NULL) {
-    lua_pushliteral(L, "out of memory");
-    return 0;
-  }
   e->L = L;
   e->b = b;
   e->flags = flags;
@@ -495,7 +492,6 @@ int pyq_json_encode (lua_State *L, int idx, pyq_jbuf *b, int flags) {
   e->array_mt = lua_topointer(L, -2);
   e->object_mt = lua_topointer(L, -1);
   ok = enc_value(e, idx);
-  free(e);
   if (ok) {
     lua_settop(L, base);
     return 1;
@@ -836,8 +832,10 @@ int pyq_json_decode (lua_State *L, const char *s, size_t n, int flags) {
 /* ---- the Lua module ---------------------------------------------------- */
 
 /* The encoder's buffer, kept between calls (an upvalue of encode). */
+#define SCRATCH "pyq.json.scratch"
+
 static int scratch_gc (lua_State *L) {
-  pyq_jbuf_free(lua_touserdata(L, 1));
+  pyq_jbuf_free(luaL_checkudata(L, 1, SCRATCH));
   return 0;
 }
 
@@ -924,9 +922,12 @@ int luaopen_pyq_json (lua_State *L) {
   luaL_newlib(L, funcs);
   lua_newuserdatauv(L, sizeof(pyq_jbuf), 0);
   memset(lua_touserdata(L, -1), 0, sizeof(pyq_jbuf));
-  lua_createtable(L, 0, 1);
-  lua_pushcfunction(L, scratch_gc);
-  lua_setfield(L, -2, "__gc");
+  if (luaL_newmetatable(L, SCRATCH)) {
+    lua_pushcfunction(L, scratch_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushliteral(L, SCRATCH);
+    lua_setfield(L, -2, "__metatable");
+  }
   lua_setmetatable(L, -2);
   lua_pushcclosure(L, json_encode, 1);
   lua_setfield(L, -2, "encode");

@@ -23,6 +23,7 @@
 
 #define WRITER "pyq.jsonl.writer"
 #define READER "pyq.jsonl.reader"
+#define STATE "pyq.jsonl.state"
 #define FLUSH_BYTES (64 * 1024)
 
 static const char STATE_KEY = 's';
@@ -30,7 +31,8 @@ static const char STATE_KEY = 's';
 typedef struct jsonl_state {
   pyq_host *h;
   pyq_link writers;      /* open writers */
-  uv_timer_t timer;      /* writes lines whose interval has run out */
+  uv_timer_t *timer;     /* writes lines whose interval has run out; its
+                            own allocation: libuv may hold it after lua_close */
   double timer_due;      /* when it fires; 0 when stopped */
   pyq_job hook;          /* on interrupt: every writer writes its lines */
 } jsonl_state;
@@ -52,7 +54,6 @@ typedef struct writer {
   char path[1];
 } writer;
 
-static double now (void) { return (double)uv_hrtime() / 1e9; }
 
 /* Writes the whole lines; 0, or the errno of a failure after which the
  * file ends at its last whole line and the lines not written stay. */
@@ -108,15 +109,16 @@ static void on_timer (uv_timer_t *t);
 
 static void arm (jsonl_state *st, double due) {
   double wait;
+  if (st->timer == NULL) return;   /* lua_close collected the state */
   if (st->timer_due != 0 && st->timer_due <= due) return;
   st->timer_due = due;
-  wait = due - now();
-  uv_timer_start(&st->timer, on_timer, wait > 0 ? (uint64_t)(wait * 1000) + 1 : 0, 0);
+  wait = due - pyq_clock();
+  uv_timer_start(st->timer, on_timer, wait > 0 ? (uint64_t)(wait * 1000) + 1 : 0, 0);
 }
 
 static void on_timer (uv_timer_t *t) {
   jsonl_state *st = t->data;
-  double at = now(), next = 0;
+  double at = pyq_clock(), next = 0;
   pyq_link *l;
   st->timer_due = 0;
   for (l = st->writers.next; l != &st->writers; l = l->next) {
@@ -176,7 +178,7 @@ static int writer_write (lua_State *L) {
   w->buf.p[w->buf.n++] = '\n';
   w->whole = w->buf.n;
   w->lines++;
-  t = now();
+  t = pyq_clock();
   if (start == 0) w->due = t + w->interval;
   if (w->interval == 0 || w->whole >= FLUSH_BYTES || t >= w->due) {
     size_t len = w->whole - start;
@@ -453,9 +455,13 @@ static int jsonl_lines (lua_State *L) {
 
 /* ---- the module -------------------------------------------------------- */
 
+static void timer_free (uv_handle_t *t) { free(t); }
+
 static int state_gc (lua_State *L) {
-  jsonl_state *st = lua_touserdata(L, 1);
+  jsonl_state *st = luaL_checkudata(L, 1, STATE);
   if (pyq_linked(&st->hook.link)) pyq_list_remove(&st->hook.link);
+  if (st->timer != NULL) uv_close((uv_handle_t *)st->timer, timer_free);
+  st->timer = NULL;
   return 0;
 }
 
@@ -494,13 +500,18 @@ int luaopen_pyq_jsonl (lua_State *L) {
     pyq_list_init(&st->writers);
     pyq_list_init(&st->hook.link);
     st->hook.run = on_interrupt;
-    uv_timer_init(h->loop, &st->timer);
-    uv_unref((uv_handle_t *)&st->timer);
-    st->timer.data = st;
+    if ((st->timer = malloc(sizeof *st->timer)) == NULL)
+      return luaL_error(L, "not enough memory");
+    uv_timer_init(h->loop, st->timer);
+    uv_unref((uv_handle_t *)st->timer);
+    st->timer->data = st;
     pyq_on_interrupt(h, &st->hook);
-    lua_createtable(L, 0, 1);
-    lua_pushcfunction(L, state_gc);
-    lua_setfield(L, -2, "__gc");
+    if (luaL_newmetatable(L, STATE)) {
+      lua_pushcfunction(L, state_gc);
+      lua_setfield(L, -2, "__gc");
+      lua_pushliteral(L, STATE);
+      lua_setfield(L, -2, "__metatable");
+    }
     lua_setmetatable(L, -2);
     lua_pushvalue(L, -1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &STATE_KEY);

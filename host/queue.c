@@ -213,7 +213,7 @@ static void settle (lua_State *L, int qidx, pyq_queue *q, pyq_fiber *f,
                     int failed) {
   const char *kind = count_outcome(q, f, failed);
   if (kind == NULL) {
-    if (q->streaming || !lua_isnil(L, -1)) keep(L, qidx, q, f->idx, 1);
+    keep(L, qidx, q, f->idx, 1);
     return;
   }
   pyq_error_push(L, kind, -1, f->idx);
@@ -308,7 +308,9 @@ static int worker_ran_k (lua_State *L, int status, lua_KContext ctx) {
   return worker_next(L, f);
 }
 
-static void idle_disarm (pyq_fiber *f) {
+/* Undoes a wait on one of the queue's lists (idle workers, putters,
+ * joiners, cancellers, streamers). */
+static void leave_list (pyq_fiber *f) {
   pyq_list_remove(&f->wait);
 }
 
@@ -327,7 +329,7 @@ static int worker_next (lua_State *L, pyq_fiber *f) {
       /* this worker is idle too: beyond IDLE_KEEP idle ones, it ends */
       if (q->closed || q->spawned - q->st->running > IDLE_KEEP) return 0;
       pyq_list_push(&q->idle, &f->wait);
-      return pyq_park(L, f, idle_disarm, worker_woken);
+      return pyq_park(L, f, leave_list, worker_woken);
     }
     nargs = take(L, q, f);
     worker_ran(L, f, lua_pcallk(L, nargs, 1, 2, (lua_KContext)f, worker_ran_k));
@@ -349,6 +351,30 @@ static int worker_main (lua_State *L) {
   return worker_next(L, pyq_fiber_of(L));
 }
 
+/* A failure that ended the worker itself (a stray coroutine.yield, memory)
+ * goes to the queue's exception_handler like any other, run on the host's
+ * own thread since the worker's is gone; with the queue closed, it is
+ * logged and counted as unhandled. */
+static void report_escaped (pyq_host *h, pyq_queue *q, lua_State *co) {
+  lua_State *H = h->L;
+  int top = lua_gettop(H);
+  const char *msg = lua_tostring(co, -1);
+  if (q->ref == LUA_NOREF) {
+    h->unhandled++;
+    pyq_log(h, PYQ_ERROR, q->st->where, "task failed: %s", msg ? msg : "?");
+    return;
+  }
+  lua_rawgeti(H, LUA_REGISTRYINDEX, q->ref);
+  lua_getiuservalue(H, -1, Q_HANDLER);
+  lua_pushstring(H, msg ? msg : "task failed");
+  lua_pushliteral(H, "stack traceback: (not available: the task's "
+                  "coroutine ended)");
+  if (lua_pcall(H, 2, 0, 0) != LUA_OK)
+    pyq_log(h, PYQ_ERROR, q->st->where, "exception_handler failed: %s",
+            pyq_errstr(H, -1));
+  lua_settop(H, top);
+}
+
 /* The worker's coroutine ended: the queue closed, or an error escaped the
  * worker loop (a stray coroutine.yield, memory). */
 static void worker_finish (pyq_fiber *f, int status) {
@@ -363,11 +389,7 @@ static void worker_finish (pyq_fiber *f, int status) {
     } else {
       count_outcome(q, f, 1);
     }
-    if (!(f->flags & PYQ_F_CANCELLED)) {
-      h->unhandled++;
-      pyq_log(h, PYQ_ERROR, q->st->where, "task failed: %s",
-              pyq_errstr(f->L, -1));
-    }
+    if (!(f->flags & PYQ_F_CANCELLED)) report_escaped(h, q, f->L);
     task_end(f);
   }
   if (status != LUA_OK) lua_resetthread(f->L);
@@ -480,6 +502,17 @@ static const char *const type_names[] = {
   "userdata", NULL
 };
 
+/* Starts a new round: what join and completed() give is the tasks put
+ * from here on.  The queue is at index 1. */
+static void round_reset (lua_State *L, pyq_queue *q) {
+  lua_newtable(L);
+  lua_setiuservalue(L, 1, Q_RESULTS);
+  lua_newtable(L);
+  lua_setiuservalue(L, 1, Q_ERRORS);
+  q->counter = 0;
+  q->partial = 0;
+}
+
 /* Fills out[lo..hi] (out on top) with "cancelled" errors for the pending
  * tasks cancel() dropped, remembered in Q_ERRORS.dropped as ranges. */
 static void fill_dropped (lua_State *L) {
@@ -547,17 +580,9 @@ static int collect (lua_State *L, pyq_queue *q) {
       else lua_rawseti(L, 5, ++n);
     }
   }
-  lua_newtable(L);
-  lua_setiuservalue(L, 1, Q_RESULTS);
-  lua_newtable(L);
-  lua_setiuservalue(L, 1, Q_ERRORS);
-  q->counter = 0;
-  q->partial = 0;
+  lua_pushvalue(L, 5);
+  round_reset(L, q);
   return 1;
-}
-
-static void waiter_disarm (pyq_fiber *f) {
-  pyq_list_remove(&f->wait);
 }
 
 /* Parks on list; k then checks again, since the state may have changed
@@ -566,7 +591,7 @@ static int wait_on (lua_State *L, pyq_link *list, const char *fname,
                     lua_KFunction k) {
   pyq_fiber *f = pyq_fiber_check(L, fname);
   pyq_list_push(list, &f->wait);
-  return pyq_park(L, f, waiter_disarm, k);
+  return pyq_park(L, f, leave_list, k);
 }
 
 static int own_task (lua_State *L, pyq_queue *q) {
@@ -725,10 +750,7 @@ static int completed_next (lua_State *L) {
   }
   if (queue_idle(q)) {   /* every outcome given: the round is over, as join */
     stream_stop(L, q);
-    lua_newtable(L);
-    lua_setiuservalue(L, 1, Q_ERRORS);
-    q->counter = 0;
-    q->partial = 0;
+    round_reset(L, q);
     return 0;
   }
   return wait_on(L, &q->streamers, "pyq.Queue.completed", completed_k);
@@ -739,6 +761,7 @@ static int completed_next (lua_State *L) {
  * gave from those that returned nil, so it gives only kept outcomes. */
 static int completed_close (lua_State *L) {
   pyq_queue *q;
+  luaL_checktype(L, 1, LUA_TTABLE);
   lua_rawgeti(L, 1, 1);
   lua_replace(L, 1);
   if ((q = toqueue(L, 1)) != NULL && q->streaming) {
@@ -812,11 +835,7 @@ static lua_Integer cancel (lua_State *L, pyq_queue *q, const char *msg) {
 }
 
 static void close_finish (lua_State *L, pyq_queue *q) {
-  lua_newtable(L);
-  lua_setiuservalue(L, 1, Q_RESULTS);
-  lua_newtable(L);
-  lua_setiuservalue(L, 1, Q_ERRORS);
-  q->counter = 0;
+  round_reset(L, q);
   mark_closed(L, q);
   if (q->log_level > 0)
     pyq_log(q->host, q->log_level, q->st->where, "joined %d workers",
@@ -1157,9 +1176,11 @@ void pyq_open_queue (lua_State *L) {
     {"put", queue_put}, {"join", queue_join}, {"close", queue_close},
     {"cancel", queue_cancel}, {"completed", queue_completed}, {NULL, NULL}
   };
-  lua_createtable(L, 0, 1);
+  lua_createtable(L, 0, 2);
   lua_pushcfunction(L, completed_close);
   lua_setfield(L, -2, "__close");
+  lua_pushliteral(L, "pyq.Queue.completed");
+  lua_setfield(L, -2, "__metatable");
   lua_rawsetp(L, LUA_REGISTRYINDEX, &completed_key);
   lua_createtable(L, 0, 8);
   luaL_newlib(L, methods);

@@ -53,7 +53,6 @@ typedef struct pyq_report {
   size_t len, cap;
 } pyq_report;
 
-static double now_s (void) { return (double)uv_hrtime() / 1e9; }
 
 /* ---- records ------------------------------------------------------------ */
 
@@ -61,7 +60,7 @@ pyq_qstats *pyq_report_queue (pyq_host *h) {
   pyq_qstats *st;
   if (h->report == NULL) return NULL;   /* closed: the host is going */
   if ((st = calloc(1, sizeof *st)) == NULL) return NULL;
-  st->started = now_s();
+  st->started = pyq_clock();
   pyq_list_init(&st->watch);
   pyq_list_push(&h->stats, &st->link);
   return st;
@@ -98,7 +97,7 @@ static void fold (pyq_report *r, pyq_qstats *st) {
 void pyq_report_release (pyq_host *h, pyq_qstats *st) {
   if (h->report == NULL) return;   /* after pyq_report_close freed st */
   st->released = 1;
-  if (st->closed_at == 0) st->closed_at = now_s();
+  if (st->closed_at == 0) st->closed_at = pyq_clock();
   if (!pyq_linked(&st->watch)) fold(h->report, st);
   /* else the block folds it when it is drawn final */
 }
@@ -281,7 +280,7 @@ static void log_lines (pyq_host *h, int last, double now) {
 static void show (pyq_host *h, int last, int periodic) {
   pyq_report *r = h->report;
   pyq_link *l;
-  double now = now_s();
+  double now = pyq_clock();
   if (pyq_list_empty(&r->block)) return;
   if (!last) {
     last = 1;
@@ -342,7 +341,7 @@ void pyq_progress_watch (pyq_host *h, pyq_qstats *st) {
  * unwound, in its place in the block. */
 void pyq_report_closed (pyq_host *h, pyq_qstats *st) {
   if (h->report == NULL) return;   /* st is gone with the report */
-  st->closed_at = now_s();
+  st->closed_at = pyq_clock();
   if (pyq_linked(&st->watch)) show(h, 0, 0);
 }
 
@@ -403,7 +402,7 @@ void pyq_report_summary (pyq_host *h) {
   counts more;
   char buf[64], *http;
   pyq_link *l;
-  double now = now_s();
+  double now = pyq_clock();
   int n;
   if (r == NULL) return;
   show(h, 1, 0);

@@ -57,7 +57,7 @@ static int pyq_sleep (lua_State *L) {
 }
 
 static int pyq_now (lua_State *L) {
-  lua_pushnumber(L, (lua_Number)uv_hrtime() / 1e9);
+  lua_pushnumber(L, pyq_clock());
   return 1;
 }
 

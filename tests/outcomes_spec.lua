@@ -143,7 +143,7 @@ describe("queue:completed()", function()
     local ok, err = pcall(q.completed, q)
     assert.is_false(ok)
     assert.matches("another completed() loop", err, 1, true)
-    getmetatable(closing).__close(closing)
+    debug.getmetatable(closing).__close(closing)
     local got
     q.exception_handler = function(e) got = e end
     q:put(pyq.async(function() for _ in q:completed() do end end)())

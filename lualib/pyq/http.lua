@@ -343,9 +343,22 @@ local function backoff_delay(base, attempt)
   return base * 2 ^ (attempt - 1) * (0.75 + 0.5 * random())
 end
 
+-- Whether any Retry-After hold is in force; expired ones are dropped, so
+-- one 429 from a host the job never calls again does not keep every
+-- request off the fast path.
+local function holding()
+  local t
+  for key, hold in next, blocked do
+    t = t or now()
+    if hold.at > t then return true end
+    blocked[key] = nil
+  end
+  return false
+end
+
 local function perform(method, url, opts, fname)
   local o, plan = prepare(opts, fname)
-  if plan.retries == 0 and plan.attempt_timeout == nil and next(limits) == nil and next(blocked) == nil then
+  if plan.retries == 0 and plan.attempt_timeout == nil and next(limits) == nil and not holding() then
     local res = send(method, url, o, fname)
     if res.status == 429 or res.status == 503 then obey_retry_after(host_key(url or (o and o.url)), res) end
     return res
