@@ -49,11 +49,17 @@ function M.tempfile(text, suffix)
   return path
 end
 
-local function slurp(path)
-  local f = io.open(path, "r")
+--- The contents of a file ("" when it cannot be opened).
+function M.read_file(path)
+  local f = io.open(path, "rb")
   if not f then return "" end
   local s = f:read("a")
   f:close()
+  return s
+end
+
+local function slurp(path)
+  local s = M.read_file(path)
   os.remove(path)
   return s
 end

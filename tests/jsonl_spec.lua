@@ -22,13 +22,7 @@ local function tmp(name)
   return ("%s/%d-%s"):format(dir, n, name or "out.jsonl")
 end
 
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local slurp = helper.read_file
 
 -- Every line of the file decoded (asserting each parses), and the text.
 local function lines_of(path)

@@ -70,13 +70,7 @@ local function render(raw, cols, rows)
   return { lines = shown, drawn = drawn, wraps = wraps, unknown = unknown }
 end
 
-local function readall(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local readall = helper.read_file
 
 local function writefile(path, text)
   local f = assert(io.open(path, "w"))
