@@ -126,6 +126,18 @@ void pyq_log (pyq_host *h, int level, const char *where, const char *fmt, ...) {
   pyq_log_line(h, level, where, msg);
 }
 
+/* The stack level of the script's code that led to this call: pyq's own
+ * Lua library (chunks "@pyq/...") logs on behalf of its caller. */
+static int caller_level (lua_State *L) {
+  lua_Debug ar;
+  int level;
+  for (level = 1; lua_getstack(L, level, &ar); level++) {
+    lua_getinfo(L, "S", &ar);
+    if (*ar.what != 'C' && strncmp(ar.source, "@pyq/", 5) != 0) return level;
+  }
+  return 1;
+}
+
 static int tolstring (lua_State *L) {
   luaL_tolstring(L, 1, NULL);
   return 1;
@@ -135,7 +147,7 @@ static int tolstring (lua_State *L) {
  * pyq.log.log(level, fmt, ...) when it has none. */
 static int log_emit (lua_State *L) {
   pyq_host *h = pyq_host_of(L);
-  int level, first = 1;
+  int level, nargs, first = 1;
   char where[256];
   if (lua_isnoneornil(L, lua_upvalueindex(1))) {
     level = pyq_checklevel(L, 1, "pyq.log.log", "level");
@@ -147,19 +159,20 @@ static int log_emit (lua_State *L) {
     return luaL_error(L, "%s: expected a message",
                       lua_tostring(L, lua_upvalueindex(3)));
   if (level < h->log_level || level <= 0) return 0;
-  pyq_where(L, 1, where, sizeof where);
-  if (lua_gettop(L) > first) {
-    lua_pushvalue(L, lua_upvalueindex(2));   /* string.format */
-    lua_rotate(L, first, 1);
-  } else {
-    lua_pushcfunction(L, tolstring);
-    lua_rotate(L, first, 1);
-  }
-  if (lua_pcall(L, lua_gettop(L) - first, 1, 0) != LUA_OK) {
-    /* as Python's logging does: say so on one line, and go on */
+  pyq_where(L, caller_level(L), where, sizeof where);
+  nargs = lua_gettop(L) - first + 1;   /* the message and its arguments */
+  lua_pushvalue(L, first);             /* the message, kept for a report */
+  lua_insert(L, first);
+  if (nargs > 1) lua_pushvalue(L, lua_upvalueindex(2));   /* string.format */
+  else lua_pushcfunction(L, tolstring);
+  lua_insert(L, first + 1);
+  if (lua_pcall(L, nargs, 1, 0) != LUA_OK) {
+    /* as Python's logging does: say so, with the call's format, and go on */
+    const char *err = pyq_errstr(L, -1);
     pyq_log_line(h, PYQ_ERROR, where, lua_pushfstring(L, "%s: cannot format "
-                 "the message: %s", lua_tostring(L, lua_upvalueindex(3)),
-                 pyq_errstr(L, -1)));
+                 "the message: %s (message \"%s\" with %d argument%s)",
+                 lua_tostring(L, lua_upvalueindex(3)), err,
+                 pyq_errstr(L, first), nargs - 1, nargs == 2 ? "" : "s"));
     return 0;
   }
   pyq_log_line(h, level, where, lua_tostring(L, -1));

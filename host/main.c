@@ -32,7 +32,7 @@
   "Exit status: 0 success; 1 an uncaught error; 2 a usage error or an\n" \
   "unreadable script; 3 a task failed and its error went to the default\n" \
   "exception handler (set exception_handler to handle failures); 130, 143\n" \
-  "SIGINT, SIGTERM; n os.exit(n).\n"
+  "SIGINT, SIGTERM; 141 a write to a closed stdout; n os.exit(n).\n"
 
 typedef struct pre_chunk { char kind; const char *text; } pre_chunk;
 
@@ -167,7 +167,7 @@ static int run_script (pyq_host *h, int argc, char **argv, int script) {
 int main (int argc, char **argv) {
   pyq_host host;
   options o = {0};
-  int i, code;
+  int i, summary, code;
   o.log_level = PYQ_WARNING;
   code = parse_args(argc, argv, &o);
   if (code != 0) {
@@ -182,11 +182,18 @@ int main (int argc, char **argv) {
     code = run_pre(&host, &o.pre[i]);
   if (code == 0 && (o.script || o.from_stdin) && !host.exit_requested)
     code = run_script(&host, argc, argv, o.script ? o.script : argc);
-  if (o.summary || host.log_level <= PYQ_INFO || host.signal)
-    pyq_report_summary(&host);
+  /* -v asks for the summary; a level the script sets for itself does not */
+  summary = o.summary || o.log_level <= PYQ_INFO || host.signal;
+  if (summary) pyq_report_summary(&host);
   if (host.signal) code = 128 + host.signal;
-  else if (code == 0 && !host.exit_requested && host.unhandled > 0)
+  else if (code == 0 && !host.exit_requested && host.unhandled > 0) {
     code = 3;   /* like xargs' 123: some task failed and nobody handled it */
+    if (!summary)   /* the reason, even under -q, which hid the WARNINGs */
+      pyq_log(&host, PYQ_ERROR, "pyqhost", "%lld task%s failed and no "
+              "exception_handler handled %s (exit code 3)",
+              (long long)host.unhandled, host.unhandled == 1 ? "" : "s",
+              host.unhandled == 1 ? "it" : "them");
+  }
   code = pyq_host_close(&host, code);
   curl_global_cleanup();
   free(o.pre);

@@ -287,9 +287,11 @@ static void call_handler (lua_State *L, pyq_fiber *f) {
   lua_pushnil(L);
   lua_rawsetp(L, LUA_REGISTRYINDEX, f);
   f->flags |= PYQ_F_HANDLER;
-  if (lua_pcall(L, 2, 0, 0) != LUA_OK && !(f->flags & PYQ_F_CANCELLED))
+  if (lua_pcall(L, 2, 0, 0) != LUA_OK && !(f->flags & PYQ_F_CANCELLED)) {
+    f->host->unhandled++;   /* a handler that fails has not handled it */
     pyq_log(f->host, PYQ_ERROR, f->queue->st->where,
             "exception_handler failed: %s", pyq_errstr(L, -1));
+  }
   f->flags &= ~PYQ_F_HANDLER;
 }
 
@@ -369,9 +371,11 @@ static void report_escaped (pyq_host *h, pyq_queue *q, lua_State *co) {
   lua_pushstring(H, msg ? msg : "task failed");
   lua_pushliteral(H, "stack traceback: (not available: the task's "
                   "coroutine ended)");
-  if (lua_pcall(H, 2, 0, 0) != LUA_OK)
+  if (lua_pcall(H, 2, 0, 0) != LUA_OK) {
+    h->unhandled++;
     pyq_log(h, PYQ_ERROR, q->st->where, "exception_handler failed: %s",
             pyq_errstr(H, -1));
+  }
   lua_settop(H, top);
 }
 

@@ -100,6 +100,7 @@ describe("a log call that cannot be formatted", function()
       local _, lines = r.err:gsub("cannot format the message", "")
       assert.equal(flags[1] and 3 or 2, lines, r.err)
       assert.matches("ERROR [^\n]+:1: pyq.log.warning: cannot format the message: bad argument #2", r.err)
+      assert.matches('(message "avg %d ms" with 1 argument)', r.err, 1, true)
       assert.matches(":3: pyq.log.error: cannot format the message: [^\n]*no text", r.err)
     end)
   end

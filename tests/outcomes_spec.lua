@@ -219,3 +219,31 @@ describe("the ring", function()
       .. (collectgarbage("count") - base) .. " KiB above")
   end)
 end)
+
+describe("exit code 3", function()
+  local helper = require 'tests.helper'
+  it("says why on one line even under -q", function()
+    local r = helper.run{ flags = { "-q" }, script = [[
+      local q <close> = pyq.Queue{}
+      for i = 1, 3 do q:put(pyq.async(function() if i > 1 then error("no") end end)()) end
+    ]] }
+    assert.equal(3, r.code)
+    assert.matches("ERROR pyqhost: 2 tasks failed and no exception_handler handled them (exit code 3)", r.err, 1, true)
+    assert.not_matches("WARNING", r.err, 1, true)
+  end)
+
+  it("counts a failure whose handler raised as not handled", function()
+    local r = helper.run{ script = [[
+      local q <close> = pyq.Queue{ exception_handler = function() error("handler broke") end }
+      q:put(pyq.async(function() error("task broke") end)())
+    ]] }
+    assert.equal(3, r.code)
+    assert.matches("exception_handler failed: [^\n]*handler broke", r.err)
+  end)
+
+  it("comes with no summary when only the script itself raises the log level", function()
+    local r = helper.run{ script = [[ pyq.log.level = "INFO" ]] }
+    assert.equal(0, r.code)
+    assert.not_matches("pyqhost summary", r.err, 1, true)
+  end)
+end)

@@ -124,6 +124,15 @@ local function check_seconds(fname, key, v, level, limit)
   return v
 end
 
+-- One try needs some time: 0 would be a request that can never succeed.
+local function check_attempt(fname, v)
+  check_seconds(fname, "attempt_timeout", v, 5, 1e9)
+  if v == 0 then
+    error(format("%s: attempt_timeout must be greater than 0 (timeout = 0 is the request that is already out of time)", fname), 5)
+  end
+  return v
+end
+
 -- Splits pyq.http's own options (json, retries, backoff, retry_unsafe,
 -- attempt_timeout, max_retry_after) off the table that C validates.
 -- Returns the options for C and the plan: the defaults, or a table with
@@ -146,7 +155,7 @@ local function prepare(opts, fname)
     max_retry_after = o.max_retry_after == nil and defaults.max_retry_after
                       or check_seconds(fname, "max_retry_after", o.max_retry_after, 4),
     attempt_timeout = o.attempt_timeout ~= nil
-                      and check_seconds(fname, "attempt_timeout", o.attempt_timeout, 4, 1e9) or nil,
+                      and check_attempt(fname, o.attempt_timeout) or nil,
   }
   if plan.retry_unsafe == nil then
     plan.retry_unsafe = false
