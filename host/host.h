@@ -210,6 +210,7 @@ int pyq_log_level_parse (const char *s, int *level);
 int pyq_checklevel (lua_State *L, int idx, const char *fname, const char *what);
 void pyq_where (lua_State *L, int level, char *buf, size_t size);
 const char *pyq_errstr (lua_State *L, int idx);
+const char *pyq_got (lua_State *L, int idx);
 void pyq_open_log (lua_State *L);
 
 /* report.c */

@@ -51,8 +51,8 @@ static int bad (lua_State *L, const char *fmt, ...) {
 static double to_seconds (lua_State *L, const char *fname, const char *key) {
   double v = lua_tonumber(L, -1);
   if (lua_type(L, -1) != LUA_TNUMBER || !(v >= 0) || v > 1e9)
-    bad(L, "%s: %s must be a non-negative number of seconds, "
-        "got %s", fname, key, luaL_tolstring(L, -1, NULL));
+    bad(L, "%s: %s must be a number of seconds from 0 to 1e+09, "
+        "got %s", fname, key, pyq_got(L, -1));
   return v;
 }
 
@@ -60,7 +60,7 @@ lua_Integer pyq_http_to_count (lua_State *L, const char *fname, const char *key)
   int isint;
   lua_Integer v = lua_tointegerx(L, -1, &isint);
   if (lua_type(L, -1) != LUA_TNUMBER || !isint || v < 0) {
-    const char *got = luaL_tolstring(L, -1, NULL);
+    const char *got = pyq_got(L, -1);
     lua_pushfstring(L, "%s: %s must be a non-negative integer, got %s", fname,
                     key, got);
     bad(L, "%s", lua_tostring(L, -1));

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <lauxlib.h>
 #include "json.h"
+#include "host.h"
 
 static const char ARRAY_MT = 'a', OBJECT_MT = 'o';   /* registry keys */
 
@@ -854,7 +855,7 @@ static int json_encode (lua_State *L) {
       v = lua_tostring(L, -1);
       if (lua_type(L, -1) != LUA_TSTRING || (strcmp(v, "error") && strcmp(v, "replace")))
         return luaL_error(L, "pyq.json.encode: invalid_utf8 must be \"replace\" or \"error\", got %s",
-                          luaL_tolstring(L, -1, NULL));
+                          pyq_got(L, -1));
       if (strcmp(v, "error") == 0) flags |= PYQ_JSON_UTF8_ERROR;
       lua_pop(L, 1);
     }

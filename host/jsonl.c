@@ -304,7 +304,7 @@ static int jsonl_open (lua_State *L) {
         if (strcmp(v, "error") == 0) flags = PYQ_JSON_UTF8_ERROR;
         else if (strcmp(v, "replace") != 0)
           return luaL_error(L, "pyq.jsonl.open: invalid_utf8 must be \"replace\" or \"error\", got %s",
-                            luaL_tolstring(L, -1, NULL));
+                            pyq_got(L, -1));
       } else {
         return luaL_error(L, "pyq.jsonl.open: unknown option '%s'", luaL_tolstring(L, -2, NULL));
       }

@@ -69,6 +69,26 @@ void pyq_where (lua_State *L, int level, char *buf, size_t size) {
     snprintf(buf, size, "?");
 }
 
+/* Pushes how a bad value is shown in an error message: a number or a
+ * boolean as it is, a string quoted (so "10" does not read as 10, and a
+ * long one is cut), anything else by its type name. */
+const char *pyq_got (lua_State *L, int idx) {
+  char buf[80];
+  size_t n;
+  const char *s;
+  switch (lua_type(L, idx)) {
+    case LUA_TNUMBER: case LUA_TBOOLEAN:
+      return luaL_tolstring(L, idx, NULL);
+    case LUA_TSTRING:
+      s = lua_tolstring(L, idx, &n);
+      snprintf(buf, sizeof buf, "\"%.*s%s\"", n > 60 ? 57 : (int)n, s,
+               n > 60 ? "..." : "");
+      return lua_pushstring(L, buf);
+    default:
+      return lua_pushstring(L, luaL_typename(L, idx));
+  }
+}
+
 static int call_tostring (lua_State *L) {
   luaL_callmeta(L, 1, "__tostring");
   return 1;

@@ -945,7 +945,7 @@ static lua_Integer opt_int (lua_State *L, const char *key, lua_Integer dflt,
   v = lua_tointegerx(L, -1, &isint);
   if (lua_type(L, -1) != LUA_TNUMBER || !isint || v < min)
     luaL_error(L, "pyq.Queue: %s must be %s, got %s", key, rule,
-              lua_isnumber(L, -1) ? lua_tostring(L, -1) : luaL_typename(L, -1));
+              pyq_got(L, -1));
   if (v > COUNT_MAX)
     luaL_error(L, "pyq.Queue: %s must be at most %d, got %s", key, COUNT_MAX,
                lua_tostring(L, -1));

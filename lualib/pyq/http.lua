@@ -109,9 +109,14 @@ local TIMEOUT = 30   -- C's default for `timeout` (host/http_input.c)
 -- sets none of the options this file consumes.
 local defaults = { retries = 0, backoff = 0.5, retry_unsafe = false, max_retry_after = 300 }
 
+-- How a bad value shows in a message: a string quoted, so "1" is not 1.
+local function got(v)
+  return type(v) == "string" and format("%q", v) or tostring(v)
+end
+
 local function check_count(fname, key, v, level)
   if mtype(v) ~= "integer" or v < 0 then
-    error(format("%s: %s must be a non-negative integer, got %s", fname, key, tostring(v)), level)
+    error(format("%s: %s must be a non-negative integer, got %s", fname, key, got(v)), level)
   end
   return v
 end
@@ -119,7 +124,8 @@ end
 -- limit: the largest value allowed (C refuses timeouts over 1e9 s).
 local function check_seconds(fname, key, v, level, limit)
   if type(v) ~= "number" or not (v >= 0) or v > (limit or huge) then
-    error(format("%s: %s must be a non-negative number of seconds, got %s", fname, key, tostring(v)), level)
+    error(limit and format("%s: %s must be a number of seconds from 0 to %g, got %s", fname, key, limit, got(v))
+          or format("%s: %s must be a non-negative number of seconds, got %s", fname, key, got(v)), level)
   end
   return v
 end
