@@ -7,11 +7,18 @@ local helper = require 'tests.helper'
 local slow = helper.sanitized and 2 or 1
 
 describe("under load", function()
-  it("keeps 10,000 requests in flight against a server that waits 1 s, done in under 3 s", function()
+  it("keeps 10,000 requests in flight against a server that waits 1 s, as fast as a C-only loop", function()
+    -- Measured against bench/http_loop.c (libcurl multi + libuv, no Lua)
+    -- on the same server in the same run: how long 10,000 connections take
+    -- depends on the machine and the Python server (1.7 s once, over 5 s on
+    -- a slower day), the ratio does not.  Sequential requests would take
+    -- 10,000 s; a few hundred at once, tens of seconds.
     local server = helper.start_delay_server(1, 2)
+    local loop = helper.pyqhost:gsub("pyqhost$", "http_loop")
+    local c = tonumber(helper.shell(helper.quote(loop) .. " " .. server.base .. "/ 10000 10000"):match("seconds ([%d.]+)"))
     local t0 = pyq.now()
     local get = pyq.async(function()
-      return pyq.http.get(server.base .. "/", { timeout = 30, connect_timeout = 20 }).status
+      return pyq.http.get(server.base .. "/", { timeout = 60, connect_timeout = 50 }).status
     end)
     local results
     do
@@ -23,10 +30,11 @@ describe("under load", function()
     local dt = pyq.now() - t0
     server.stop()
     assert.equal(10000, #results)
-    -- 10,000 answers of 1 s each: in under 3 s only if thousands were in
-    -- flight at once (under the sanitizers each request costs several
-    -- times more CPU; 12 s still needs over 800 at once)
-    assert.is_true(dt < (helper.sanitized and 12 or 3), ("took %.2f s"):format(dt))
+    assert.is_number(c, "the C loop ran")
+    -- the sanitizers make every request cost several times the CPU
+    local ratio = helper.sanitized and 4 or 1.3
+    assert.is_true(dt < c * ratio + 0.5, ("took %.2f s, the C loop %.2f s"):format(dt, c))
+    print(("10,000 in flight: pyqhost %.2f s, C loop %.2f s"):format(dt, c))
   end)
 
   it("runs 5,000,000 no-op tasks with the heap and RSS flat after the first 500,000", function()
