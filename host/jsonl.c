@@ -358,27 +358,43 @@ static int blank (const char *s, size_t n) {
   return 1;
 }
 
+/* pyq.jsonl.lines' iterator state; pyq.jsonl.read uses it too, to own
+ * its FILE. */
+typedef struct reader {
+  FILE *f;
+  char *line;
+  size_t cap;
+  lua_Integer lineno, count;
+  char path[1];
+} reader;
+
 /* pyq.jsonl.read(path) -> a list of the values, blank lines skipped */
 static int jsonl_read (lua_State *L) {
   const char *path, *s, *end;
-  FILE *f;
+  reader *r;   /* owns the FILE: closed by its __gc if a Lua call raises */
   luaL_Buffer B;
   size_t n, k;
   lua_Integer lineno = 0, count = 0;
   if (lua_type(L, 1) != LUA_TSTRING)
     return luaL_error(L, "pyq.jsonl.read: path must be a string, got %s", luaL_typename(L, 1));
-  path = lua_tostring(L, 1);
-  f = fopen(path, "rb");
-  if (f == NULL)
+  path = lua_tolstring(L, 1, &n);
+  lua_settop(L, 1);
+  r = lua_newuserdatauv(L, sizeof(reader) + n, 0);
+  memset(r, 0, sizeof(reader));
+  memcpy(r->path, path, n + 1);
+  luaL_setmetatable(L, READER);
+  r->f = fopen(path, "rb");
+  if (r->f == NULL)
     return luaL_error(L, "pyq.jsonl.read: cannot open '%s': %s", path, strerror(errno));
   luaL_buffinit(L, &B);
   do {
     char *p = luaL_prepbuffer(&B);
-    k = fread(p, 1, LUAL_BUFFERSIZE, f);
+    k = fread(p, 1, LUAL_BUFFERSIZE, r->f);
     luaL_addsize(&B, k);
   } while (k == LUAL_BUFFERSIZE);
-  k = (size_t)ferror(f);
-  fclose(f);
+  k = (size_t)ferror(r->f);
+  fclose(r->f);
+  r->f = NULL;
   if (k) return luaL_error(L, "pyq.jsonl.read: cannot read '%s'", path);
   luaL_pushresult(&B);
   s = lua_tolstring(L, -1, &n);
@@ -398,13 +414,6 @@ static int jsonl_read (lua_State *L) {
   return 1;
 }
 
-typedef struct reader {
-  FILE *f;
-  char *line;
-  size_t cap;
-  lua_Integer lineno, count;
-  char path[1];
-} reader;
 
 static int reader_close (lua_State *L) {
   reader *r = luaL_checkudata(L, 1, READER);
