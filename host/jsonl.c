@@ -368,6 +368,24 @@ typedef struct reader {
   char path[1];
 } reader;
 
+/* Pushes a reader with the file at argument 1 open for reading. */
+static reader *open_reader (lua_State *L, const char *fname) {
+  size_t n;
+  const char *path;
+  reader *r;
+  if (lua_type(L, 1) != LUA_TSTRING)
+    luaL_error(L, "%s: path must be a string, got %s", fname, luaL_typename(L, 1));
+  path = lua_tolstring(L, 1, &n);
+  r = lua_newuserdatauv(L, sizeof(reader) + n, 0);
+  memset(r, 0, sizeof(reader));
+  memcpy(r->path, path, n + 1);
+  luaL_setmetatable(L, READER);
+  r->f = fopen(path, "rb");
+  if (r->f == NULL)
+    luaL_error(L, "%s: cannot open '%s': %s", fname, path, strerror(errno));
+  return r;
+}
+
 /* pyq.jsonl.read(path) -> a list of the values, blank lines skipped */
 static int jsonl_read (lua_State *L) {
   const char *path, *s, *end;
@@ -375,17 +393,9 @@ static int jsonl_read (lua_State *L) {
   luaL_Buffer B;
   size_t n, k;
   lua_Integer lineno = 0, count = 0;
-  if (lua_type(L, 1) != LUA_TSTRING)
-    return luaL_error(L, "pyq.jsonl.read: path must be a string, got %s", luaL_typename(L, 1));
-  path = lua_tolstring(L, 1, &n);
   lua_settop(L, 1);
-  r = lua_newuserdatauv(L, sizeof(reader) + n, 0);
-  memset(r, 0, sizeof(reader));
-  memcpy(r->path, path, n + 1);
-  luaL_setmetatable(L, READER);
-  r->f = fopen(path, "rb");
-  if (r->f == NULL)
-    return luaL_error(L, "pyq.jsonl.read: cannot open '%s': %s", path, strerror(errno));
+  r = open_reader(L, "pyq.jsonl.read");
+  path = r->path;
   luaL_buffinit(L, &B);
   do {
     char *p = luaL_prepbuffer(&B);
@@ -443,20 +453,8 @@ static int reader_next (lua_State *L) {
 /* for i, value in pyq.jsonl.lines(path) do ... end (the file is closed when
  * the loop ends, by break or error too) */
 static int jsonl_lines (lua_State *L) {
-  const char *path;
-  size_t n;
-  reader *r;
-  if (lua_type(L, 1) != LUA_TSTRING)
-    return luaL_error(L, "pyq.jsonl.lines: path must be a string, got %s", luaL_typename(L, 1));
-  path = lua_tolstring(L, 1, &n);
   lua_pushcfunction(L, reader_next);
-  r = lua_newuserdatauv(L, sizeof(reader) + n, 0);
-  memset(r, 0, sizeof(reader));
-  memcpy(r->path, path, n + 1);
-  luaL_setmetatable(L, READER);
-  r->f = fopen(path, "rb");
-  if (r->f == NULL)
-    return luaL_error(L, "pyq.jsonl.lines: cannot open '%s': %s", path, strerror(errno));
+  open_reader(L, "pyq.jsonl.lines");
   lua_pushnil(L);
   lua_pushvalue(L, -2);
   return 4;
