@@ -100,9 +100,38 @@ static const char *const request_keys[] = {
 };
 
 /* The headers option as a list for libcurl; notes a Content-Type. */
+/* libcurl objects under construction sit in a box on the Lua stack, so a
+ * check that raises (or memory running out) leaves them to the collector
+ * instead of leaking them; the builder takes them out when it is done. */
+typedef struct box { struct curl_slist *list; CURLU *url; } box;
+
+#define BOX "pyq.http.box"
+
+static int box_gc (lua_State *L) {
+  box *b = luaL_checkudata(L, 1, BOX);
+  curl_slist_free_all(b->list);
+  curl_url_cleanup(b->url);
+  b->list = NULL;
+  b->url = NULL;
+  return 0;
+}
+
+static box *push_box (lua_State *L) {
+  box *b = lua_newuserdatauv(L, sizeof *b, 0);
+  b->list = NULL;
+  b->url = NULL;
+  if (luaL_newmetatable(L, BOX)) {
+    lua_pushcfunction(L, box_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_setmetatable(L, -2);
+  return b;
+}
+
 struct curl_slist *pyq_http_headers (lua_State *L, int t, pyq_http_opts *o) {
-  struct curl_slist *list = NULL, *n;
+  struct curl_slist *list, *n;
   const char *fname = o->fname;
+  box *b;
   o->has_type = 0;
   if (!o->has_headers) return NULL;
   if (lua_getfield(L, t, "headers") == LUA_TNIL) {
@@ -112,34 +141,30 @@ struct curl_slist *pyq_http_headers (lua_State *L, int t, pyq_http_opts *o) {
   if (!lua_istable(L, -1))
     bad(L, "%s: headers must be a table, got %s", fname,
         luaL_typename(L, -1));
+  b = push_box(L);
   lua_pushnil(L);
-  while (lua_next(L, -2)) {
+  while (lua_next(L, -3)) {
     size_t nlen, vlen;
     const char *name, *value;
     if (lua_type(L, -2) != LUA_TSTRING ||
-        (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER)) {
-      curl_slist_free_all(list);
+        (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER))
       bad(L, "%s: headers must map names to strings, got %s = "
           "%s", fname, luaL_typename(L, -2), luaL_typename(L, -1));
-    }
     name = lua_tolstring(L, -2, &nlen);
     value = lua_tolstring(L, -1, &vlen);
-    if (!pyq_http_header_ok(name, nlen, value, vlen)) {
-      curl_slist_free_all(list);
+    if (!pyq_http_header_ok(name, nlen, value, vlen))
       bad(L, "%s: header '%s' has a bad name or a CR, LF or "
           "NUL in its value", fname, name);
-    }
     if (nlen == 12 && strcasecmp(name, "content-type") == 0) o->has_type = 1;
     lua_pushfstring(L, vlen ? "%s: %s" : "%s;", name, value);
-    n = curl_slist_append(list, lua_tostring(L, -1));
+    n = curl_slist_append(b->list, lua_tostring(L, -1));
     lua_pop(L, 2);
-    if (n == NULL) {
-      curl_slist_free_all(list);
-      luaL_error(L, "not enough memory");
-    }
-    list = n;
+    if (n == NULL) luaL_error(L, "not enough memory");
+    b->list = n;
   }
-  lua_pop(L, 1);
+  list = b->list;
+  b->list = NULL;
+  lua_pop(L, 2);
   return list;
 }
 
@@ -209,26 +234,20 @@ static void add_query (lua_State *L, CURLU *u, int name, const char *fname) {
     lua_pushstring(L, lua_toboolean(L, -1) ? "true" : "false");
   else if (type == LUA_TSTRING || type == LUA_TNUMBER)
     lua_pushvalue(L, -1);
-  else {
-    curl_url_cleanup(u);
+  else
     bad(L, "%s: query value for '%s' must be a string, number "
         "or boolean, got %s", fname, k, luaL_typename(L, -1));
-  }
   v = lua_tolstring(L, -1, &vlen);
-  if (memchr(v, '\0', vlen) != NULL) {
-    curl_url_cleanup(u);
+  if (memchr(v, '\0', vlen) != NULL)
     bad(L, "%s: query value for '%s' contains a NUL byte", fname, k);
-  }
   luaL_buffinit(L, &b);
   add_encoded(&b, k, nlen);
   luaL_addchar(&b, '=');
   add_encoded(&b, v, vlen);
   luaL_pushresult(&b);
   if (curl_url_set(u, CURLUPART_QUERY, lua_tostring(L, -1),
-                   CURLU_APPENDQUERY) != CURLUE_OK) {
-    curl_url_cleanup(u);
+                   CURLU_APPENDQUERY) != CURLUE_OK)
     luaL_error(L, "not enough memory");
-  }
   lua_pop(L, 3);   /* the value, its text, the pair */
 }
 
@@ -252,25 +271,19 @@ static void build_query (lua_State *L, int t, CURLU *u, const char *fname) {
     return;
   }
   q = lua_gettop(L);
-  if (!lua_istable(L, q)) {
-    curl_url_cleanup(u);
+  if (!lua_istable(L, q))
     bad(L, "%s: query must be a table, got %s", fname, luaL_typename(L, q));
-  }
   lua_pushnil(L);
   while (lua_next(L, q)) {
     size_t len;
     const char *k;
     lua_pop(L, 1);
-    if (lua_type(L, -1) != LUA_TSTRING) {
-      curl_url_cleanup(u);
+    if (lua_type(L, -1) != LUA_TSTRING)
       bad(L, "%s: query names must be strings, got %s", fname,
           luaL_typename(L, -1));
-    }
     k = lua_tolstring(L, -1, &len);
-    if (memchr(k, '\0', len) != NULL) {
-      curl_url_cleanup(u);
+    if (memchr(k, '\0', len) != NULL)
       bad(L, "%s: query name '%s' contains a NUL byte", fname, k);
-    }
     n++;
   }
   /* the names stay alive as the table's keys */
@@ -333,6 +346,7 @@ static void build_url (lua_State *L, int t, int has_query, const char *fname,
                        const char *qnames) {
   CURLU *u;
   CURLUcode rc;
+  box *b;
   char *scheme = NULL, *full = NULL, shown[1024];
   const char *url;
   size_t n;
@@ -349,18 +363,16 @@ static void build_url (lua_State *L, int t, int has_query, const char *fname,
   if (strncasecmp(url, "http:", 5) != 0 && strncasecmp(url, "https:", 6) != 0)
     bad(L, "%s: url '%s' is not http or https", fname,
         masked(url, shown, sizeof shown, qnames));
-  if ((u = curl_url()) == NULL) luaL_error(L, "not enough memory");
+  b = push_box(L);
+  if ((u = b->url = curl_url()) == NULL) luaL_error(L, "not enough memory");
   rc = curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME);
-  if (rc != CURLUE_OK) {
-    curl_url_cleanup(u);
+  if (rc != CURLUE_OK)
     bad(L, "%s: bad url '%s': %s", fname,
         masked(url, shown, sizeof shown, qnames), curl_url_strerror(rc));
-  }
   curl_url_get(u, CURLUPART_SCHEME, &scheme, 0);
   if (scheme == NULL || (strcasecmp(scheme, "http") != 0 &&
                          strcasecmp(scheme, "https") != 0)) {
     curl_free(scheme);
-    curl_url_cleanup(u);
     bad(L, "%s: url '%s' is not http or https", fname,
         masked(url, shown, sizeof shown, qnames));
   }
@@ -368,6 +380,8 @@ static void build_url (lua_State *L, int t, int has_query, const char *fname,
   build_query(L, t, u, fname);
   curl_url_get(u, CURLUPART_URL, &full, 0);
   curl_url_cleanup(u);
+  b->url = NULL;
+  lua_pop(L, 1);   /* the box */
   lua_pushstring(L, full ? full : url);
   curl_free(full);
   lua_remove(L, -2);
