@@ -51,7 +51,7 @@ static int host_exit (lua_State *L) {
   if (!h->exit_requested) {
     h->exit_requested = 1;
     h->exit_code = code;
-    pyq_queue_cancel_all(h, PYQ_EXITING);
+    pyq_cancel_all(h, PYQ_EXITING);
     if (h->main && h->main != f) pyq_cancel(h->main, PYQ_EXITING);
   }
   if (f != NULL) {
@@ -102,9 +102,14 @@ static void main_finish (pyq_fiber *f, int status) {
     fflush(stderr);
     lua_pop(h->L, 3);
     h->exit_code = 1;
-    pyq_queue_cancel_all(h, PYQ_CANCELLED);
+    pyq_cancel_all(h, PYQ_CANCELLED);
   }
   pyq_fiber_free(f);
+}
+
+/* Cancels every task of the owning layer; returns how many. */
+int pyq_cancel_all (pyq_host *h, const char *msg) {
+  return h->tasks.cancel_all ? h->tasks.cancel_all(h, msg) : 0;
 }
 
 /* Runs the function and nargs arguments on h->L as the main task, then the
@@ -180,7 +185,7 @@ static void close_handle (uv_handle_t *handle, void *arg) {
  * still there; with h->closing set, os.exit only records its code. */
 int pyq_host_close (pyq_host *h, int code) {
   int exited = h->exit_requested;
-  pyq_queue_report_unclosed(h);
+  if (h->tasks.unclosed) h->tasks.unclosed(h);
   pyq_check_leaks(h);
   if (h->http) pyq_http_close(h->http);
   h->closing = 1;

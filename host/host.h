@@ -99,6 +99,17 @@ struct pyq_fiber {
   void (*finish) (pyq_fiber *f, int status);  /* its coroutine ended */
 };
 
+/* What the core (scheduler, signals, the host's life) needs from the layer
+ * that owns the tasks, registered by that layer when it opens (queue.c),
+ * so the core never calls upward by name.  Each is NULL until then. */
+typedef struct pyq_owner {
+  int (*cancel_all) (pyq_host *h, const char *msg);  /* how many cancelled */
+  int (*unstick) (pyq_host *h);      /* cancel tasks nothing can wake */
+  int (*live_fibers) (pyq_host *h);  /* for the leak check at exit */
+  void (*unclosed) (pyq_host *h);    /* warn about, and stop, what was
+                                        never closed */
+} pyq_owner;
+
 struct pyq_host {
   lua_State *L;
   uv_loop_t *loop;
@@ -108,6 +119,7 @@ struct pyq_host {
   lua_State *co;          /* innermost coroutine it resumed by hand, if any */
   pyq_fiber *main;        /* the main task while it runs */
   pyq_http *http;         /* pyq.http's multi handle */
+  pyq_owner tasks;        /* hooks of the layer that owns the tasks */
   int log_level;
   int exit_code;
   lua_Integer unhandled;  /* task failures that reached the default handler */
@@ -155,6 +167,7 @@ static inline pyq_fiber *pyq_fiber_of (lua_State *L) {
 }
 
 /* host.c: the host's life */
+int pyq_cancel_all (pyq_host *h, const char *msg);
 int pyq_host_open (pyq_host *h, int log_level);
 int pyq_host_run_main (pyq_host *h, int nargs);
 int pyq_host_close (pyq_host *h, int code);
@@ -191,10 +204,6 @@ void pyq_open_task (lua_State *L);
 
 /* queue.c */
 void pyq_open_queue (lua_State *L);
-int pyq_queue_cancel_all (pyq_host *h, const char *msg);
-void pyq_queue_report_unclosed (pyq_host *h);
-int pyq_queue_unstick (pyq_host *h);
-int pyq_queue_live_fibers (pyq_host *h);
 
 /* error.c */
 void pyq_error_push (lua_State *L, const char *kind, int err_idx,

@@ -1120,7 +1120,7 @@ static int queue_tostring (lua_State *L) {
 }
 
 /* Cancels the busy tasks of open queues that nothing can wake. */
-int pyq_queue_unstick (pyq_host *h) {
+static int unstick_queues (pyq_host *h) {
   int n = 0;
   pyq_link *ql, *fl;
   for (ql = h->queues.next; ql != &h->queues; ql = ql->next) {
@@ -1140,7 +1140,7 @@ int pyq_queue_unstick (pyq_host *h) {
   return n;
 }
 
-int pyq_queue_cancel_all (pyq_host *h, const char *msg) {
+static int cancel_queues (pyq_host *h, const char *msg) {
   pyq_link *l;
   int n = 0;
   for (l = h->queues.next; l != &h->queues; l = l->next) {
@@ -1154,7 +1154,7 @@ int pyq_queue_cancel_all (pyq_host *h, const char *msg) {
 }
 
 /* Workers still alive: for the leak check at exit. */
-int pyq_queue_live_fibers (pyq_host *h) {
+static int live_workers (pyq_host *h) {
   int n = 0;
   pyq_link *ql, *fl;
   for (ql = h->queues.next; ql != &h->queues; ql = ql->next) {
@@ -1164,7 +1164,7 @@ int pyq_queue_live_fibers (pyq_host *h) {
   return n;
 }
 
-void pyq_queue_report_unclosed (pyq_host *h) {
+static void warn_unclosed (pyq_host *h) {
   pyq_link *l;
   for (l = h->queues.next; l != &h->queues; l = l->next) {
     pyq_queue *q = pyq_container(l, pyq_queue, member);
@@ -1176,6 +1176,7 @@ void pyq_queue_report_unclosed (pyq_host *h) {
 }
 
 void pyq_open_queue (lua_State *L) {
+  pyq_host *h = pyq_host_of(L);
   static const luaL_Reg methods[] = {
     {"put", queue_put}, {"join", queue_join}, {"close", queue_close},
     {"cancel", queue_cancel}, {"completed", queue_completed}, {NULL, NULL}
@@ -1207,4 +1208,8 @@ void pyq_open_queue (lua_State *L) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, &queue_key);
   lua_pushcfunction(L, queue_new);
   lua_setfield(L, -2, "Queue");
+  h->tasks.cancel_all = cancel_queues;
+  h->tasks.unstick = unstick_queues;
+  h->tasks.live_fibers = live_workers;
+  h->tasks.unclosed = warn_unclosed;
 }

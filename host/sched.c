@@ -201,7 +201,7 @@ static int unstick (pyq_host *h) {
                "that can never happen");
     return 1;
   }
-  return pyq_queue_unstick(h);
+  return h->tasks.unstick ? h->tasks.unstick(h) : 0;
 }
 
 void pyq_run (pyq_host *h) {
@@ -343,7 +343,8 @@ void pyq_open_sched (lua_State *L) {
 /* At exit every fiber must be gone: a leftover one is a leak of its thread's
  * registry reference and its handles.  Sanitizer builds make that fatal. */
 void pyq_check_leaks (pyq_host *h) {
-  int n = (h->main != NULL) + pyq_queue_live_fibers(h);
+  int n = (h->main != NULL) +
+          (h->tasks.live_fibers ? h->tasks.live_fibers(h) : 0);
   if (n == 0) return;
   fprintf(stderr, "pyqhost: internal error: %d fibers left at exit\n", n);
 #ifdef PYQ_SANITIZE

@@ -104,7 +104,7 @@ static void handle (pyq_host *h) {
   if (h->signal_handled) return;
   h->signal_handled = 1;
   run_hooks(h);
-  n = pyq_queue_cancel_all(h, message(h->signal));
+  n = pyq_cancel_all(h, message(h->signal));
   pyq_log(h, PYQ_WARNING, "pyqhost", "%s: cancelled %d tasks",
           message(h->signal), n);
   if (h->main) pyq_cancel(h->main, message(h->signal));
