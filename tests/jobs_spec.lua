@@ -34,8 +34,14 @@ describe("collection-job essentials", function()
       local function since(i) return at[i] - at[1] end
       -- 5 at once, 3 more after 200 ms (8 in the first second), 4 after 1 s
       assert.is_true(since(5) < 0.18, "5th after " .. since(5))
-      assert.is_true(since(6) >= 0.15 and since(8) < 0.9, "6th after " .. since(6))
-      assert.is_true(since(9) >= 0.95 and since(12) < 2, "9th after " .. since(9))
+      -- the lower bounds are the limiter's; the upper ones only say it does
+      -- not hold requests longer than its windows, and a client slowed by
+      -- the sanitizers may send a released request late
+      local late = helper.sanitized and 2 or 1
+      assert.is_true(since(6) >= 0.15, "6th after " .. since(6))
+      assert.is_true(since(8) < 0.9 * late, "8th after " .. since(8))
+      assert.is_true(since(9) >= 0.95, "9th after " .. since(9))
+      assert.is_true(since(12) < 2 * late, "12th after " .. since(12))
       -- arrival order, window by window: requests a window releases
       -- together may reach the server in any order among themselves
       for i = 1, 11 do
