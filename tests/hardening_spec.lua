@@ -143,9 +143,7 @@ describe("hardening", function()
   end)
 
   it("reports an error object whose __tostring raises, then closes everything", function()
-    local dir = os.tmpname()
-    os.remove(dir)
-    assert(os.execute("mkdir " .. dir))
+    local dir = helper.tempdir()
     local r = helper.run{ flags = { "--summary" }, script = ([[
       local out <close> = pyq.jsonl.open(%q)
       for i = 1, 100 do out:write({ i = i }) end

@@ -33,6 +33,13 @@ function M.fresh(suffix)
   return ("%s/t%d%s"):format(M.tmpdir, serial, suffix or "")
 end
 
+--- A new, empty directory in M.tmpdir.
+function M.tempdir()
+  local dir = M.fresh()
+  assert(os.execute("mkdir " .. M.quote(dir)))
+  return dir
+end
+
 --- Like os.tmpname (the file is created, empty), in M.tmpdir.
 function M.tmpname()
   local path = M.fresh()

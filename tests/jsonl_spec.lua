@@ -9,11 +9,7 @@ local json = pyq.json
 local spawn, wait_exit, quote = helper.spawn, helper.wait_exit, helper.quote
 
 local dir
-setup(function()
-  dir = os.tmpname()
-  os.remove(dir)
-  assert(os.execute("mkdir " .. dir))
-end)
+setup(function() dir = helper.tempdir() end)
 teardown(function() os.execute("rm -rf " .. quote(dir)) end)
 
 local n = 0

@@ -108,11 +108,7 @@ end
 
 describe("progress on a terminal", function()
   local dir
-  before_each(function()
-    dir = os.tmpname()
-    os.remove(dir)
-    assert(os.execute("mkdir " .. dir))
-  end)
+  before_each(function() dir = helper.tempdir() end)
   after_each(function() os.execute("rm -rf " .. helper.quote(dir)) end)
 
   -- Three queues of different speeds, totals 101, 102 and 103 to tell them
@@ -337,11 +333,7 @@ end)
 
 describe("a closed stdout (SIGPIPE)", function()
   local dir
-  before_each(function()
-    dir = os.tmpname()
-    os.remove(dir)
-    assert(os.execute("mkdir " .. dir))
-  end)
+  before_each(function() dir = helper.tempdir() end)
   after_each(function() os.execute("rm -rf " .. helper.quote(dir)) end)
 
   -- `pyqhost job | head -1`: returns pyqhost's exit status, its stderr and
