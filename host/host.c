@@ -11,11 +11,14 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <lualib.h>
-#include "host.h"
-#include "embed.h"
-#include "http.h"
+#include "pyqhost.h"
+#include "core/signal.h"
+#include "lua/check.h"
+#include "lua/embed.h"
+#include "lua/guards.h"
+#include "http/http.h"
+#include "report/report.h"
 
-#define PYQ_EXITING "pyq: exiting (os.exit)"
 
 /* The allocator's userdata is how any lua_State finds the host. */
 static void *host_alloc (void *ud, void *ptr, size_t osize, size_t nsize) {
@@ -32,34 +35,6 @@ static int host_panic (lua_State *L) {
   fprintf(stderr, "pyqhost: %s\n", msg ? msg : "unrecoverable error");
   fflush(NULL);
   exit(1);
-}
-
-/* os.exit(code [, close]): every task is cancelled and the current one
- * raises, so the job unwinds and the host exits with `code` after closing
- * everything (whatever `close` says). */
-static int host_exit (lua_State *L) {
-  pyq_host *h = pyq_host_of(L);
-  pyq_fiber *f = pyq_fiber_of(L);
-  int code = lua_isboolean(L, 1) ? (lua_toboolean(L, 1) ? 0 : 1)
-                                 : (int)luaL_optinteger(L, 1, 0);
-  fflush(NULL);
-  if (h->closing) {   /* a __gc at exit: nothing is left to unwind */
-    if (!h->exit_requested) h->exit_code = code;
-    h->exit_requested = 1;
-    return 0;
-  }
-  if (!h->exit_requested) {
-    h->exit_requested = 1;
-    h->exit_code = code;
-    pyq_cancel_all(h, PYQ_EXITING);
-    if (h->main && h->main != f) pyq_cancel(h->main, PYQ_EXITING);
-  }
-  if (f != NULL) {
-    f->flags |= PYQ_F_CANCELLED;
-    f->cancel_msg = PYQ_EXITING;
-  }
-  lua_pushliteral(L, PYQ_EXITING);
-  return lua_error(L);
 }
 
 /* Lua warnings (errors in __gc, warn()) become WARNING log lines; unlike
@@ -107,21 +82,17 @@ static void main_finish (pyq_fiber *f, int status) {
   pyq_fiber_free(f);
 }
 
-/* Cancels every task of the owning layer; returns how many. */
-int pyq_cancel_all (pyq_host *h, const char *msg) {
-  return h->tasks.cancel_all ? h->tasks.cancel_all(h, msg) : 0;
-}
 
 /* Runs the function and nargs arguments on h->L as the main task, then the
  * loop until nothing is left to do; returns the exit code so far. */
 int pyq_host_run_main (pyq_host *h, int nargs) {
-  pyq_fiber *f = pyq_fiber_new(h->L, h);
+  pyq_fiber *f = pyq_fiber_new(h->L, h, sizeof *f);
   f->finish = main_finish;
   lua_xmove(h->L, f->L, nargs + 1);
   f->nargs = nargs;
   h->main = f;
   pyq_post(h, &f->job);
-  pyq_run(h);
+  pyq_sched_run(h);
   return h->exit_code;
 }
 
@@ -138,8 +109,6 @@ int pyq_host_open (pyq_host *h, int log_level) {
   lua_State *L;
   memset(h, 0, sizeof *h);
   pyq_list_init(&h->ready);
-  pyq_list_init(&h->queues);
-  pyq_list_init(&h->stats);
   pyq_list_init(&h->on_interrupt);
   h->log_level = log_level;
   h->started = (double)uv_hrtime() / 1e9;
@@ -155,12 +124,8 @@ int pyq_host_open (pyq_host *h, int log_level) {
   h->warnings_on = 1;
   luaL_openlibs(L);
   pyq_open_lualib(L);   /* require finds pyq in the executable */
-  pyq_open_sched(L);
+  pyq_open_guards(L);
   pyq_open_report(L);
-  lua_getglobal(L, "os");
-  lua_pushcfunction(L, host_exit);
-  lua_setfield(L, -2, "exit");
-  lua_pop(L, 1);
   luaL_requiref(L, "pyq.core", luaopen_pyq_core, 0);
   lua_getglobal(L, "require");
   lua_pushliteral(L, "pyq");
@@ -198,3 +163,8 @@ int pyq_host_close (pyq_host *h, int code) {
   return code;
 }
 
+
+/* The summary of queues and HTTP, for main.c. */
+void pyq_host_summary (pyq_host *h) {
+  pyq_report_summary(h);
+}

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <curl/curl.h>
-#include "host.h"
+#include "pyqhost.h"
 
 #define USAGE \
   "usage: %s [options] [script [args]]\n" \
@@ -184,7 +184,7 @@ int main (int argc, char **argv) {
     code = run_script(&host, argc, argv, o.script ? o.script : argc);
   /* -v asks for the summary; a level the script sets for itself does not */
   summary = o.summary || o.log_level <= PYQ_INFO || host.signal;
-  if (summary) pyq_report_summary(&host);
+  if (summary) pyq_host_summary(&host);
   if (host.signal) code = 128 + host.signal;
   else if (code == 0 && !host.exit_requested && host.unhandled > 0) {
     code = 3;   /* like xargs' 123: some task failed and nobody handled it */

@@ -1,14 +1,19 @@
 /* pyq.c -- the C half of the pyq module, loaded as "pyq.core".
  *
  * lualib/pyq/init.lua builds the public `pyq` table on top of it. */
-#include "host.h"
-#include "http.h"
-#include "json.h"
+#include "pyqhost.h"
+#include "http/http.h"
+#include "json/json.h"
+#include "lua/error.h"
+#include "lua/log.h"
+#include "lua/sleep.h"
+#include "lua/task.h"
+#include "queue/queue.h"
 
 int luaopen_pyq_core (lua_State *L) {
   lua_newtable(L);
   pyq_open_task(L);
-  pyq_open_timer(L);
+  pyq_open_time(L);
   pyq_open_queue(L);
   pyq_open_log(L);
   pyq_open_error(L);

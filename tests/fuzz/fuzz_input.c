@@ -12,8 +12,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include "host.h"
-#include "http.h"
+#include "pyqhost.h"
+#include "http/http.h"
 
 typedef struct input { const uint8_t *p; size_t n; } input;
 

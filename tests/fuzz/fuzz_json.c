@@ -14,7 +14,7 @@
 #include <string.h>
 #include <lauxlib.h>
 #include <lualib.h>
-#include "json.h"
+#include "json/json.h"
 
 /* Same type and value, recursively; floats bit for bit. */
 static int same (lua_State *L, int a, int b) {

@@ -27,8 +27,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <lualib.h>
-#include "host.h"
-#include "http.h"
+#include "report.h"
+#include "core/log.h"
+#include "core/signal.h"
 
 #define TTY_MS 100
 #define PLAIN_MS 5000
@@ -51,6 +52,13 @@ typedef struct pyq_report {
   uv_signal_t winch;
   char *out;               /* the next write to the terminal */
   size_t len, cap;
+  pyq_link stats;          /* pyq_qstats of every queue */
+  int tty;                 /* stderr is a terminal */
+  int lines;               /* live lines now on the terminal */
+  uv_timer_t timer;        /* progress ticks; data set once started */
+  int handles;             /* handles to close before r is freed */
+  pyq_report_fn section;   /* another subsystem's summary line (HTTP) */
+  void *section_ud;
 } pyq_report;
 
 
@@ -62,7 +70,7 @@ pyq_qstats *pyq_report_queue (pyq_host *h) {
   if ((st = calloc(1, sizeof *st)) == NULL) return NULL;
   st->started = pyq_clock();
   pyq_list_init(&st->watch);
-  pyq_list_push(&h->stats, &st->link);
+  pyq_list_push(&h->report->stats, &st->link);
   return st;
 }
 
@@ -212,7 +220,7 @@ static void out_flush (pyq_report *r) {
 }
 
 static void out_erase (pyq_host *h, pyq_report *r) {
-  for (; h->progress_lines > 0; h->progress_lines--)
+  for (; h->report->lines > 0; h->report->lines--)
     out_add(r, "\x1b[1A\x1b[2K", 8);
 }
 
@@ -224,7 +232,7 @@ static void out_line (pyq_report *r, const char *line) {
 
 /* Erases the live block, so a log line can take its place. */
 void pyq_progress_clear (pyq_host *h) {
-  if (h->progress_lines == 0 || h->report == NULL) return;
+  if (h->report == NULL || h->report->lines == 0) return;
   out_erase(h, h->report);
   out_flush(h->report);
 }
@@ -257,7 +265,7 @@ static void draw (pyq_host *h, int last, double now) {
                 sizeof line);
     out_line(r, line);
   }
-  h->progress_lines = last ? 0 : shown;
+  h->report->lines = last ? 0 : shown;
   out_flush(r);
 }
 
@@ -287,7 +295,7 @@ static void show (pyq_host *h, int last, int periodic) {
     for (l = r->block.next; l != &r->block && last; l = l->next)
       last = is_final(pyq_container(l, pyq_qstats, watch));
   }
-  if (h->progress_tty) draw(h, last, now);
+  if (h->report->tty) draw(h, last, now);
   else if (last || periodic) log_lines(h, last, now);
   if (!last) return;
   while ((l = pyq_list_shift(&r->block)) != NULL) {
@@ -320,14 +328,14 @@ void pyq_progress_watch (pyq_host *h, pyq_qstats *st) {
   pyq_report *r = h->report;
   st->progress = 1;
   pyq_list_push(&r->block, &st->watch);
-  if (h->progress_timer.data != NULL) return;
-  h->progress_tty = isatty(2);
-  uv_timer_init(h->loop, &h->progress_timer);
-  h->progress_timer.data = h;
-  uv_unref((uv_handle_t *)&h->progress_timer);
-  uv_timer_start(&h->progress_timer, tick, h->progress_tty ? TTY_MS : PLAIN_MS,
-                 h->progress_tty ? TTY_MS : PLAIN_MS);
-  if (!h->progress_tty) return;
+  if (h->report->timer.data != NULL) return;
+  h->report->tty = isatty(2);
+  uv_timer_init(h->loop, &h->report->timer);
+  h->report->timer.data = h;
+  uv_unref((uv_handle_t *)&h->report->timer);
+  uv_timer_start(&h->report->timer, tick, h->report->tty ? TTY_MS : PLAIN_MS,
+                 h->report->tty ? TTY_MS : PLAIN_MS);
+  if (!h->report->tty) return;
   read_size(r);
   if (uv_signal_init(h->loop, &r->winch) == 0) {
     r->winch_on = 1;
@@ -359,14 +367,20 @@ static const char *ending (const pyq_host *h, char *buf, size_t size) {
   }
 }
 
-/* The HTTP line, or "" when there were no requests. */
+void pyq_report_section (pyq_host *h, pyq_report_fn fn, void *ud) {
+  h->report->section = fn;
+  h->report->section_ud = ud;
+}
+
+/* The registered section's line (HTTP), or "" when it has nothing. */
 static char *http_line (pyq_host *h) {
   char *text = NULL;
   size_t len = 0;
   FILE *m;
-  if (h->http == NULL || (m = open_memstream(&text, &len)) == NULL)
+  pyq_report *r = h->report;
+  if (r->section == NULL || (m = open_memstream(&text, &len)) == NULL)
     return NULL;
-  pyq_http_report(h->http, m);
+  r->section(r->section_ud, m);
   fclose(m);
   return text;
 }
@@ -376,7 +390,7 @@ static char *http_line (pyq_host *h) {
 static int pick (pyq_host *h, pyq_qstats **best, counts *more) {
   int n = 0, i;
   pyq_link *l;
-  for (l = h->stats.next; l != &h->stats; l = l->next) {
+  for (l = h->report->stats.next; l != &h->report->stats; l = l->next) {
     pyq_qstats *st = pyq_container(l, pyq_qstats, link);
     if (n == KEEP && st->put <= best[n - 1]->put) {
       add_counts(more, st);
@@ -414,7 +428,7 @@ void pyq_report_summary (pyq_host *h) {
           ending(h, buf, sizeof buf),
           n == 0 && h->unhandled == 0 && (http == NULL || *http == '\0') ?
           "; no queues, no HTTP requests" : "");
-  for (l = h->stats.next; l != &h->stats; l = l->next) {
+  for (l = h->report->stats.next; l != &h->report->stats; l = l->next) {
     pyq_qstats *st = pyq_container(l, pyq_qstats, link);
     double wall = (st->closed_at > 0 ? st->closed_at : now) - st->started;
     lua_Integer finished = st->done + st->failed + st->cancelled;
@@ -454,7 +468,7 @@ enum { W_PRINT, W_IO_WRITE, W_FILE_WRITE };
 
 /* The stream f shows on the block's terminal. */
 static int on_terminal (pyq_host *h, FILE *f) {
-  if (f == stderr) return h->progress_tty;
+  if (f == stderr) return h->report->tty;
   return f == stdout && h->report && h->report->stdout_tty;
 }
 
@@ -464,10 +478,7 @@ static int on_terminal (pyq_host *h, FILE *f) {
 static int closed_stdout (lua_State *L, pyq_host *h) {
   pyq_fiber *f = pyq_fiber_of(L);
   pyq_interrupt(h, SIGPIPE);   /* handled at the run loop's next turn */
-  if (f != NULL) {
-    f->flags |= PYQ_F_CANCELLED;
-    f->cancel_msg = stdout_closed;
-  }
+  if (f != NULL) pyq_run_cancel(f, stdout_closed);
   lua_pushstring(L, stdout_closed);
   return lua_error(L);
 }
@@ -484,7 +495,7 @@ static int guarded_write (lua_State *L) {
     luaL_Stream *p = luaL_testudata(L, 1, LUA_FILEHANDLE);
     f = p ? p->f : NULL;
   }
-  if (h->progress_lines > 0 && (kind != W_FILE_WRITE || on_terminal(h, f)))
+  if (h->report->lines > 0 && (kind != W_FILE_WRITE || on_terminal(h, f)))
     pyq_progress_clear(h);
   if (f == stdout) clearerr(stdout);
   lua_pushvalue(L, lua_upvalueindex(1));
@@ -514,6 +525,8 @@ void pyq_open_report (lua_State *L) {
   pyq_report *r = calloc(1, sizeof *r);
   if (r == NULL) luaL_error(L, "not enough memory");
   pyq_list_init(&r->block);
+  pyq_list_init(&r->stats);
+  h->before_log = pyq_progress_clear;
   r->stdout_tty = same_terminal();
   h->report = r;
   lua_pushglobaltable(L);
@@ -528,6 +541,7 @@ void pyq_open_report (lua_State *L) {
 
 static void free_report (uv_handle_t *handle) {
   pyq_report *r = handle->data;
+  if (--r->handles > 0) return;
   free(r->out);
   free(r);
 }
@@ -537,15 +551,21 @@ void pyq_report_close (pyq_host *h) {
   pyq_link *l;
   if (r == NULL) return;
   show(h, 1, 0);
-  if (h->progress_timer.data != NULL)
-    uv_close((uv_handle_t *)&h->progress_timer, NULL);
-  while ((l = pyq_list_shift(&h->stats)) != NULL)
+  while ((l = pyq_list_shift(&r->stats)) != NULL)
     free(pyq_container(l, pyq_qstats, link));
   h->report = NULL;
+  r->handles = 1;   /* this function's own */
+  if (r->timer.data != NULL) {
+    r->handles++;
+    r->timer.data = r;
+    uv_close((uv_handle_t *)&r->timer, free_report);
+  }
   if (r->winch_on) {
+    r->handles++;
     r->winch.data = r;
     uv_close((uv_handle_t *)&r->winch, free_report);
-  } else {
+  }
+  if (--r->handles == 0) {
     free(r->out);
     free(r);
   }

@@ -6,7 +6,9 @@
  * coroutine is accepted too: its function is moved out, and the coroutine
  * is left dead, so it can be started only once, like a task. */
 #include <limits.h>
-#include "host.h"
+#include "task.h"
+#include "check.h"
+#include "core/sched.h"
 
 typedef struct pyq_task {
   int taken;   /* queued or started: a task runs once */

@@ -9,13 +9,14 @@
  * resumed afterwards.  The interruption cannot be swallowed: pcall, xpcall
  * and coroutine.resume raise it again in an interrupted task (as asyncio's
  * CancelledError escapes `except Exception`).  A second signal exits at
- * once.  SIGPIPE is ignored: a
+ * once.  (Those wrappers live in lua/guards.c.)  SIGPIPE is ignored: a
  * write to a closed stdout is noticed where it fails and interrupts the job
  * the same way (pyq_interrupt with SIGPIPE, exit code 141). */
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
-#include "host.h"
+#include "log.h"
+#include "signal.h"
 
 static pyq_host *signal_host;   /* a signal handler has no other way in */
 
@@ -38,10 +39,7 @@ static void interrupt_hook (lua_State *L, lua_Debug *ar) {
   (void)ar;
   lua_sethook(L, NULL, 0, 0);
   if (f == NULL) f = h->current;   /* a coroutine the task resumed */
-  if (f != NULL) {
-    f->flags |= PYQ_F_CANCELLED;
-    f->cancel_msg = message(h->signal);
-  }
+  if (f != NULL) pyq_run_cancel(f, message(h->signal));
   luaL_error(L, "%s", message(h->signal));
 }
 
@@ -49,9 +47,8 @@ static void interrupt_hook (lua_State *L, lua_Debug *ar) {
  * signal or os.exit), else NULL. */
 const char *pyq_interrupted (pyq_host *h) {
   pyq_fiber *f = h->current;
-  if ((h->signal || h->exit_requested) && f != NULL &&
-      (f->flags & PYQ_F_CANCELLED))
-    return f->cancel_msg;
+  if ((h->signal || h->exit_requested) && f != NULL && pyq_cancelled(f))
+    return f->run.cancel_msg;
   return NULL;
 }
 
@@ -124,49 +121,6 @@ void pyq_interrupt (pyq_host *h, int sig) {
   if (h->signal) return;
   h->signal = sig;
   uv_async_send(&h->signal_async);
-}
-
-/* ---- pcall and xpcall that an interruption goes through --------------- */
-
-static int finish_pcall (lua_State *L, int status, lua_KContext extra) {
-  const char *msg = pyq_interrupted(pyq_host_of(L));
-  if (msg != NULL) {
-    lua_pushstring(L, msg);
-    return lua_error(L);
-  }
-  if (status != LUA_OK && status != LUA_YIELD) {
-    lua_pushboolean(L, 0);
-    lua_pushvalue(L, -2);
-    return 2;
-  }
-  return lua_gettop(L) - (int)extra;
-}
-
-/* lbaselib's pcall and xpcall, raising again in an interrupted task. */
-static int host_pcall (lua_State *L) {
-  int status;
-  luaL_checkany(L, 1);
-  lua_pushboolean(L, 1);
-  lua_insert(L, 1);
-  status = lua_pcallk(L, lua_gettop(L) - 2, LUA_MULTRET, 0, 0, finish_pcall);
-  return finish_pcall(L, status, 0);
-}
-
-static int host_xpcall (lua_State *L) {
-  int status, n = lua_gettop(L);
-  luaL_checktype(L, 2, LUA_TFUNCTION);
-  lua_pushboolean(L, 1);
-  lua_pushvalue(L, 1);
-  lua_rotate(L, 3, 2);
-  status = lua_pcallk(L, n - 2, LUA_MULTRET, 2, 2, finish_pcall);
-  return finish_pcall(L, status, 2);
-}
-
-void pyq_open_signal (lua_State *L) {
-  lua_pushcfunction(L, host_pcall);
-  lua_setglobal(L, "pcall");
-  lua_pushcfunction(L, host_xpcall);
-  lua_setglobal(L, "xpcall");
 }
 
 void pyq_signal_init (pyq_host *h) {

@@ -6,7 +6,8 @@
  * `error` value, and the task's put `index`.  tostring gives the message;
  * pyq.is_error(v [, kind]) tells them from results. */
 #include <string.h>
-#include "host.h"
+#include "error.h"
+#include "check.h"
 
 static const char error_key = 'e';
 

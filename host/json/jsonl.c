@@ -18,7 +18,9 @@
 #include <string.h>
 #include <sys/types.h>
 #include <unistd.h>
-#include "host.h"
+#include "lua/check.h"
+#include "core/log.h"
+#include "core/signal.h"
 #include "json.h"
 
 #define WRITER "pyq.jsonl.writer"

@@ -16,7 +16,13 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
-#include "host.h"
+#include "queue.h"
+#include "core/log.h"
+#include "core/timer.h"
+#include "lua/check.h"
+#include "lua/error.h"
+#include "lua/task.h"
+#include "report/report.h"
 
 enum { Q_RING = 1, Q_RESULTS, Q_HANDLER, Q_ERRORS, Q_STREAM, Q_NUV = Q_STREAM };
 
@@ -42,7 +48,33 @@ struct pyq_queue {
   pyq_qstats *st;         /* counts; outlives the queue for the summary */
 };
 
+/* A worker: a fiber with its place among its queue's workers. */
+typedef struct worker {
+  pyq_fiber f;            /* first: a worker is its fiber */
+  pyq_link member;        /* in its queue's list of workers */
+  pyq_queue *queue;
+} worker;
+
+#define W(f) ((worker *)(f))
+
+/* The fiber bits a queue owns. */
+enum {
+  W_BUSY = PYQ_F_OWNER,          /* worker: running a task */
+  W_RESERVED = PYQ_F_OWNER << 1, /* put waiter: a slot is held for it */
+  W_UNWINDING = PYQ_F_OWNER << 2 /* worker: queue:cancel() waits for its
+                                    task to end */
+};
+
+/* The queues not yet closed, for the core's hooks. */
+typedef struct queues {
+  pyq_link open;
+} queues;
+
 static const char queue_key = 'q';
+
+static pyq_link *open_queues (pyq_host *h) {
+  return &((queues *)h->tasks.ud)->open;
+}
 
 /* Bounds workers, maxsize and total: the ring is a Lua array. */
 #define COUNT_MAX INT_MAX
@@ -97,16 +129,16 @@ static void give_room (pyq_queue *q) {
   while (q->st->pending + q->reserved < q->maxsize &&
          (n = pyq_list_shift(&q->putters)) != NULL) {
     pyq_fiber *f = pyq_container(n, pyq_fiber, wait);
-    if (f->queue == q) q->stuck--;
-    f->flags |= PYQ_F_RESERVED;
+    if (f->run.owner == q) q->stuck--;
+    f->flags |= W_RESERVED;
     q->reserved++;
     pyq_wake(f, 0);
   }
 }
 
-static void putter_disarm (pyq_fiber *f) {
-  pyq_queue *q = f->on;
-  if (f->queue == q) q->stuck--;
+static void putter_disarm (pyq_fiber *f, void *on) {
+  pyq_queue *q = on;
+  if (f->run.owner == q) q->stuck--;
   pyq_list_remove(&f->wait);
 }
 
@@ -155,8 +187,8 @@ static int take (lua_State *L, pyq_queue *q, pyq_fiber *f) {
     q->cap = RING_MIN;
   }
   q->st->running++;
-  f->idx = q->counter - q->st->pending;   /* put order: its put index */
-  f->flags |= PYQ_F_BUSY;
+  pyq_run_begin(f, q, q->counter - q->st->pending);   /* its put index */
+  f->flags |= W_BUSY;
   give_room(q);
   return pyq_task_unpack(L);
 }
@@ -195,7 +227,7 @@ static void keep (lua_State *L, int qidx, pyq_queue *q, lua_Integer idx,
 /* Counts the outcome of f's task: the one place that does.  Returns the
  * kind of error, or NULL when the task is done. */
 static const char *count_outcome (pyq_queue *q, pyq_fiber *f, int failed) {
-  if (f->flags & PYQ_F_CANCELLED) {
+  if (pyq_cancelled(f)) {
     q->st->cancelled++;
     return "cancelled";
   }
@@ -213,11 +245,11 @@ static void settle (lua_State *L, int qidx, pyq_queue *q, pyq_fiber *f,
                     int failed) {
   const char *kind = count_outcome(q, f, failed);
   if (kind == NULL) {
-    keep(L, qidx, q, f->idx, 1);
+    keep(L, qidx, q, f->run.idx, 1);
     return;
   }
-  pyq_error_push(L, kind, -1, f->idx);
-  keep(L, qidx, q, f->idx, 0);
+  pyq_error_push(L, kind, -1, f->run.idx);
+  keep(L, qidx, q, f->run.idx, 0);
   lua_pop(L, 1);
 }
 
@@ -265,12 +297,12 @@ static lua_Integer drop_pending (lua_State *L, pyq_queue *q, const char *msg) {
 static int worker_next (lua_State *L, pyq_fiber *f);
 
 static void task_end (pyq_fiber *f) {
-  pyq_queue *q = f->queue;
+  pyq_queue *q = W(f)->queue;
   q->st->running--;
-  if ((f->flags & PYQ_F_UNWINDING) && --q->unwinding == 0)
+  if ((f->flags & W_UNWINDING) && --q->unwinding == 0)
     wake_all(&q->cancellers);
-  f->flags &= ~(PYQ_F_BUSY | PYQ_F_CANCELLED | PYQ_F_UNWINDING);
-  f->cancel_msg = NULL;
+  f->flags &= ~(W_BUSY | W_UNWINDING);
+  pyq_run_end(f);
   if (queue_idle(q)) wake_joiners(q);
 }
 
@@ -286,20 +318,20 @@ static void call_handler (lua_State *L, pyq_fiber *f) {
   }
   lua_pushnil(L);
   lua_rawsetp(L, LUA_REGISTRYINDEX, f);
-  f->flags |= PYQ_F_HANDLER;
-  if (lua_pcall(L, 2, 0, 0) != LUA_OK && !(f->flags & PYQ_F_CANCELLED)) {
+  f->flags |= PYQ_F_NOWAIT;
+  if (lua_pcall(L, 2, 0, 0) != LUA_OK && !pyq_cancelled(f)) {
     f->host->unhandled++;   /* a handler that fails has not handled it */
-    pyq_log(f->host, PYQ_ERROR, f->queue->st->where,
+    pyq_log(f->host, PYQ_ERROR, W(f)->queue->st->where,
             "exception_handler failed: %s", pyq_errstr(L, -1));
   }
-  f->flags &= ~PYQ_F_HANDLER;
+  f->flags &= ~PYQ_F_NOWAIT;
 }
 
 /* The task ended with status; its result or error is on top. */
 static void worker_ran (lua_State *L, pyq_fiber *f, int status) {
   int failed = status != LUA_OK && status != LUA_YIELD;
-  settle(L, 1, f->queue, f, failed);
-  if (failed && !(f->flags & PYQ_F_CANCELLED)) call_handler(L, f);
+  settle(L, 1, W(f)->queue, f, failed);
+  if (failed && !pyq_cancelled(f)) call_handler(L, f);
   lua_settop(L, 2);
   task_end(f);
 }
@@ -312,8 +344,18 @@ static int worker_ran_k (lua_State *L, int status, lua_KContext ctx) {
 
 /* Undoes a wait on one of the queue's lists (idle workers, putters,
  * joiners, cancellers, streamers). */
-static void leave_list (pyq_fiber *f) {
+static void leave_list (pyq_fiber *f, void *on) {
+  (void)on;
   pyq_list_remove(&f->wait);
+}
+
+static const pyq_wait_ops idle_wait = {"pyq.Queue worker", leave_list};
+static const pyq_wait_ops list_wait = {"pyq.Queue", leave_list};
+static const pyq_wait_ops put_wait = {"queue:put", putter_disarm};
+
+static void worker_free (pyq_fiber *f) {
+  pyq_list_remove(&W(f)->member);
+  pyq_fiber_free(f);
 }
 
 static int worker_woken (lua_State *L, int status, lua_KContext ctx) {
@@ -324,14 +366,14 @@ static int worker_woken (lua_State *L, int status, lua_KContext ctx) {
 
 /* Runs tasks until the ring is empty, then parks; ends once closed. */
 static int worker_next (lua_State *L, pyq_fiber *f) {
-  pyq_queue *q = f->queue;
+  pyq_queue *q = W(f)->queue;
   for (;;) {
     int nargs;
     if (q->st->pending == 0) {
       /* this worker is idle too: beyond IDLE_KEEP idle ones, it ends */
       if (q->closed || q->spawned - q->st->running > IDLE_KEEP) return 0;
       pyq_list_push(&q->idle, &f->wait);
-      return pyq_park(L, f, leave_list, worker_woken);
+      return pyq_park(L, f, &idle_wait, q, worker_woken);
     }
     nargs = take(L, q, f);
     worker_ran(L, f, lua_pcallk(L, nargs, 1, 2, (lua_KContext)f, worker_ran_k));
@@ -341,7 +383,7 @@ static int worker_next (lua_State *L, pyq_fiber *f) {
 /* Message handler: keeps the task's traceback for exception_handler. */
 static int worker_msgh (lua_State *L) {
   pyq_fiber *f = pyq_fiber_of(L);
-  if (f == NULL || (f->flags & PYQ_F_CANCELLED)) return 1;
+  if (f == NULL || pyq_cancelled(f)) return 1;
   luaL_traceback(L, L, NULL, 1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, f);
   return 1;
@@ -382,9 +424,9 @@ static void report_escaped (pyq_host *h, pyq_queue *q, lua_State *co) {
 /* The worker's coroutine ended: the queue closed, or an error escaped the
  * worker loop (a stray coroutine.yield, memory). */
 static void worker_finish (pyq_fiber *f, int status) {
-  pyq_queue *q = f->queue;
+  pyq_queue *q = W(f)->queue;
   pyq_host *h = f->host;
-  if (status != LUA_OK && (f->flags & PYQ_F_BUSY)) {   /* the task's end */
+  if (status != LUA_OK && (f->flags & W_BUSY)) {   /* the task's end */
     if (q->ref != LUA_NOREF) {   /* still open: keep the error for join */
       int top = lua_gettop(f->L);
       lua_rawgeti(f->L, LUA_REGISTRYINDEX, q->ref);
@@ -393,21 +435,22 @@ static void worker_finish (pyq_fiber *f, int status) {
     } else {
       count_outcome(q, f, 1);
     }
-    if (!(f->flags & PYQ_F_CANCELLED)) report_escaped(h, q, f->L);
+    if (!pyq_cancelled(f)) report_escaped(h, q, f->L);
     task_end(f);
   }
   if (status != LUA_OK) lua_resetthread(f->L);
   q->spawned--;
-  pyq_fiber_free(f);
+  worker_free(f);
   if (!q->closed && q->st->pending > 0) pyq_post(h, &q->dispatch);
   if (queue_idle(q)) wake_joiners(q);
 }
 
 static pyq_fiber *spawn (pyq_host *h, pyq_queue *q) {
-  pyq_fiber *f = pyq_fiber_new(h->L, h);
-  f->queue = q;
+  pyq_fiber *f = pyq_fiber_new(h->L, h, sizeof(worker));
+  W(f)->queue = q;
+  pyq_list_init(&W(f)->member);
   f->finish = worker_finish;
-  pyq_list_push(&q->fibers, &f->member);
+  pyq_list_push(&q->fibers, &W(f)->member);
   lua_pushcfunction(f->L, worker_main);
   lua_rawgeti(f->L, LUA_REGISTRYINDEX, q->ref);
   f->nargs = 1;
@@ -445,24 +488,23 @@ static int put_or_wait (lua_State *L, pyq_queue *q) {
     return 0;
   }
   f = pyq_fiber_check(L, "pyq.Queue.put");
-  if (f->queue == q && (f->flags & PYQ_F_BUSY) && q->stuck + 1 >= q->st->running &&
+  if (f->run.owner == q && (f->flags & W_BUSY) && q->stuck + 1 >= q->st->running &&
       q->st->running >= q->workers)
     return luaL_error(L, "pyq.Queue.put: deadlock: the queue is full and "
                      "every worker is waiting to put into it (raise maxsize, "
                      "use maxsize = 0, or put from outside the queue)");
-  if (f->queue == q) q->stuck++;
-  f->on = q;
+  if (f->run.owner == q) q->stuck++;
   pyq_list_push(&q->putters, &f->wait);
-  return pyq_park(L, f, putter_disarm, put_woken);
+  return pyq_park(L, f, &put_wait, q, put_woken);
 }
 
 static int put_woken (lua_State *L, int status, lua_KContext ctx) {
   pyq_fiber *f = (pyq_fiber *)ctx;
   pyq_queue *q = lua_touserdata(L, 1);
-  int ok = pyq_resumed(L, f), reserved = f->flags & PYQ_F_RESERVED;
+  int ok = pyq_resumed(L, f), reserved = f->flags & W_RESERVED;
   (void)status;
   if (reserved) {
-    f->flags &= ~PYQ_F_RESERVED;
+    f->flags &= ~W_RESERVED;
     q->reserved--;
   }
   if (!ok || q->closed) {
@@ -493,8 +535,7 @@ static int queue_put (lua_State *L) {
   pyq_task_take(L, 2);
   if (lua_tonumber(L, 3) > 0) {
     pyq_fiber *f = pyq_fiber_check(L, "pyq.Queue.put");
-    pyq_timer_start(f, lua_tonumber(L, 3));
-    return pyq_park(L, f, pyq_timer_disarm, put_delayed);
+    return pyq_sleep_park(L, f, lua_tonumber(L, 3), put_delayed);
   }
   return put_or_wait(L, q);
 }
@@ -595,12 +636,12 @@ static int wait_on (lua_State *L, pyq_link *list, const char *fname,
                     lua_KFunction k) {
   pyq_fiber *f = pyq_fiber_check(L, fname);
   pyq_list_push(list, &f->wait);
-  return pyq_park(L, f, leave_list, k);
+  return pyq_park(L, f, &list_wait, NULL, k);
 }
 
 static int own_task (lua_State *L, pyq_queue *q) {
   pyq_fiber *f = pyq_fiber_of(L);
-  return f != NULL && f->queue == q && (f->flags & PYQ_F_BUSY);
+  return f != NULL && f->run.owner == q && (f->flags & W_BUSY);
 }
 
 static void check_not_own (lua_State *L, pyq_queue *q, const char *fname) {
@@ -675,10 +716,10 @@ static void stream_start (lua_State *L, pyq_queue *q) {
   lua_newtable(L);                         /* 4: dropped, then busy */
   fill_dropped(L);
   for (l = q->fibers.next; l != &q->fibers; l = l->next) {
-    pyq_fiber *f = pyq_container(l, pyq_fiber, member);
-    if (f->flags & PYQ_F_BUSY) {
+    pyq_fiber *f = &pyq_container(l, worker, member)->f;
+    if (f->flags & W_BUSY) {
       lua_pushboolean(L, 1);
-      lua_rawseti(L, 4, f->idx);
+      lua_rawseti(L, 4, f->run.idx);
     }
   }
   q->streaming = 1;
@@ -801,7 +842,7 @@ static void stop_workers (pyq_queue *q) {
   pyq_link *n;
   while ((n = pyq_list_shift(&q->idle)) != NULL) {
     q->spawned--;
-    pyq_fiber_free(pyq_container(n, pyq_fiber, wait));
+    worker_free(pyq_container(n, pyq_fiber, wait));
   }
 }
 
@@ -826,10 +867,10 @@ static lua_Integer cancel (lua_State *L, pyq_queue *q, const char *msg) {
   lua_Integer n = drop_pending(L, q, msg);
   pyq_link *l;
   for (l = q->fibers.next; l != &q->fibers; l = l->next) {
-    pyq_fiber *f = pyq_container(l, pyq_fiber, member);
-    if ((f->flags & PYQ_F_BUSY) && !(f->flags & PYQ_F_CANCELLED)) {
+    pyq_fiber *f = &pyq_container(l, worker, member)->f;
+    if ((f->flags & W_BUSY) && !pyq_cancelled(f)) {
       pyq_cancel(f, msg);
-      f->flags |= PYQ_F_UNWINDING;
+      f->flags |= W_UNWINDING;
       q->unwinding++;
       n++;
     }
@@ -904,7 +945,7 @@ static int queue_cancel (lua_State *L) {
   lua_settop(L, 1);
   lua_pushinteger(L, cancel(L, q, PYQ_CANCELLED));
   if (q->unwinding == 0 || f == NULL || !lua_isyieldable(L) || own_task(L, q) ||
-      (f->flags & (PYQ_F_CANCELLED | PYQ_F_HANDLER)))
+      pyq_cancelled(f) || (f->flags & PYQ_F_NOWAIT))
     return 1;
   return wait_on(L, &q->cancellers, "pyq.Queue.cancel", cancel_k);
 }
@@ -918,7 +959,7 @@ static int default_handler (lua_State *L) {
   pyq_host *h = pyq_host_of(L);
   const char *msg = pyq_errstr(L, 1);
   h->unhandled++;
-  pyq_log(h, PYQ_WARNING, f && f->queue ? f->queue->st->where : "pyq.Queue",
+  pyq_log(h, PYQ_WARNING, f && f->run.owner ? ((pyq_queue *)f->run.owner)->st->where : "pyq.Queue",
           "task failed: %s\n%s", msg, luaL_optstring(L, 2, ""));
   return 0;
 }
@@ -1024,7 +1065,7 @@ static int queue_new (lua_State *L) {
   pyq_list_init(&q->joiners);
   pyq_list_init(&q->cancellers);
   pyq_list_init(&q->streamers);
-  pyq_list_push(&h->queues, &q->member);
+  pyq_list_push(open_queues(h), &q->member);
   q->ref = LUA_NOREF;
   pyq_where(L, 1, q->st->where, sizeof q->st->where);
   lua_rawgetp(L, LUA_REGISTRYINDEX, &queue_key);
@@ -1123,12 +1164,12 @@ static int queue_tostring (lua_State *L) {
 static int unstick_queues (pyq_host *h) {
   int n = 0;
   pyq_link *ql, *fl;
-  for (ql = h->queues.next; ql != &h->queues; ql = ql->next) {
+  for (ql = open_queues(h)->next; ql != open_queues(h); ql = ql->next) {
     pyq_queue *q = pyq_container(ql, pyq_queue, member);
     for (fl = q->fibers.next; fl != &q->fibers; fl = fl->next) {
-      pyq_fiber *f = pyq_container(fl, pyq_fiber, member);
-      if ((f->flags & (PYQ_F_BUSY | PYQ_F_PARKED)) ==
-          (PYQ_F_BUSY | PYQ_F_PARKED)) {
+      pyq_fiber *f = &pyq_container(fl, worker, member)->f;
+      if ((f->flags & (W_BUSY | PYQ_F_PARKED)) ==
+          (W_BUSY | PYQ_F_PARKED)) {
         pyq_log(h, PYQ_ERROR, q->st->where, "a task waits for something that "
                 "can never happen; cancelling it");
         pyq_cancel(f, "pyq: deadlock: the task waits for something that "
@@ -1143,7 +1184,7 @@ static int unstick_queues (pyq_host *h) {
 static int cancel_queues (pyq_host *h, const char *msg) {
   pyq_link *l;
   int n = 0;
-  for (l = h->queues.next; l != &h->queues; l = l->next) {
+  for (l = open_queues(h)->next; l != open_queues(h); l = l->next) {
     pyq_queue *q = pyq_container(l, pyq_queue, member);
     lua_rawgeti(h->L, LUA_REGISTRYINDEX, q->ref);
     lua_insert(h->L, 1);
@@ -1157,7 +1198,7 @@ static int cancel_queues (pyq_host *h, const char *msg) {
 static int live_workers (pyq_host *h) {
   int n = 0;
   pyq_link *ql, *fl;
-  for (ql = h->queues.next; ql != &h->queues; ql = ql->next) {
+  for (ql = open_queues(h)->next; ql != open_queues(h); ql = ql->next) {
     pyq_queue *q = pyq_container(ql, pyq_queue, member);
     for (fl = q->fibers.next; fl != &q->fibers; fl = fl->next) n++;
   }
@@ -1166,7 +1207,7 @@ static int live_workers (pyq_host *h) {
 
 static void warn_unclosed (pyq_host *h) {
   pyq_link *l;
-  for (l = h->queues.next; l != &h->queues; l = l->next) {
+  for (l = open_queues(h)->next; l != open_queues(h); l = l->next) {
     pyq_queue *q = pyq_container(l, pyq_queue, member);
     pyq_log(h, PYQ_WARNING, q->st->where, "pyq.Queue was never closed: write "
             "`local queue <close> = pyq.Queue{...}` so leaving the scope "
@@ -1177,6 +1218,7 @@ static void warn_unclosed (pyq_host *h) {
 
 void pyq_open_queue (lua_State *L) {
   pyq_host *h = pyq_host_of(L);
+  queues *qs;
   static const luaL_Reg methods[] = {
     {"put", queue_put}, {"join", queue_join}, {"close", queue_close},
     {"cancel", queue_cancel}, {"completed", queue_completed}, {NULL, NULL}
@@ -1208,6 +1250,10 @@ void pyq_open_queue (lua_State *L) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, &queue_key);
   lua_pushcfunction(L, queue_new);
   lua_setfield(L, -2, "Queue");
+  qs = lua_newuserdatauv(L, sizeof *qs, 0);   /* freed with the state */
+  pyq_list_init(&qs->open);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, qs);
+  h->tasks.ud = qs;
   h->tasks.cancel_all = cancel_queues;
   h->tasks.unstick = unstick_queues;
   h->tasks.live_fibers = live_workers;

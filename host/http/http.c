@@ -23,8 +23,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include <curl/curl.h>
-#include "host.h"
 #include "http.h"
+#include "core/log.h"
+#include "report/report.h"
 
 /* Finished transfers kept for reuse, and the body buffer each may keep:
  * a pooled transfer keeps at most KEEP_BODY bytes of body buffer (its
@@ -422,12 +423,14 @@ static xfer *xfer_new (pyq_http *hp) {
 }
 
 /* A cancelled task's transfer stops at once. */
-static void xfer_disarm (pyq_fiber *f) {
-  xfer *x = f->on;
+static void xfer_disarm (pyq_fiber *f, void *on) {
+  xfer *x = on;
+  (void)f;
   xfer_remove(x);
-  f->on = NULL;
   xfer_free(x);
 }
+
+static const pyq_wait_ops xfer_wait = {"pyq.http", xfer_disarm};
 
 static const char *version_name (long v) {
   switch (v) {
@@ -839,11 +842,10 @@ static int http_request (lua_State *L) {
     xfer_free(x);
     return luaL_error(L, "not enough memory");
   }
-  f->on = x;
   setup(hp, x, &o, body, bodylen);
   if (hp->host->log_level <= PYQ_DEBUG) log_request(hp, x);
   xfer_add(x);
-  return pyq_park(L, f, xfer_disarm, request_k);
+  return pyq_park(L, f, &xfer_wait, x, request_k);
 }
 
 /* Replaces a configure list (sensitive_headers, ...) by the value on top. */
@@ -970,6 +972,10 @@ void pyq_http_close (pyq_http *hp) {
   hp->timer = NULL;
 }
 
+static void report_section (void *ud, FILE *out) {
+  pyq_http_report(ud, out);
+}
+
 void pyq_open_http (lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"send", http_request}, {"configure", http_configure},
@@ -1001,6 +1007,7 @@ void pyq_open_http (lua_State *L) {
   uv_unref((uv_handle_t *)hp->timer);
   hp->timer->data = hp;
   h->http = hp;
+  pyq_report_section(h, report_section, hp);
   luaL_newmetatable(L, HTTP_MT);
   lua_pushcfunction(L, http_gc);
   lua_setfield(L, -2, "__gc");

@@ -18,7 +18,9 @@
 #include <string.h>
 #include <lauxlib.h>
 #include "json.h"
-#include "host.h"
+#include "lua/check.h"
+#include "core/log.h"
+#include "core/signal.h"
 
 static const char ARRAY_MT = 'a', OBJECT_MT = 'o';   /* registry keys */
 

@@ -1,27 +1,25 @@
-/* sched.c -- fibers and the one routine that resumes them.
+/* sched.c -- fibers, the one routine that resumes them, and the run loop.
  *
- * A wait is always the same three steps: the waiting C function arms a
- * libuv callback (or joins a wait list) and calls pyq_park, which yields to
- * the host; the callback pushes the result on the fiber's stack and calls
- * pyq_wake (or pyq_cancel pushes an error instead), which puts the fiber on
- * the ready list; the run loop resumes it through pyq_fiber_resume, and the
- * wait's continuation returns the values or raises the error.
- *
- * The run loop runs the jobs that were ready at the start of a turn, then
- * polls libuv: without waiting while more jobs are ready, blocking otherwise,
- * and stops when neither has anything left. */
+ * The wait protocol is described in sched.h.  The run loop runs the jobs
+ * that were ready at the start of a turn, then polls libuv: without waiting
+ * while more jobs are ready, blocking otherwise, and stops when neither has
+ * anything left; then it asks the task owner to unstick what nothing can
+ * wake, and goes on while that cancelled something. */
 #include <stdio.h>
 #include <stdlib.h>
-#include "host.h"
+#include <string.h>
+#include "sched.h"
+#include "signal.h"
+#include "timer.h"
 
 static void fiber_job (pyq_host *h, pyq_job *j) {
   (void)h;
   pyq_fiber_resume(pyq_container(j, pyq_fiber, job));
 }
 
-pyq_fiber *pyq_fiber_new (lua_State *L, pyq_host *h) {
+pyq_fiber *pyq_fiber_new (lua_State *L, pyq_host *h, size_t size) {
   lua_State *co = lua_newthread(L);
-  pyq_fiber *f = calloc(1, sizeof *f);
+  pyq_fiber *f = calloc(1, size);
   if (f == NULL) luaL_error(L, "not enough memory");
   f->host = h;
   f->L = co;
@@ -29,12 +27,9 @@ pyq_fiber *pyq_fiber_new (lua_State *L, pyq_host *h) {
   f->job.run = fiber_job;
   pyq_list_init(&f->job.link);
   pyq_list_init(&f->wait);
-  pyq_list_init(&f->member);
   *(pyq_fiber **)lua_getextraspace(co) = f;
   return f;
 }
-
-static void timer_free (uv_handle_t *t) { free(t); }
 
 /* A thread suspended in a wait (an idle worker) is reset first: a task may
  * have kept it (coroutine.running()), and once its fiber is gone the
@@ -42,10 +37,9 @@ static void timer_free (uv_handle_t *t) { free(t); }
 void pyq_fiber_free (pyq_fiber *f) {
   if (lua_status(f->L) == LUA_YIELD) lua_resetthread(f->L);
   pyq_list_remove(&f->job.link);
+  if (f->wop != NULL) f->wop->disarm(f, f->on);   /* still parked */
   pyq_list_remove(&f->wait);
-  pyq_list_remove(&f->member);
-  if (f->timer) uv_close((uv_handle_t *)f->timer, timer_free);
-  pyq_deadlines_free(f);
+  pyq_run_end(f);
   *(pyq_fiber **)lua_getextraspace(f->L) = NULL;
   luaL_unref(f->L, LUA_REGISTRYINDEX, f->ref);
   free(f);
@@ -68,7 +62,7 @@ void pyq_fiber_resume (pyq_fiber *f) {
   f->nargs = 0;
   if (h->signal && !(f->flags & PYQ_F_FAILING)) pyq_interrupt_arm(h, f->L);
   f->flags &= ~(PYQ_F_PARKED | PYQ_F_FAILING);
-  f->disarm = NULL;
+  f->wop = NULL;   /* f->on stays for the continuation to read */
   h->current = f;
   status = lua_resume(f->L, NULL, f->got, &nres);
   h->current = prev;
@@ -85,7 +79,7 @@ pyq_fiber *pyq_fiber_check (lua_State *L, const char *fname) {
   if (f == NULL)
     luaL_error(L, "%s: cannot wait here: this coroutine is not run by the host "
               "(wait from the main script, a queue task or pyq.await)", fname);
-  if (f->flags & PYQ_F_HANDLER)
+  if (f->flags & PYQ_F_NOWAIT)
     luaL_error(L, "%s: cannot wait in an exception_handler (it runs between "
                "two tasks of the worker; put a task into a queue for slow "
                "work)", fname);
@@ -93,11 +87,11 @@ pyq_fiber *pyq_fiber_check (lua_State *L, const char *fname) {
     luaL_error(L, "%s: cannot wait here: a C function is on the call stack "
               "(a __close or __gc handler, or a callback of table.sort, "
               "string.gsub and the like)", fname);
-  if (f->flags & PYQ_F_CANCELLED) {
-    lua_pushstring(L, f->cancel_msg);
+  if (f->run.cancel_msg != NULL) {
+    lua_pushstring(L, f->run.cancel_msg);
     lua_error(L);
   }
-  if (f->expired) {
+  if (f->run.expired) {
     lua_pushliteral(L, PYQ_TIMED_OUT);
     lua_error(L);
   }
@@ -112,10 +106,13 @@ static int wait_k (lua_State *L, int status, lua_KContext ctx) {
   return f->got;
 }
 
-int pyq_park (lua_State *L, pyq_fiber *f, pyq_disarm_fn disarm,
+/* Yields f until pyq_wake or pyq_fail; k continues the waiting function.
+ * ops->disarm(f, on) undoes the wait if it fails first. */
+int pyq_park (lua_State *L, pyq_fiber *f, const pyq_wait_ops *ops, void *on,
               lua_KFunction k) {
   f->flags |= PYQ_F_PARKED;
-  f->disarm = disarm;
+  f->wop = ops;
+  f->on = on;
   return lua_yieldk(L, 0, (lua_KContext)f, k ? k : wait_k);
 }
 
@@ -143,7 +140,7 @@ void pyq_wake (pyq_fiber *f, int n) {
   lua_pushboolean(f->L, 1);
   if (n > 0) lua_rotate(f->L, -(n + 1), 1);
   f->nargs = n + 1;
-  f->disarm = NULL;
+  f->wop = NULL;
   pyq_post(f->host, &f->job);
 }
 
@@ -159,20 +156,47 @@ void pyq_wake_now (pyq_fiber *f, int n) {
   }
 }
 
+/* A task starts on f: a fresh run record. */
+void pyq_run_begin (pyq_fiber *f, void *owner, lua_Integer idx) {
+  pyq_run_end(f);
+  f->run.owner = owner;
+  f->run.idx = idx;
+}
+
+/* The task on f ended: its scopes' timers go, its cancellation with it. */
+void pyq_run_end (pyq_fiber *f) {
+  pyq_deadlines_free(f);
+  memset(&f->run, 0, sizeof f->run);
+}
+
+/* Marks the task on f cancelled: every wait raises msg until it ends.  The
+ * one place a task becomes cancelled; the first reason stays. */
+void pyq_run_cancel (pyq_fiber *f, const char *msg) {
+  if (f->run.cancel_msg == NULL) f->run.cancel_msg = msg;
+}
+
 /* The task stops at its current wait (or its next one, if it is running
  * now) with msg raised; every later wait raises it again until it ends. */
 void pyq_cancel (pyq_fiber *f, const char *msg) {
-  f->flags |= PYQ_F_CANCELLED;
-  f->cancel_msg = msg;
-  pyq_fail(f, msg);
+  pyq_run_cancel(f, msg);
+  pyq_fail(f, f->run.cancel_msg);
+}
+
+/* Cancels every task of the owning layer; returns how many. */
+int pyq_cancel_all (pyq_host *h, const char *msg) {
+  return h->tasks.cancel_all ? h->tasks.cancel_all(h, msg) : 0;
 }
 
 /* A parked fiber's wait raises msg (once). */
 void pyq_fail (pyq_fiber *f, const char *msg) {
   if (!(f->flags & PYQ_F_PARKED)) return;
-  if (f->disarm) f->disarm(f);
-  else lua_pop(f->L, f->nargs);
-  f->disarm = NULL;
+  if (f->wop != NULL) {
+    f->wop->disarm(f, f->on);
+    f->on = NULL;   /* the disarmed object may be gone */
+  } else {
+    lua_pop(f->L, f->nargs);   /* woken already: its results go */
+  }
+  f->wop = NULL;
   lua_checkstack(f->L, 2);
   lua_pushboolean(f->L, 0);
   lua_pushstring(f->L, msg);
@@ -204,7 +228,7 @@ static int unstick (pyq_host *h) {
   return h->tasks.unstick ? h->tasks.unstick(h) : 0;
 }
 
-void pyq_run (pyq_host *h) {
+void pyq_sched_run (pyq_host *h) {
   do {
     for (;;) {
       run_turn(h);
@@ -214,130 +238,6 @@ void pyq_run (pyq_host *h) {
       else uv_run(h->loop, UV_RUN_ONCE);
     }
   } while (unstick(h));
-}
-
-/* coroutine.resume and coroutine.close on a fiber's thread would run a task
- * behind the scheduler's back: resume answers false and a message, as it
- * does for a dead coroutine; close raises, as it does for a running one.
- * Coroutines of the script's own are resumed here rather than by lcorolib,
- * so the host knows which one runs (a signal's hook goes there) and an
- * interruption that ended one is raised again in the task. */
-static int host_task (lua_State *L) {
-  lua_State *co = lua_tothread(L, 1);
-  return co != NULL && co != L && pyq_fiber_of(co) != NULL;
-}
-
-static int call_original (lua_State *L) {
-  lua_pushvalue(L, lua_upvalueindex(1));
-  lua_insert(L, 1);
-  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
-  return lua_gettop(L);
-}
-
-/* lcorolib's auxresume, with h->co kept: the results or the error are
- * moved to L; returns their count, or -1 with the error on top. */
-static int resume_co (lua_State *L, lua_State *co, int narg) {
-  pyq_host *h = pyq_host_of(L);
-  lua_State *prev = h->co;
-  int status, nres;
-  if (!lua_checkstack(co, narg)) {
-    lua_pushliteral(L, "too many arguments to resume");
-    return -1;
-  }
-  lua_xmove(L, co, narg);
-  h->co = co;
-  if (h->signal) pyq_interrupt_arm(h, co);
-  status = lua_resume(co, L, narg, &nres);
-  h->co = prev;
-  if (status == LUA_OK || status == LUA_YIELD) {
-    if (!lua_checkstack(L, nres + 1)) {
-      lua_pop(co, nres);
-      lua_pushliteral(L, "too many results to resume");
-      return -1;
-    }
-    lua_xmove(co, L, nres);
-    return nres;
-  }
-  lua_xmove(co, L, 1);
-  return -1;
-}
-
-static void raise_if_interrupted (lua_State *L) {
-  const char *msg = pyq_interrupted(pyq_host_of(L));
-  if (msg != NULL) {
-    lua_pushstring(L, msg);
-    lua_error(L);
-  }
-}
-
-static int guarded_resume (lua_State *L) {
-  lua_State *co = lua_tothread(L, 1);
-  int r;
-  luaL_argexpected(L, co != NULL, 1, "coroutine");
-  if (host_task(L)) {
-    lua_pushboolean(L, 0);
-    lua_pushliteral(L, "coroutine.resume: cannot resume a task the host runs");
-    return 2;
-  }
-  r = resume_co(L, co, lua_gettop(L) - 1);
-  raise_if_interrupted(L);
-  if (r < 0) {
-    lua_pushboolean(L, 0);
-    lua_insert(L, -2);
-    return 2;
-  }
-  lua_pushboolean(L, 1);
-  lua_insert(L, -(r + 1));
-  return r + 1;
-}
-
-/* lcorolib's auxwrap on resume_co. */
-static int wrapped (lua_State *L) {
-  lua_State *co = lua_tothread(L, lua_upvalueindex(1));
-  int r = resume_co(L, co, lua_gettop(L));
-  raise_if_interrupted(L);
-  if (r < 0) {
-    int stat = lua_status(co);
-    if (stat != LUA_OK && stat != LUA_YIELD) {   /* close its tbc variables */
-      stat = lua_resetthread(co);
-      lua_xmove(co, L, 1);
-    }
-    if (stat != LUA_ERRMEM && lua_type(L, -1) == LUA_TSTRING) {
-      luaL_where(L, 1);
-      lua_insert(L, -2);
-      lua_concat(L, 2);
-    }
-    return lua_error(L);
-  }
-  return r;
-}
-
-static int guarded_wrap (lua_State *L) {
-  lua_State *co;
-  luaL_checktype(L, 1, LUA_TFUNCTION);
-  co = lua_newthread(L);
-  lua_pushvalue(L, 1);
-  lua_xmove(L, co, 1);
-  lua_pushcclosure(L, wrapped, 1);
-  return 1;
-}
-
-static int guarded_close (lua_State *L) {
-  if (!host_task(L)) return call_original(L);
-  return luaL_error(L, "coroutine.close: cannot close a task the host runs");
-}
-
-void pyq_open_sched (lua_State *L) {
-  lua_getglobal(L, "coroutine");
-  lua_pushcfunction(L, guarded_resume);
-  lua_setfield(L, -2, "resume");
-  lua_pushcfunction(L, guarded_wrap);
-  lua_setfield(L, -2, "wrap");
-  lua_getfield(L, -1, "close");
-  lua_pushcclosure(L, guarded_close, 1);
-  lua_setfield(L, -2, "close");
-  lua_pop(L, 1);
-  pyq_open_signal(L);
 }
 
 /* At exit every fiber must be gone: a leftover one is a leak of its thread's

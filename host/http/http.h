@@ -5,7 +5,10 @@
 
 #include <stdio.h>
 #include <curl/curl.h>
-#include "host.h"
+#include "core/sched.h"
+#include "lua/check.h"
+
+typedef struct pyq_http pyq_http;
 
 typedef struct pyq_http_opts {
   const char *fname;      /* for errors: pyq.http.request, pyq.http.get, ... */

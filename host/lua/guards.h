@@ -1,0 +1,12 @@
+/* guards.h -- coroutine, pcall/xpcall and os.exit as the host needs them
+ * (guards.c). */
+#ifndef PYQ_GUARDS_H
+#define PYQ_GUARDS_H
+
+#include "core/sched.h"
+
+#define PYQ_EXITING "pyq: exiting (os.exit)"
+
+void pyq_open_guards (lua_State *L);
+
+#endif
