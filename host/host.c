@@ -77,7 +77,7 @@ static void main_finish (pyq_fiber *f, int status) {
     fflush(stderr);
     lua_pop(h->L, 3);
     h->exit_code = 1;
-    pyq_cancel_all(h, PYQ_CANCELLED);
+    pyq_cancel_all(h, &pyq_cancelled_reason);
   }
   pyq_fiber_free(f);
 }

@@ -16,6 +16,7 @@
 
 typedef struct pyq_host pyq_host;
 typedef struct pyq_fiber pyq_fiber;
+typedef struct pyq_reason pyq_reason;
 
 /* Something the scheduler runs on its next turn: a fiber to resume, or a
  * queue that wants workers started. */
@@ -28,7 +29,7 @@ typedef struct pyq_job {
  * that owns the tasks, registered by that layer when it opens (the queue),
  * so the core never calls upward by name.  Each is NULL until then. */
 typedef struct pyq_owner {
-  int (*cancel_all) (pyq_host *h, const char *msg);  /* how many cancelled */
+  int (*cancel_all) (pyq_host *h, const pyq_reason *why);  /* how many */
   int (*unstick) (pyq_host *h);      /* cancel tasks nothing can wake */
   int (*live_fibers) (pyq_host *h);  /* for the leak check at exit */
   void (*unclosed) (pyq_host *h);    /* warn about, and stop, what was
@@ -61,6 +62,8 @@ struct pyq_host {
   /* log (core/log.c) */
   int log_level;
   void (*before_log) (pyq_host *h);  /* erases live output (report) */
+  /* pushes a pyq.Error of kind with msg (lua/error.c); NULL: a string */
+  void (*push_error) (lua_State *L, const char *kind, const char *msg);
   int warnings_on;        /* warn("@on") / warn("@off") */
   char warning[1024];     /* a Lua warning being put together */
   /* subsystems, each NULL until opened */

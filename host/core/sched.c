@@ -87,14 +87,8 @@ pyq_fiber *pyq_fiber_check (lua_State *L, const char *fname) {
     luaL_error(L, "%s: cannot wait here: a C function is on the call stack "
               "(a __close or __gc handler, or a callback of table.sort, "
               "string.gsub and the like)", fname);
-  if (f->run.cancel_msg != NULL) {
-    lua_pushstring(L, f->run.cancel_msg);
-    lua_error(L);
-  }
-  if (f->run.expired) {
-    lua_pushliteral(L, PYQ_TIMED_OUT);
-    lua_error(L);
-  }
+  if (f->run.cancel != NULL) pyq_raise_reason(L, f->run.cancel);
+  if (f->run.expired) pyq_raise_reason(L, &pyq_timeout_reason);
   return f;
 }
 
@@ -171,24 +165,44 @@ void pyq_run_end (pyq_fiber *f) {
 
 /* Marks the task on f cancelled: every wait raises msg until it ends.  The
  * one place a task becomes cancelled; the first reason stays. */
-void pyq_run_cancel (pyq_fiber *f, const char *msg) {
-  if (f->run.cancel_msg == NULL) f->run.cancel_msg = msg;
+void pyq_run_cancel (pyq_fiber *f, const pyq_reason *why) {
+  if (f->run.cancel == NULL) f->run.cancel = why;
 }
 
 /* The task stops at its current wait (or its next one, if it is running
  * now) with msg raised; every later wait raises it again until it ends. */
-void pyq_cancel (pyq_fiber *f, const char *msg) {
-  pyq_run_cancel(f, msg);
-  pyq_fail(f, f->run.cancel_msg);
+void pyq_cancel (pyq_fiber *f, const pyq_reason *why) {
+  pyq_run_cancel(f, why);
+  pyq_fail(f, f->run.cancel);
 }
 
 /* Cancels every task of the owning layer; returns how many. */
-int pyq_cancel_all (pyq_host *h, const char *msg) {
-  return h->tasks.cancel_all ? h->tasks.cancel_all(h, msg) : 0;
+int pyq_cancel_all (pyq_host *h, const pyq_reason *why) {
+  return h->tasks.cancel_all ? h->tasks.cancel_all(h, why) : 0;
 }
 
-/* A parked fiber's wait raises msg (once). */
-void pyq_fail (pyq_fiber *f, const char *msg) {
+const pyq_reason pyq_cancelled_reason = {"cancelled", PYQ_CANCELLED};
+const pyq_reason pyq_timeout_reason = {"timeout", PYQ_TIMED_OUT};
+const pyq_reason pyq_deadlock_reason = {"deadlock", "pyq: deadlock: the "
+  "task waits for something that can never happen"};
+const pyq_reason pyq_main_deadlock_reason = {"deadlock", "pyq: deadlock: the "
+  "main task waits for something that can never happen"};
+
+/* Pushes the error for why: a pyq.Error once lua/error.c is open. */
+void pyq_push_error (lua_State *L, const pyq_reason *why) {
+  pyq_host *h = pyq_host_of(L);
+  lua_checkstack(L, 4);
+  if (h->push_error) h->push_error(L, why->kind, why->msg);
+  else lua_pushstring(L, why->msg);
+}
+
+int pyq_raise_reason (lua_State *L, const pyq_reason *why) {
+  pyq_push_error(L, why);
+  return lua_error(L);
+}
+
+/* A parked fiber's wait raises why's error (once). */
+void pyq_fail (pyq_fiber *f, const pyq_reason *why) {
   if (!(f->flags & PYQ_F_PARKED)) return;
   if (f->wop != NULL) {
     f->wop->disarm(f, f->on);
@@ -199,7 +213,7 @@ void pyq_fail (pyq_fiber *f, const char *msg) {
   f->wop = NULL;
   lua_checkstack(f->L, 2);
   lua_pushboolean(f->L, 0);
-  lua_pushstring(f->L, msg);
+  pyq_push_error(f->L, why);
   f->nargs = 2;
   f->flags |= PYQ_F_FAILING;
   pyq_post(f->host, &f->job);
@@ -221,8 +235,7 @@ static void run_turn (pyq_host *h) {
  * them so they end instead of the process hanging or leaving silently. */
 static int unstick (pyq_host *h) {
   if (h->main && (h->main->flags & PYQ_F_PARKED)) {
-    pyq_cancel(h->main, "pyq: deadlock: the main task waits for something "
-               "that can never happen");
+    pyq_cancel(h->main, &pyq_main_deadlock_reason);
     return 1;
   }
   return h->tasks.unstick ? h->tasks.unstick(h) : 0;

@@ -27,13 +27,20 @@ typedef struct pyq_wait_ops {
   void (*disarm) (pyq_fiber *f, void *on);
 } pyq_wait_ops;
 
+/* Why a task stops: its error's kind and message.  The host's reasons are
+ * constants (pyq_cancelled_reason, ...), compared by address. */
+typedef struct pyq_reason {
+  const char *kind;       /* "cancelled", "timeout", "interrupted", ... */
+  const char *msg;        /* the message its pyq.Error carries */
+} pyq_reason;
+
 /* What a task carries while a fiber runs it: who runs it and where it came
  * in, whether it is cancelled and why, and its pyq.timeout scopes.  Set
  * afresh for each task (pyq_run_begin); one function marks it cancelled. */
 typedef struct pyq_run {
   void *owner;            /* the queue running it; NULL for the main task */
   lua_Integer idx;        /* its put index (1-based); 0 for the main task */
-  const char *cancel_msg; /* set: every wait raises it until the task ends */
+  const pyq_reason *cancel;  /* set: every wait raises it until it ends */
   pyq_deadline *deadline; /* innermost pyq.timeout scope */
   int expired;            /* scopes in the chain whose deadline fired */
 } pyq_run;
@@ -63,13 +70,15 @@ struct pyq_fiber {
 /* Every wait of a cancelled task raises this, so users recognise it. */
 #define PYQ_CANCELLED "pyq: task cancelled"
 #define PYQ_TIMED_OUT "pyq.timeout: timed out"
+extern const pyq_reason pyq_cancelled_reason, pyq_timeout_reason,
+                        pyq_deadlock_reason, pyq_main_deadlock_reason;
 
 static inline pyq_fiber *pyq_fiber_of (lua_State *L) {
   return *(pyq_fiber **)lua_getextraspace(L);
 }
 
 static inline int pyq_cancelled (const pyq_fiber *f) {
-  return f->run.cancel_msg != NULL;
+  return f->run.cancel != NULL;
 }
 
 /* A fiber of `size` bytes (at least sizeof(pyq_fiber), which comes first),
@@ -84,13 +93,15 @@ int pyq_park (lua_State *L, pyq_fiber *f, const pyq_wait_ops *ops, void *on,
 int pyq_resumed (lua_State *L, pyq_fiber *f);
 void pyq_wake (pyq_fiber *f, int n);
 void pyq_wake_now (pyq_fiber *f, int n);
-void pyq_fail (pyq_fiber *f, const char *msg);
+void pyq_fail (pyq_fiber *f, const pyq_reason *why);
+void pyq_push_error (lua_State *L, const pyq_reason *why);
+int pyq_raise_reason (lua_State *L, const pyq_reason *why);
 
 void pyq_run_begin (pyq_fiber *f, void *owner, lua_Integer idx);
 void pyq_run_end (pyq_fiber *f);
-void pyq_run_cancel (pyq_fiber *f, const char *msg);
-void pyq_cancel (pyq_fiber *f, const char *msg);
-int pyq_cancel_all (pyq_host *h, const char *msg);
+void pyq_run_cancel (pyq_fiber *f, const pyq_reason *why);
+void pyq_cancel (pyq_fiber *f, const pyq_reason *why);
+int pyq_cancel_all (pyq_host *h, const pyq_reason *why);
 
 void pyq_post (pyq_host *h, pyq_job *j);
 void pyq_sched_run (pyq_host *h);

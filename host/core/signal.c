@@ -20,12 +20,19 @@
 
 static pyq_host *signal_host;   /* a signal handler has no other way in */
 
-static const char *message (int sig) {
+static const pyq_reason by_sigint = {"interrupted", "pyq: interrupted (SIGINT)"};
+static const pyq_reason by_sigterm = {"interrupted",
+                                      "pyq: interrupted (SIGTERM)"};
+static const pyq_reason by_sigpipe = {"interrupted",
+                                      "pyq: interrupted (stdout was closed)"};
+static const pyq_reason by_other = {"interrupted", "pyq: interrupted"};
+
+const pyq_reason *pyq_interrupt_reason (int sig) {
   switch (sig) {
-    case SIGINT: return "pyq: interrupted (SIGINT)";
-    case SIGTERM: return "pyq: interrupted (SIGTERM)";
-    case SIGPIPE: return "pyq: interrupted (stdout was closed)";
-    default: return "pyq: interrupted";
+    case SIGINT: return &by_sigint;
+    case SIGTERM: return &by_sigterm;
+    case SIGPIPE: return &by_sigpipe;
+    default: return &by_other;
   }
 }
 
@@ -39,16 +46,16 @@ static void interrupt_hook (lua_State *L, lua_Debug *ar) {
   (void)ar;
   lua_sethook(L, NULL, 0, 0);
   if (f == NULL) f = h->current;   /* a coroutine the task resumed */
-  if (f != NULL) pyq_run_cancel(f, message(h->signal));
-  luaL_error(L, "%s", message(h->signal));
+  if (f != NULL) pyq_run_cancel(f, pyq_interrupt_reason(h->signal));
+  pyq_raise_reason(L, pyq_interrupt_reason(h->signal));
 }
 
-/* The interruption message if the running task was interrupted (by a
- * signal or os.exit), else NULL. */
-const char *pyq_interrupted (pyq_host *h) {
+/* Why the running task was interrupted (by a signal, os.exit or a closed
+ * stdout), else NULL. */
+const pyq_reason *pyq_interrupted (pyq_host *h) {
   pyq_fiber *f = h->current;
   if ((h->signal || h->exit_requested) && f != NULL && pyq_cancelled(f))
-    return f->run.cancel_msg;
+    return f->run.cancel;
   return NULL;
 }
 
@@ -101,10 +108,10 @@ static void handle (pyq_host *h) {
   if (h->signal_handled) return;
   h->signal_handled = 1;
   run_hooks(h);
-  n = pyq_cancel_all(h, message(h->signal));
+  n = pyq_cancel_all(h, pyq_interrupt_reason(h->signal));
   pyq_log(h, PYQ_WARNING, "pyqhost", "%s: cancelled %d tasks",
-          message(h->signal), n);
-  if (h->main) pyq_cancel(h->main, message(h->signal));
+          pyq_interrupt_reason(h->signal)->msg, n);
+  if (h->main) pyq_cancel(h->main, pyq_interrupt_reason(h->signal));
 }
 
 static void on_async (uv_async_t *a) {

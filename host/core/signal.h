@@ -8,7 +8,8 @@
 void pyq_signal_init (pyq_host *h);
 void pyq_interrupt (pyq_host *h, int sig);
 void pyq_signal_check (pyq_host *h);
-const char *pyq_interrupted (pyq_host *h);
+const pyq_reason *pyq_interrupted (pyq_host *h);
+const pyq_reason *pyq_interrupt_reason (int sig);
 void pyq_interrupt_arm (pyq_host *h, lua_State *L);
 /* Owners of buffered output register a pyq_job here (its link unused
  * otherwise); it runs, from the loop, when SIGINT, SIGTERM or a closed

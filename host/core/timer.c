@@ -62,7 +62,7 @@ static void deadline_fired (uv_timer_t *t) {
   pyq_deadline *d = t->data;
   d->fired = 1;
   d->f->run.expired++;
-  pyq_fail(d->f, PYQ_TIMED_OUT);
+  pyq_fail(d->f, &pyq_timeout_reason);
 }
 
 pyq_deadline *pyq_deadline_push (lua_State *L, pyq_fiber *f, double s) {

@@ -11,11 +11,8 @@
 
 
 static int finish_pcall (lua_State *L, int status, lua_KContext extra) {
-  const char *msg = pyq_interrupted(pyq_host_of(L));
-  if (msg != NULL) {
-    lua_pushstring(L, msg);
-    return lua_error(L);
-  }
+  const pyq_reason *why = pyq_interrupted(pyq_host_of(L));
+  if (why != NULL) return pyq_raise_reason(L, why);
   if (status != LUA_OK && status != LUA_YIELD) {
     lua_pushboolean(L, 0);
     lua_pushvalue(L, -2);
@@ -98,11 +95,8 @@ static int resume_co (lua_State *L, lua_State *co, int narg) {
 }
 
 static void raise_if_interrupted (lua_State *L) {
-  const char *msg = pyq_interrupted(pyq_host_of(L));
-  if (msg != NULL) {
-    lua_pushstring(L, msg);
-    lua_error(L);
-  }
+  const pyq_reason *why = pyq_interrupted(pyq_host_of(L));
+  if (why != NULL) pyq_raise_reason(L, why);
 }
 
 static int guarded_resume (lua_State *L) {
@@ -162,6 +156,8 @@ static int guarded_close (lua_State *L) {
   return luaL_error(L, "coroutine.close: cannot close a task the host runs");
 }
 
+const pyq_reason pyq_exit_reason = {"exit", PYQ_EXITING};
+
 /* os.exit(code [, close]): every task is cancelled and the current one
  * raises, so the job unwinds and the host exits with `code` after closing
  * everything (whatever `close` says). */
@@ -179,12 +175,11 @@ static int host_exit (lua_State *L) {
   if (!h->exit_requested) {
     h->exit_requested = 1;
     h->exit_code = code;
-    pyq_cancel_all(h, PYQ_EXITING);
-    if (h->main && h->main != f) pyq_cancel(h->main, PYQ_EXITING);
+    pyq_cancel_all(h, &pyq_exit_reason);
+    if (h->main && h->main != f) pyq_cancel(h->main, &pyq_exit_reason);
   }
-  if (f != NULL) pyq_run_cancel(f, PYQ_EXITING);
-  lua_pushliteral(L, PYQ_EXITING);
-  return lua_error(L);
+  if (f != NULL) pyq_run_cancel(f, &pyq_exit_reason);
+  return pyq_raise_reason(L, &pyq_exit_reason);
 }
 
 void pyq_open_guards (lua_State *L) {

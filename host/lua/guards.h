@@ -7,6 +7,8 @@
 
 #define PYQ_EXITING "pyq: exiting (os.exit)"
 
+extern const pyq_reason pyq_exit_reason;
+
 void pyq_open_guards (lua_State *L);
 
 #endif

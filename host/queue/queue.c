@@ -256,7 +256,8 @@ static void settle (lua_State *L, int qidx, pyq_queue *q, pyq_fiber *f,
 /* Drops the pending tasks as cancelled.  Their put indices are the last
  * `pending` ones; join{ all = true } gets an error for each, remembered
  * as one range rather than one entry per task. */
-static lua_Integer drop_pending (lua_State *L, pyq_queue *q, const char *msg) {
+static lua_Integer drop_pending (lua_State *L, pyq_queue *q,
+                                 const pyq_reason *why) {
   lua_Integer i, n = q->st->pending, lo = q->counter - n + 1;
   lua_createtable(L, RING_MIN, 0);
   lua_setiuservalue(L, 1, Q_RING);
@@ -264,7 +265,7 @@ static lua_Integer drop_pending (lua_State *L, pyq_queue *q, const char *msg) {
   q->cap = RING_MIN;
   q->st->cancelled += n;
   if (n > 0 && q->streaming) {
-    lua_pushstring(L, msg);
+    pyq_push_error(L, why);
     for (i = lo; i <= q->counter; i++) {
       pyq_error_push(L, "cancelled", -1, i);
       stream_push(L, 1, q, i, 0);
@@ -284,7 +285,7 @@ static lua_Integer drop_pending (lua_State *L, pyq_queue *q, const char *msg) {
     lua_rawseti(L, -2, i + 1);
     lua_pushinteger(L, q->counter);
     lua_rawseti(L, -2, i + 2);
-    lua_pushstring(L, msg);
+    pyq_push_error(L, why);
     lua_rawseti(L, -2, i + 3);
     lua_pop(L, 2);
   }
@@ -846,14 +847,16 @@ static void stop_workers (pyq_queue *q) {
   }
 }
 
+static const pyq_reason put_closed = {"usage",
+  "pyq.Queue.put: the queue is closed"};
+
 static void mark_closed (lua_State *L, pyq_queue *q) {
   q->closed = 1;
   q->streaming = 0;
   pyq_list_remove(&q->dispatch.link);
   pyq_list_remove(&q->member);
   while (!pyq_list_empty(&q->putters))
-    pyq_fail(pyq_container(q->putters.next, pyq_fiber, wait),
-             "pyq.Queue.put: the queue is closed");
+    pyq_fail(pyq_container(q->putters.next, pyq_fiber, wait), &put_closed);
   wake_all(&q->streamers);
   stop_workers(q);
   luaL_unref(L, LUA_REGISTRYINDEX, q->ref);
@@ -863,13 +866,13 @@ static void mark_closed (lua_State *L, pyq_queue *q) {
 
 /* Drops the pending tasks and cancels the running ones at their current
  * wait; returns how many.  The queue is at index 1. */
-static lua_Integer cancel (lua_State *L, pyq_queue *q, const char *msg) {
-  lua_Integer n = drop_pending(L, q, msg);
+static lua_Integer cancel (lua_State *L, pyq_queue *q, const pyq_reason *why) {
+  lua_Integer n = drop_pending(L, q, why);
   pyq_link *l;
   for (l = q->fibers.next; l != &q->fibers; l = l->next) {
     pyq_fiber *f = &pyq_container(l, worker, member)->f;
     if ((f->flags & W_BUSY) && !pyq_cancelled(f)) {
-      pyq_cancel(f, msg);
+      pyq_cancel(f, why);
       f->flags |= W_UNWINDING;
       q->unwinding++;
       n++;
@@ -891,7 +894,7 @@ static int close_k (lua_State *L, int status, lua_KContext ctx) {
   pyq_queue *q = lua_touserdata(L, 1);
   (void)status;
   if (!pyq_resumed(L, (pyq_fiber *)ctx)) {
-    cancel(L, q, PYQ_CANCELLED);
+    cancel(L, q, &pyq_cancelled_reason);
     mark_closed(L, q);
     return lua_error(L);
   }
@@ -909,7 +912,7 @@ static int queue_close (lua_State *L) {
   pyq_queue *q = checkqueue(L, "pyq.Queue.close");
   if (q->closed) return 0;
   if (!lua_isnoneornil(L, 2)) {
-    lua_Integer n = cancel(L, q, PYQ_CANCELLED);
+    lua_Integer n = cancel(L, q, &pyq_cancelled_reason);
     mark_closed(L, q);
     if (n > 0)
       pyq_log(q->host, PYQ_WARNING, q->st->where, "cancelled %d tasks: the "
@@ -943,7 +946,7 @@ static int queue_cancel (lua_State *L) {
   pyq_queue *q = checkqueue(L, "pyq.Queue.cancel");
   pyq_fiber *f = pyq_fiber_of(L);
   lua_settop(L, 1);
-  lua_pushinteger(L, cancel(L, q, PYQ_CANCELLED));
+  lua_pushinteger(L, cancel(L, q, &pyq_cancelled_reason));
   if (q->unwinding == 0 || f == NULL || !lua_isyieldable(L) || own_task(L, q) ||
       pyq_cancelled(f) || (f->flags & PYQ_F_NOWAIT))
     return 1;
@@ -1172,8 +1175,7 @@ static int unstick_queues (pyq_host *h) {
           (W_BUSY | PYQ_F_PARKED)) {
         pyq_log(h, PYQ_ERROR, q->st->where, "a task waits for something that "
                 "can never happen; cancelling it");
-        pyq_cancel(f, "pyq: deadlock: the task waits for something that "
-                   "can never happen");
+        pyq_cancel(f, &pyq_deadlock_reason);
         n++;
       }
     }
@@ -1181,14 +1183,14 @@ static int unstick_queues (pyq_host *h) {
   return n;
 }
 
-static int cancel_queues (pyq_host *h, const char *msg) {
+static int cancel_queues (pyq_host *h, const pyq_reason *why) {
   pyq_link *l;
   int n = 0;
   for (l = open_queues(h)->next; l != open_queues(h); l = l->next) {
     pyq_queue *q = pyq_container(l, pyq_queue, member);
     lua_rawgeti(h->L, LUA_REGISTRYINDEX, q->ref);
     lua_insert(h->L, 1);
-    n += (int)cancel(h->L, q, msg);
+    n += (int)cancel(h->L, q, why);
     lua_remove(h->L, 1);
   }
   return n;

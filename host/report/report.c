@@ -462,7 +462,6 @@ void pyq_report_summary (pyq_host *h) {
 
 /* ---- output from Lua ---------------------------------------------------- */
 
-static const char stdout_closed[] = "pyq: interrupted (stdout was closed)";
 
 enum { W_PRINT, W_IO_WRITE, W_FILE_WRITE };
 
@@ -478,9 +477,8 @@ static int on_terminal (pyq_host *h, FILE *f) {
 static int closed_stdout (lua_State *L, pyq_host *h) {
   pyq_fiber *f = pyq_fiber_of(L);
   pyq_interrupt(h, SIGPIPE);   /* handled at the run loop's next turn */
-  if (f != NULL) pyq_run_cancel(f, stdout_closed);
-  lua_pushstring(L, stdout_closed);
-  return lua_error(L);
+  if (f != NULL) pyq_run_cancel(f, pyq_interrupt_reason(SIGPIPE));
+  return pyq_raise_reason(L, pyq_interrupt_reason(SIGPIPE));
 }
 
 /* print, io.write and file:write: output to the terminal erases the live
