@@ -5,6 +5,7 @@
  * while more jobs are ready, blocking otherwise, and stops when neither has
  * anything left; then it asks the task owner to unstick what nothing can
  * wake, and goes on while that cancelled something. */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,17 +75,30 @@ void pyq_fiber_resume (pyq_fiber *f) {
     lua_pop(f->L, nres);
 }
 
+/* A usage error (luaL_error's text), typed once lua/error.c is open. */
+static int usage (lua_State *L, const char *fmt, ...) {
+  pyq_reason why = {"usage", NULL};
+  va_list ap;
+  luaL_where(L, 1);
+  va_start(ap, fmt);
+  lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  lua_concat(L, 2);
+  why.msg = lua_tostring(L, -1);
+  return pyq_raise_reason(L, &why);
+}
+
 pyq_fiber *pyq_fiber_check (lua_State *L, const char *fname) {
   pyq_fiber *f = pyq_fiber_of(L);
   if (f == NULL)
-    luaL_error(L, "%s: cannot wait here: this coroutine is not run by the host "
+    usage(L, "%s: cannot wait here: this coroutine is not run by the host "
               "(wait from the main script, a queue task or pyq.await)", fname);
   if (f->flags & PYQ_F_NOWAIT)
-    luaL_error(L, "%s: cannot wait in an exception_handler (it runs between "
+    usage(L, "%s: cannot wait in an exception_handler (it runs between "
                "two tasks of the worker; put a task into a queue for slow "
                "work)", fname);
   if (!lua_isyieldable(L))
-    luaL_error(L, "%s: cannot wait here: a C function is on the call stack "
+    usage(L, "%s: cannot wait here: a C function is on the call stack "
               "(a __close or __gc handler, or a callback of table.sort, "
               "string.gsub and the like)", fname);
   if (f->run.cancel != NULL) pyq_raise_reason(L, f->run.cancel);

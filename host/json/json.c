@@ -19,6 +19,7 @@
 #include <lauxlib.h>
 #include "json.h"
 #include "lua/check.h"
+#include "lua/error.h"
 #include "core/log.h"
 #include "core/signal.h"
 
@@ -848,15 +849,15 @@ static int json_encode (lua_State *L) {
   luaL_checkany(L, 1);
   if (!lua_isnoneornil(L, 2)) {
     if (!lua_istable(L, 2))
-      return luaL_error(L, "pyq.json.encode: options must be a table, got %s", luaL_typename(L, 2));
+      return pyq_usage(L, "pyq.json.encode: options must be a table, got %s", luaL_typename(L, 2));
     lua_pushnil(L);
     while (lua_next(L, 2)) {
       const char *v;
       if (lua_type(L, -2) != LUA_TSTRING || strcmp(lua_tostring(L, -2), "invalid_utf8") != 0)
-        return luaL_error(L, "pyq.json.encode: unknown option '%s'", luaL_tolstring(L, -2, NULL));
+        return pyq_usage(L, "pyq.json.encode: unknown option '%s'", luaL_tolstring(L, -2, NULL));
       v = lua_tostring(L, -1);
       if (lua_type(L, -1) != LUA_TSTRING || (strcmp(v, "error") && strcmp(v, "replace")))
-        return luaL_error(L, "pyq.json.encode: invalid_utf8 must be \"replace\" or \"error\", got %s",
+        return pyq_usage(L, "pyq.json.encode: invalid_utf8 must be \"replace\" or \"error\", got %s",
                           pyq_got(L, -1));
       if (strcmp(v, "error") == 0) flags |= PYQ_JSON_UTF8_ERROR;
       lua_pop(L, 1);
@@ -865,7 +866,7 @@ static int json_encode (lua_State *L) {
   lua_settop(L, 1);
   b->n = 0;
   if (!pyq_json_encode(L, 1, b, flags))
-    return luaL_error(L, "pyq.json.encode: %s", lua_tostring(L, -1));
+    return pyq_raise(L, "encode", "pyq.json.encode: %s", lua_tostring(L, -1));
   lua_pushlstring(L, b->p, b->n);
   if (b->size > (1u << 20)) pyq_jbuf_free(b);   /* do not keep a huge one */
   return 1;
@@ -875,10 +876,10 @@ static int json_decode (lua_State *L) {
   size_t n;
   const char *s;
   if (lua_type(L, 1) != LUA_TSTRING)
-    return luaL_error(L, "pyq.json.decode: expected a string, got %s", luaL_typename(L, 1));
+    return pyq_usage(L, "pyq.json.decode: expected a string, got %s", luaL_typename(L, 1));
   s = lua_tolstring(L, 1, &n);
   if (!pyq_json_decode(L, s, n, 0))
-    return luaL_error(L, "pyq.json.decode: %s", lua_tostring(L, -1));
+    return pyq_raise(L, "decode", "pyq.json.decode: %s", lua_tostring(L, -1));
   return 1;
 }
 
@@ -888,12 +889,12 @@ static int mark (lua_State *L, int which, const char *fname) {
     lua_settop(L, 0);
     lua_newtable(L);
   } else if (!lua_istable(L, 1)) {
-    return luaL_error(L, "%s: expected a table, got %s", fname, luaL_typename(L, 1));
+    return pyq_usage(L, "%s: expected a table, got %s", fname, luaL_typename(L, 1));
   }
   lua_settop(L, 1);
   push_markers(L);
   if (lua_getmetatable(L, 1) && !lua_rawequal(L, -1, 2) && !lua_rawequal(L, -1, 3))
-    return luaL_error(L, "%s: the table has a metatable of its own", fname);
+    return pyq_usage(L, "%s: the table has a metatable of its own", fname);
   lua_settop(L, 3);
   lua_pushvalue(L, which == ARRAY ? 2 : 3);
   lua_setmetatable(L, 1);

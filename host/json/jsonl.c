@@ -19,6 +19,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 #include "lua/check.h"
+#include "lua/error.h"
 #include "core/log.h"
 #include "core/signal.h"
 #include "json.h"
@@ -143,13 +144,13 @@ static void on_interrupt (pyq_host *h, pyq_job *hook) {
 static writer *check_writer (lua_State *L, const char *fname) {
   writer *w = luaL_testudata(L, 1, WRITER);
   if (w == NULL)
-    luaL_error(L, "%s: bad self (a pyq.jsonl writer expected, got %s)", fname,
+    pyq_usage(L, "%s: bad self (a pyq.jsonl writer expected, got %s)", fname,
                luaL_typename(L, 1));
   return w;
 }
 
 static int raise_write (lua_State *L, writer *w, const char *fname, int err) {
-  return luaL_error(L, "%s: cannot write '%s': %s", fname, w->path, strerror(err));
+  return pyq_raise(L, "io", "%s: cannot write '%s': %s", fname, w->path, strerror(err));
 }
 
 /* A failure the timer or the interrupt found is raised once, here. */
@@ -166,12 +167,12 @@ static int writer_write (lua_State *L) {
   size_t start;
   double t;
   int err;
-  if (w->closed) return luaL_error(L, "pyq.jsonl.write: '%s' is closed", w->path);
+  if (w->closed) return pyq_usage(L, "pyq.jsonl.write: '%s' is closed", w->path);
   luaL_checkany(L, 2);
   raise_pending(L, w, "pyq.jsonl.write");
   w->buf.n = start = w->whole;   /* drop what an error left half-encoded */
   if (!pyq_json_encode(L, 2, &w->buf, w->flags))
-    return luaL_error(L, "pyq.jsonl.write: cannot encode a line for '%s': %s",
+    return pyq_raise(L, "encode", "pyq.jsonl.write: cannot encode a line for '%s': %s",
                       w->path, lua_tostring(L, -1));
   if (!(w->buf.size > w->buf.n || pyq_jbuf_grow(&w->buf, 1))) {
     w->buf.n = start;
@@ -201,7 +202,7 @@ static int writer_write (lua_State *L) {
 static int writer_flush (lua_State *L) {
   writer *w = check_writer(L, "pyq.jsonl.flush");
   int err;
-  if (w->closed) return luaL_error(L, "pyq.jsonl.flush: '%s' is closed", w->path);
+  if (w->closed) return pyq_usage(L, "pyq.jsonl.flush: '%s' is closed", w->path);
   raise_pending(L, w, "pyq.jsonl.flush");
   if (w->whole > 0 && (err = write_lines(w)) != 0)
     return raise_write(L, w, "pyq.jsonl.flush", err);
@@ -231,7 +232,7 @@ static int writer_close (lua_State *L) {
   lua_Integer lost;
   int err = finish(w, &lost);
   if (err)
-    return luaL_error(L, "pyq.jsonl.close: cannot write '%s': %s (%I lines lost)",
+    return pyq_raise(L, "io", "pyq.jsonl.close: cannot write '%s': %s (%I lines lost)",
                       w->path, strerror(err), lost);
   return 0;
 }
@@ -273,7 +274,7 @@ static double check_flush (lua_State *L, int idx) {
     double s = lua_tonumber(L, idx);
     if (s > 0 && s <= 86400) return s;
   }
-  luaL_error(L, "pyq.jsonl.open: flush must be a number of seconds (0 < s <= 86400) "
+  pyq_usage(L, "pyq.jsonl.open: flush must be a number of seconds (0 < s <= 86400) "
              "or \"line\", got %s", luaL_tolstring(L, idx, NULL));
   return 0;
 }
@@ -287,17 +288,17 @@ static int jsonl_open (lua_State *L) {
   double interval = 1;
   writer *w;
   if (lua_type(L, 1) != LUA_TSTRING)
-    return luaL_error(L, "pyq.jsonl.open: path must be a string, got %s", luaL_typename(L, 1));
+    return pyq_usage(L, "pyq.jsonl.open: path must be a string, got %s", luaL_typename(L, 1));
   path = lua_tolstring(L, 1, &n);
   if (!lua_isnoneornil(L, 2)) {
     if (!lua_istable(L, 2))
-      return luaL_error(L, "pyq.jsonl.open: options must be a table, got %s", luaL_typename(L, 2));
+      return pyq_usage(L, "pyq.jsonl.open: options must be a table, got %s", luaL_typename(L, 2));
     lua_pushnil(L);
     while (lua_next(L, 2)) {
       const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
       if (strcmp(k, "append") == 0) {
         if (!lua_isboolean(L, -1))
-          return luaL_error(L, "pyq.jsonl.open: append must be a boolean, got %s", luaL_typename(L, -1));
+          return pyq_usage(L, "pyq.jsonl.open: append must be a boolean, got %s", luaL_typename(L, -1));
         append = lua_toboolean(L, -1);
       } else if (strcmp(k, "flush") == 0) {
         interval = check_flush(L, lua_gettop(L));
@@ -305,15 +306,15 @@ static int jsonl_open (lua_State *L) {
         const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
         if (strcmp(v, "error") == 0) flags = PYQ_JSON_UTF8_ERROR;
         else if (strcmp(v, "replace") != 0)
-          return luaL_error(L, "pyq.jsonl.open: invalid_utf8 must be \"replace\" or \"error\", got %s",
+          return pyq_usage(L, "pyq.jsonl.open: invalid_utf8 must be \"replace\" or \"error\", got %s",
                             pyq_got(L, -1));
       } else {
-        return luaL_error(L, "pyq.jsonl.open: unknown option '%s'", luaL_tolstring(L, -2, NULL));
+        return pyq_usage(L, "pyq.jsonl.open: unknown option '%s'", luaL_tolstring(L, -2, NULL));
       }
       lua_pop(L, 1);
     }
   }
-  if (strlen(path) != n) return luaL_error(L, "pyq.jsonl.open: path contains a NUL byte");
+  if (strlen(path) != n) return pyq_usage(L, "pyq.jsonl.open: path contains a NUL byte");
   w = lua_newuserdatauv(L, sizeof(writer) + n, 0);
   memset(w, 0, sizeof(writer));
   memcpy(w->path, path, n + 1);
@@ -325,7 +326,7 @@ static int jsonl_open (lua_State *L) {
   if (fd < 0)
     fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC), 0666);
   if (fd < 0)
-    return luaL_error(L, "pyq.jsonl.open: cannot open '%s': %s", path, strerror(errno));
+    return pyq_raise(L, "io", "pyq.jsonl.open: cannot open '%s': %s", path, strerror(errno));
   w->fd = fd;
   w->st = st;
   w->interval = interval;
@@ -350,7 +351,7 @@ static int jsonl_open (lua_State *L) {
 static void decode_line (lua_State *L, const char *fname, const char *path,
                          lua_Integer lineno, const char *s, size_t n) {
   if (!pyq_json_decode(L, s, n, PYQ_JSON_ONE_LINE))
-    luaL_error(L, "%s: '%s' line %I: %s", fname, path, lineno, lua_tostring(L, -1));
+    pyq_raise(L, "decode", "%s: '%s' line %I: %s", fname, path, lineno, lua_tostring(L, -1));
 }
 
 static int blank (const char *s, size_t n) {
@@ -376,7 +377,7 @@ static reader *open_reader (lua_State *L, const char *fname) {
   const char *path;
   reader *r;
   if (lua_type(L, 1) != LUA_TSTRING)
-    luaL_error(L, "%s: path must be a string, got %s", fname, luaL_typename(L, 1));
+    pyq_usage(L, "%s: path must be a string, got %s", fname, luaL_typename(L, 1));
   path = lua_tolstring(L, 1, &n);
   r = lua_newuserdatauv(L, sizeof(reader) + n, 0);
   memset(r, 0, sizeof(reader));
@@ -384,7 +385,7 @@ static reader *open_reader (lua_State *L, const char *fname) {
   luaL_setmetatable(L, READER);
   r->f = fopen(path, "rb");
   if (r->f == NULL)
-    luaL_error(L, "%s: cannot open '%s': %s", fname, path, strerror(errno));
+    pyq_raise(L, "io", "%s: cannot open '%s': %s", fname, path, strerror(errno));
   return r;
 }
 
@@ -407,7 +408,7 @@ static int jsonl_read (lua_State *L) {
   k = (size_t)ferror(r->f);
   fclose(r->f);
   r->f = NULL;
-  if (k) return luaL_error(L, "pyq.jsonl.read: cannot read '%s'", path);
+  if (k) return pyq_raise(L, "io", "pyq.jsonl.read: cannot read '%s'", path);
   luaL_pushresult(&B);
   s = lua_tolstring(L, -1, &n);
   end = s + n;

@@ -3,13 +3,14 @@
 #include <stdio.h>
 #include <string.h>
 #include "check.h"
+#include "error.h"
 #include "core/log.h"
 
 int pyq_checkseconds (lua_State *L, int arg, const char *fname,
                       const char *what) {
   lua_Number s = lua_tonumber(L, arg);
   if (lua_type(L, arg) != LUA_TNUMBER || !(s >= 0))
-    return luaL_error(L, "%s: %s must be a non-negative number (seconds), "
+    return pyq_usage(L, "%s: %s must be a non-negative number (seconds), "
                      "got %s", fname, what, lua_type(L, arg) == LUA_TNUMBER ?
                      lua_tostring(L, arg) : luaL_typename(L, arg));
   return 1;
@@ -26,7 +27,7 @@ int pyq_checklevel (lua_State *L, int idx, const char *fname,
              pyq_log_level_parse(lua_tostring(L, idx), &level)) {
     return level;
   }
-  return luaL_error(L, "%s: %s must be a level number (10 DEBUG .. 50 "
+  return pyq_usage(L, "%s: %s must be a level number (10 DEBUG .. 50 "
                    "CRITICAL, 0 none) or name, got %s", fname, what,
                    lua_type(L, idx) == LUA_TSTRING || lua_isnumber(L, idx) ?
                    lua_tostring(L, idx) : luaL_typename(L, idx));

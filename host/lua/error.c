@@ -39,26 +39,28 @@ static void push_error (lua_State *L, const char *kind, const char *msg) {
   pyq_error_new(L, kind, msg);
 }
 
-int pyq_raise (lua_State *L, const char *kind, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
+static int raise_where (lua_State *L, const char *kind, const char *fmt,
+                        va_list ap) {
+  luaL_where(L, 1);
   lua_pushvfstring(L, fmt, ap);
-  va_end(ap);
+  lua_concat(L, 2);
   pyq_error_new(L, kind, lua_tostring(L, -1));
   return lua_error(L);
 }
 
-/* As luaL_error: the message starts with the position of the Lua code
- * that called the function, so "script.lua:3: pyq.sleep: ..." still. */
+/* As luaL_error, with a kind: the message starts with the position of the
+ * Lua code that called the function ("script.lua:3: pyq.sleep: ..."), as
+ * it did when errors were strings. */
+int pyq_raise (lua_State *L, const char *kind, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  return raise_where(L, kind, fmt, ap);
+}
+
 int pyq_usage (lua_State *L, const char *fmt, ...) {
   va_list ap;
-  luaL_where(L, 1);
   va_start(ap, fmt);
-  lua_pushvfstring(L, fmt, ap);
-  va_end(ap);
-  lua_concat(L, 2);
-  pyq_error_new(L, "usage", lua_tostring(L, -1));
-  return lua_error(L);
+  return raise_where(L, "usage", fmt, ap);
 }
 
 /* Pushes an outcome object of `kind` for the error value at err_idx. */

@@ -8,7 +8,8 @@
 /* Pushes a new pyq.Error {kind, message}; the caller may set more fields
  * (method, url, status) on it before raising it with lua_error. */
 void pyq_error_new (lua_State *L, const char *kind, const char *msg);
-/* Raises a pyq.Error of kind with a lua_pushfstring-style message. */
+/* Raises a pyq.Error of kind; the message is lua_pushfstring's, after the
+ * caller's position as luaL_error puts it. */
 int pyq_raise (lua_State *L, const char *kind, const char *fmt, ...);
 /* Raises a "usage" pyq.Error whose message starts with the caller's
  * position, as luaL_error's does: for bad arguments and bad calls. */

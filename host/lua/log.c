@@ -5,6 +5,7 @@
  * does and the job goes on.  pyq.log.level reads and sets the threshold. */
 #include <string.h>
 #include "check.h"
+#include "error.h"
 #include "log.h"
 #include "core/log.h"
 
@@ -38,7 +39,7 @@ static int log_emit (lua_State *L) {
     level = (int)lua_tointeger(L, lua_upvalueindex(1));
   }
   if (lua_isnone(L, first))
-    return luaL_error(L, "%s: expected a message",
+    return pyq_usage(L, "%s: expected a message",
                       lua_tostring(L, lua_upvalueindex(3)));
   if (level < h->log_level || level <= 0) return 0;
   pyq_where(L, caller_level(L), where, sizeof where);
@@ -70,7 +71,7 @@ static int log_index (lua_State *L) {
 static int log_newindex (lua_State *L) {
   const char *k = luaL_checkstring(L, 2);
   if (strcmp(k, "level") != 0)
-    return luaL_error(L, "pyq.log: cannot set '%s' (only 'level')", k);
+    return pyq_usage(L, "pyq.log: cannot set '%s' (only 'level')", k);
   pyq_host_of(L)->log_level = pyq_checklevel(L, 3, "pyq.log.level", "level");
   return 0;
 }

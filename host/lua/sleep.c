@@ -4,6 +4,7 @@
  * the running task's record, runs the inner task in a protected call, and
  * turns the scope's firing into "pyq.timeout: timed out after N s". */
 #include "check.h"
+#include "error.h"
 #include "task.h"
 #include "sleep.h"
 #include "core/timer.h"
@@ -23,7 +24,7 @@ static int pyq_now (lua_State *L) {
 static int timeout_done (lua_State *L, int status, pyq_fiber *f) {
   double s = f->run.deadline->seconds;
   if (pyq_deadline_pop(f))
-    return luaL_error(L, "%s after %f s", PYQ_TIMED_OUT, (lua_Number)s);
+    return pyq_raise(L, "timeout", "%s after %f s", PYQ_TIMED_OUT, (lua_Number)s);
   if (status != LUA_OK && status != LUA_YIELD) return lua_error(L);
   return lua_gettop(L) - 2;
 }

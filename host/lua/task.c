@@ -8,6 +8,7 @@
 #include <limits.h>
 #include "task.h"
 #include "check.h"
+#include "error.h"
 #include "core/sched.h"
 
 typedef struct pyq_task {
@@ -22,7 +23,7 @@ static const char task_key = 't';
 static void make_task (lua_State *L, int base, int n, int mt) {
   pyq_task *t;
   int i;
-  if (n >= USHRT_MAX - 1) luaL_error(L, "pyq.async: too many arguments");
+  if (n >= USHRT_MAX - 1) pyq_usage(L, "pyq.async: too many arguments");
   t = lua_newuserdatauv(L, sizeof *t, n + 1);
   t->taken = 0;
   t->nargs = n;
@@ -53,7 +54,7 @@ void pyq_task_new (lua_State *L, int nargs) {
 
 static int pyq_async (lua_State *L) {
   if (lua_type(L, 1) != LUA_TFUNCTION)
-    return luaL_error(L, "pyq.async: expected a function, got %s",
+    return pyq_usage(L, "pyq.async: expected a function, got %s",
                      luaL_typename(L, 1));
   lua_settop(L, 1);
   lua_rawgetp(L, LUA_REGISTRYINDEX, &task_key);
@@ -83,7 +84,7 @@ int pyq_task_check (lua_State *L, int idx, const char *fname) {
   lua_State *co;
   if (t != NULL) {
     if (t->taken)
-      return luaL_error(L, "%s: this task was already queued or started "
+      return pyq_usage(L, "%s: this task was already queued or started "
                        "(a task runs once; call the async function again)",
                        fname);
     return 1;
@@ -91,14 +92,14 @@ int pyq_task_check (lua_State *L, int idx, const char *fname) {
   co = lua_tothread(L, idx);
   if (co != NULL) {
     if (!fresh_coroutine(co))
-      return luaL_error(L, "%s: the coroutine was already started or is dead "
+      return pyq_usage(L, "%s: the coroutine was already started or is dead "
                        "(pass a new coroutine.create(fn))", fname);
     return 1;
   }
   if (lua_tocfunction(L, idx) == async_call)
-    return luaL_error(L, "%s: got an async function, not a task: call it "
+    return pyq_usage(L, "%s: got an async function, not a task: call it "
                      "to make one, as in queue:put(fetch(id))", fname);
-  return luaL_error(L, "%s: expected a task (the result of calling a "
+  return pyq_usage(L, "%s: expected a task (the result of calling a "
                    "pyq.async function, or coroutine.create(fn)), got %s",
                    fname, luaL_typename(L, idx));
 }

@@ -86,7 +86,9 @@ describe("hardening", function()
     for i, f in ipairs(calls) do
       local ok, err = pcall(f)
       assert.is_false(ok, "case " .. i)
-      assert.is_string(err, "case " .. i)
+      -- lauxlib's checks raise strings, the host's own a usage pyq.Error
+      assert.is_true(type(err) == "string" or pyq.is_error(err, "usage"),
+                     "case " .. i .. ": " .. tostring(err))
     end
     assert.is_true(pyq.is_error(err_obj), "the objects are still whole")
     w:write({ still = "works" })
