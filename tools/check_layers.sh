@@ -11,7 +11,7 @@
 #   queue   core lua report      pyq.Queue, workers, backends
 #   host/*.c                     puts them together: may include anything
 # A lower layer that needs something from a higher one takes a hook the
-# higher one registers (h->tasks, h->before_log, pyq_report_section).
+# higher one registers (h->tasks, h->before_output, pyq_report_section).
 # Usage: tools/check_layers.sh [host-dir]; exits 1 listing each violation.
 root=${1:-$(dirname "$0")/../host}
 allowed () {

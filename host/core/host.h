@@ -9,6 +9,7 @@
 #ifndef PYQ_HOST_H
 #define PYQ_HOST_H
 
+#include <stdio.h>
 #include <lua.h>
 #include <lauxlib.h>
 #include <uv.h>
@@ -61,7 +62,9 @@ struct pyq_host {
   pyq_link on_interrupt;  /* pyq_job hooks run when the job is interrupted */
   /* log (core/log.c) */
   int log_level;
-  void (*before_log) (pyq_host *h);  /* erases live output (report) */
+  /* erases live output (the report's progress lines) before a write to f;
+   * f is NULL for a log line, print and io.write */
+  void (*before_output) (pyq_host *h, FILE *f);
   /* pushes a pyq.Error of kind with msg (lua/error.c); NULL: a string */
   void (*push_error) (lua_State *L, const char *kind, const char *msg);
   int warnings_on;        /* warn("@on") / warn("@off") */

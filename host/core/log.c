@@ -50,7 +50,7 @@ void pyq_log_line (pyq_host *h, int level, const char *where,
   struct timeval tv;
   struct tm tm;
   int n;
-  if (h->before_log) h->before_log(h);
+  if (h->before_output) h->before_output(h, NULL);
   gettimeofday(&tv, NULL);
   gmtime_r(&tv.tv_sec, &tm);
   strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);

@@ -4,8 +4,13 @@
  * coroutine.resume/wrap/close refuse the host's own threads and track the
  * script's coroutines (so a signal's hook reaches the innermost one);
  * pcall and xpcall raise an interruption again instead of swallowing it;
- * os.exit unwinds every task instead of leaving without closing files. */
+ * os.exit unwinds every task instead of leaving without closing files;
+ * print, io.write and file:write let the report erase its live lines
+ * first and turn a closed stdout into an interruption. */
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
+#include <lualib.h>
 #include "guards.h"
 #include "core/signal.h"
 
@@ -156,6 +161,50 @@ static int guarded_close (lua_State *L) {
   return luaL_error(L, "coroutine.close: cannot close a task the host runs");
 }
 
+/* ---- output ------------------------------------------------------------- */
+
+enum { W_PRINT, W_IO_WRITE, W_FILE_WRITE };
+
+/* A write found stdout closed (SIGPIPE is ignored): the job ends as on
+ * SIGTERM (core/signal.c), and the code that wrote stops here as the signal's
+ * hook would stop it. */
+static int closed_stdout (lua_State *L, pyq_host *h) {
+  pyq_fiber *f = pyq_fiber_of(L);
+  pyq_interrupt(h, SIGPIPE);   /* handled at the run loop's next turn */
+  if (f != NULL) pyq_run_cancel(f, pyq_interrupt_reason(SIGPIPE));
+  return pyq_raise_reason(L, pyq_interrupt_reason(SIGPIPE));
+}
+
+/* print, io.write and file:write: the report erases its live lines first
+ * (h->before_output: print and io.write always, a file when it is their
+ * terminal), and a write to a closed stdout interrupts the job. */
+static int guarded_write (lua_State *L) {
+  pyq_host *h = pyq_host_of(L);
+  int kind = (int)lua_tointeger(L, lua_upvalueindex(2));
+  FILE *f = stdout;
+  if (kind == W_FILE_WRITE) {
+    luaL_Stream *p = luaL_testudata(L, 1, LUA_FILEHANDLE);
+    f = p ? p->f : NULL;
+  }
+  if (h->before_output) h->before_output(h, kind == W_FILE_WRITE ? f : NULL);
+  if (f == stdout) clearerr(stdout);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+  if (f == stdout && ferror(stdout) && errno == EPIPE)
+    return closed_stdout(L, h);
+  return lua_gettop(L);
+}
+
+static void wrap (lua_State *L, int t, const char *name, int kind) {
+  lua_getfield(L, t, name);
+  lua_pushinteger(L, kind);
+  lua_pushcclosure(L, guarded_write, 2);
+  lua_setfield(L, t, name);
+}
+
+/* ---- os.exit ------------------------------------------------------------ */
+
 const pyq_reason pyq_exit_reason = {"exit", PYQ_EXITING};
 
 /* os.exit(code [, close]): every task is cancelled and the current one
@@ -200,5 +249,13 @@ void pyq_open_guards (lua_State *L) {
   lua_pushcfunction(L, host_exit);
   lua_setfield(L, -2, "exit");
   lua_pop(L, 1);
+  lua_pushglobaltable(L);
+  wrap(L, lua_gettop(L), "print", W_PRINT);
+  lua_getfield(L, -1, "io");
+  wrap(L, lua_gettop(L), "write", W_IO_WRITE);
+  luaL_getmetatable(L, LUA_FILEHANDLE);
+  lua_getfield(L, -1, "__index");
+  wrap(L, lua_gettop(L), "write", W_FILE_WRITE);
+  lua_pop(L, 4);
 }
 

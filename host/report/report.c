@@ -463,52 +463,18 @@ void pyq_report_summary (pyq_host *h) {
 /* ---- output from Lua ---------------------------------------------------- */
 
 
-enum { W_PRINT, W_IO_WRITE, W_FILE_WRITE };
-
 /* The stream f shows on the block's terminal. */
 static int on_terminal (pyq_host *h, FILE *f) {
   if (f == stderr) return h->report->tty;
-  return f == stdout && h->report && h->report->stdout_tty;
+  return f == stdout && h->report->stdout_tty;
 }
 
-/* A write found stdout closed (SIGPIPE is ignored): the job ends as on
- * SIGTERM (signal.c), and the code that wrote stops here as the signal's
- * hook would stop it. */
-static int closed_stdout (lua_State *L, pyq_host *h) {
-  pyq_fiber *f = pyq_fiber_of(L);
-  pyq_interrupt(h, SIGPIPE);   /* handled at the run loop's next turn */
-  if (f != NULL) pyq_run_cancel(f, pyq_interrupt_reason(SIGPIPE));
-  return pyq_raise_reason(L, pyq_interrupt_reason(SIGPIPE));
-}
-
-/* print, io.write and file:write: output to the terminal erases the live
- * block first, so that it never lands between the block's lines (print and
- * io.write always do; a file only when it is the block's terminal), and a
- * write to a closed stdout interrupts the job. */
-static int guarded_write (lua_State *L) {
-  pyq_host *h = pyq_host_of(L);
-  int kind = (int)lua_tointeger(L, lua_upvalueindex(2));
-  FILE *f = stdout;
-  if (kind == W_FILE_WRITE) {
-    luaL_Stream *p = luaL_testudata(L, 1, LUA_FILEHANDLE);
-    f = p ? p->f : NULL;
-  }
-  if (h->report->lines > 0 && (kind != W_FILE_WRITE || on_terminal(h, f)))
-    pyq_progress_clear(h);
-  if (f == stdout) clearerr(stdout);
-  lua_pushvalue(L, lua_upvalueindex(1));
-  lua_insert(L, 1);
-  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
-  if (f == stdout && ferror(stdout) && errno == EPIPE)
-    return closed_stdout(L, h);
-  return lua_gettop(L);
-}
-
-static void wrap (lua_State *L, int t, const char *name, int kind) {
-  lua_getfield(L, t, name);
-  lua_pushinteger(L, kind);
-  lua_pushcclosure(L, guarded_write, 2);
-  lua_setfield(L, t, name);
+/* h->before_output: a log line (f NULL), print or io.write (f NULL too:
+ * they always erase) or a file:write to f is about to be written; the
+ * block goes first when the output would land between its lines. */
+static void before_output (pyq_host *h, FILE *f) {
+  if (h->report == NULL || h->report->lines == 0) return;
+  if (f == NULL || on_terminal(h, f)) pyq_progress_clear(h);
 }
 
 /* stdout is a terminal, and the same one as stderr */
@@ -524,17 +490,9 @@ void pyq_open_report (lua_State *L) {
   if (r == NULL) luaL_error(L, "not enough memory");
   pyq_list_init(&r->block);
   pyq_list_init(&r->stats);
-  h->before_log = pyq_progress_clear;
+  h->before_output = before_output;
   r->stdout_tty = same_terminal();
   h->report = r;
-  lua_pushglobaltable(L);
-  wrap(L, lua_gettop(L), "print", W_PRINT);
-  lua_getfield(L, -1, "io");
-  wrap(L, lua_gettop(L), "write", W_IO_WRITE);
-  luaL_getmetatable(L, LUA_FILEHANDLE);
-  lua_getfield(L, -1, "__index");
-  wrap(L, lua_gettop(L), "write", W_FILE_WRITE);
-  lua_pop(L, 4);
 }
 
 static void free_report (uv_handle_t *handle) {
