@@ -44,4 +44,19 @@ awk '
   }' "$out/json.txt"
 echo
 
+echo "== SQLite: pyq.sqlite vs Python's sqlite3 (200,000 rows, WAL, synchronous=NORMAL) =="
+mkdir "$out/sqlite"
+"$build/pyqhost" "$here/sqlite.lua" "$out/sqlite" 200000 > "$out/sq.txt"
+python3 "$here/sqlite_py.py" "$out/sqlite" 200000 > "$out/sqpy.txt"
+awk '
+  FNR == NR { pyq[$1] = $2; next }
+  { py[$1] = $2 }
+  END {
+    printf "%-44s %12s %12s %8s\n", "measure", "pyqhost", "python3", "ratio"
+    printf "%-44s %12.0f %12.0f %7.2fx\n", "inserts/s, one per task (Queue, 25 workers)", pyq["task_inserts_per_s"], py["executemany_inserts_per_s"], pyq["task_inserts_per_s"] / py["executemany_inserts_per_s"]
+    printf "%-44s %12s %12s\n", "  (peer: executemany, one transaction)", "", ""
+    printf "%-44s %12.0f %12.0f %7.2fx\n", "inserts/s, a loop of exec / execute", pyq["loop_inserts_per_s"], py["loop_inserts_per_s"], pyq["loop_inserts_per_s"] / py["loop_inserts_per_s"]
+  }' "$out/sq.txt" "$out/sqpy.txt"
+echo
+
 if [ -f "$here/http.sh" ]; then sh "$here/http.sh" "$build"; fi

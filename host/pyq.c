@@ -9,6 +9,7 @@
 #include "lua/sleep.h"
 #include "lua/task.h"
 #include "queue/queue.h"
+#include "sqlite/sqlite.h"
 
 int luaopen_pyq_core (lua_State *L) {
   lua_newtable(L);
@@ -19,6 +20,7 @@ int luaopen_pyq_core (lua_State *L) {
   pyq_open_error(L);
   pyq_open_http(L);
   pyq_open_json(L);   /* pyq.json and pyq.jsonl, for require */
+  pyq_open_sqlite(L);
   lua_pushliteral(L, PYQ_VERSION);
   lua_setfield(L, -2, "version");
   return 1;

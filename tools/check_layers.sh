@@ -7,6 +7,7 @@
 #   lua     core                 Lua-facing glue: tasks, guards, checks
 #   report  core lua             progress and summary
 #   json    core lua             the JSON codec and JSON Lines files
+#   sqlite  core lua json        SQLite databases, grouped commits, pyq.sqlite
 #   http    core lua report json libcurl on libuv, requests, pyq.http
 #   queue   core lua report      pyq.Queue, workers, backends
 #   host/*.c                     puts them together: may include anything
@@ -20,6 +21,7 @@ allowed () {
     lua) echo "core" ;;
     report) echo "core lua" ;;
     json) echo "core lua" ;;
+    sqlite) echo "core lua json" ;;
     http) echo "core lua report json" ;;
     queue) echo "core lua report" ;;
     *) echo "?" ;;
