@@ -12,12 +12,14 @@
 #include <unistd.h>
 #include <curl/curl.h>
 #include "pyqhost.h"
+#include "repl.h"
 
 #define USAGE \
   "usage: %s [options] [script [args]]\n" \
   "Runs a Lua 5.4 script on a libuv event loop with the pyq API.\n" \
   "  -e CODE           run CODE first\n" \
   "  -l NAME           require NAME first (as global NAME)\n" \
+  "  -i                enter the interactive prompt after the script\n" \
   "  -v, -vv           log INFO, DEBUG and above (default WARNING)\n" \
   "  -q                log ERROR and above\n" \
   "  --log-level LEVEL log threshold, a name or number\n" \
@@ -27,8 +29,8 @@
   "  -V, --version     show the versions of pyqhost, Lua, libuv, libcurl\n" \
   "  --                stop handling options\n" \
   "  -                 read the script from stdin\n" \
-  "With no script and no -e, the script is read from stdin unless it is a\n" \
-  "terminal.\n" \
+  "With no script and no -e, the script is read from stdin, or the\n" \
+  "interactive prompt starts when stdin is a terminal.\n" \
   "Exit status: 0 success; 1 an uncaught error; 2 a usage error or an\n" \
   "unreadable script; 3 a task failed and its error went to the default\n" \
   "exception handler (set exception_handler to handle failures); 130, 143\n" \
@@ -42,6 +44,7 @@ typedef struct options {
   int has_e;        /* an -e was given: no script means none, not stdin */
   int script;       /* argv index of the script, or 0 */
   int from_stdin;   /* no script given: read it from stdin */
+  int interactive;  /* -i, or nothing to run on a terminal: the prompt */
   int log_level;
   int progress, summary;
 } options;
@@ -77,6 +80,8 @@ static int parse_args (int argc, char **argv, options *o) {
       o->pre[o->npre].kind = a[1];
       o->pre[o->npre++].text = v;
       if (a[1] == 'e') o->has_e = 1;
+    } else if (strcmp(a, "-i") == 0) {
+      o->interactive = 1;
     } else if (strcmp(a, "-v") == 0) {
       o->log_level = PYQ_INFO;
     } else if (strcmp(a, "-vv") == 0) {
@@ -106,10 +111,8 @@ static int parse_args (int argc, char **argv, options *o) {
   }
   o->script = i < argc ? i : 0;
   if (o->script == 0 && !o->has_e) {   /* as lua: stdin, or an interpreter */
-    if (isatty(STDIN_FILENO))          /* no interactive mode yet */
-      return usage_error("pyqhost", "%sno script given (and stdin is a "
-                         "terminal)", "");
-    o->from_stdin = 1;
+    if (isatty(STDIN_FILENO)) o->interactive = 1;
+    else if (!o->interactive) o->from_stdin = 1;
   }
   return 0;
 }
@@ -182,6 +185,12 @@ int main (int argc, char **argv) {
     code = run_pre(&host, &o.pre[i]);
   if (code == 0 && (o.script || o.from_stdin) && !host.exit_requested)
     code = run_script(&host, argc, argv, o.script ? o.script : argc);
+  if (o.interactive && !host.exit_requested && !host.signal) {
+    if (!isatty(STDIN_FILENO))
+      pyq_log(&host, PYQ_WARNING, "pyqhost", "-i: stdin is not a terminal; "
+              "reading lines from it all the same");
+    code = pyq_repl_run(&host);
+  }
   /* -v asks for the summary; a level the script sets for itself does not */
   summary = o.summary || o.log_level <= PYQ_INFO || host.signal;
   if (summary) pyq_host_summary(&host);

@@ -60,11 +60,19 @@ struct pyq_host {
   int signal_handled;     /* tasks cancelled for it */
   uv_async_t signal_async;
   pyq_link on_interrupt;  /* pyq_job hooks run when the job is interrupted */
+  /* set (by the REPL): SIGINT calls this from the loop instead of
+   * interrupting the job */
+  void (*on_soft_sigint) (pyq_host *h);
+  volatile int soft_sigint;   /* such a SIGINT is waiting to be handled */
   /* log (core/log.c) */
   int log_level;
   /* erases live output (the report's progress lines) before a write to f;
    * f is NULL for a log line, print and io.write */
   void (*before_output) (pyq_host *h, FILE *f);
+  /* around the host's own writes to the terminal (log lines, progress,
+   * print): the REPL takes its prompt off the screen and puts it back */
+  void (*hold_screen) (pyq_host *h);
+  void (*release_screen) (pyq_host *h);
   /* pushes a pyq.Error of kind with msg (lua/error.c); NULL: a string */
   void (*push_error) (lua_State *L, const char *kind, const char *msg);
   int warnings_on;        /* warn("@on") / warn("@off") */

@@ -43,8 +43,7 @@ int pyq_log_level_parse (const char *s, int *level) {
   return 1;
 }
 
-/* Writes a log line whatever the threshold. */
-void pyq_log_line (pyq_host *h, int level, const char *where,
+static void write_line (pyq_host *h, int level, const char *where,
                    const char *msg) {
   char stamp[32], lbuf[16], line[8192];
   struct timeval tv;
@@ -64,6 +63,14 @@ void pyq_log_line (pyq_host *h, int level, const char *where,
     return;
   }
   fwrite(line, 1, (size_t)n, stderr);
+}
+
+/* Writes a log line whatever the threshold. */
+void pyq_log_line (pyq_host *h, int level, const char *where,
+                   const char *msg) {
+  if (h->hold_screen) h->hold_screen(h);
+  write_line(h, level, where, msg);
+  if (h->release_screen) h->release_screen(h);
 }
 
 void pyq_log (pyq_host *h, int level, const char *where, const char *fmt, ...) {

@@ -62,6 +62,7 @@ void pyq_fiber_resume (pyq_fiber *f) {
   f->got = f->nargs;
   f->nargs = 0;
   if (h->signal && !(f->flags & PYQ_F_FAILING)) pyq_interrupt_arm(h, f->L);
+  if (h->soft_sigint) pyq_soft_arm(h, f);
   f->flags &= ~(PYQ_F_PARKED | PYQ_F_FAILING);
   f->wop = NULL;   /* f->on stays for the continuation to read */
   h->current = f;

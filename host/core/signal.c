@@ -66,8 +66,32 @@ void pyq_interrupt_arm (pyq_host *h, lua_State *L) {
   if (h->signal) lua_sethook(L, interrupt_hook, HOOK_MASK, 1);
 }
 
+/* A soft SIGINT (the REPL's Ctrl-C) stops the line's code once, without
+ * marking anything cancelled: the REPL catches it and prompts again. */
+static void soft_hook (lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  lua_sethook(L, NULL, 0, 0);
+  signal_host->soft_sigint = 0;   /* taken here: nothing left to fail */
+  pyq_raise_reason(L, &by_sigint);
+}
+
+/* About to resume the main task with a soft SIGINT pending (it came
+ * between two lines' turns): the line's code stops at once. */
+void pyq_soft_arm (pyq_host *h, pyq_fiber *f) {
+  if (h->soft_sigint && f == h->main) lua_sethook(f->L, soft_hook, HOOK_MASK, 1);
+}
+
 static void on_signal (int sig) {
   pyq_host *h = signal_host;
+  if (sig == SIGINT && h->on_soft_sigint != NULL && !h->signal) {
+    /* code of the main task that runs without waiting stops at once; a
+     * wait is failed by the hook, from the loop */
+    if (h->current != NULL && h->current == h->main)
+      lua_sethook(h->co ? h->co : h->current->L, soft_hook, HOOK_MASK, 1);
+    h->soft_sigint = 1;
+    uv_async_send(&h->signal_async);
+    return;
+  }
   if (h->signal) {
     static const char msg[] = "pyqhost: interrupted again, exiting at once\n";
     ssize_t n = write(2, msg, sizeof msg - 1);
@@ -114,11 +138,19 @@ static void handle (pyq_host *h) {
   if (h->main) pyq_cancel(h->main, pyq_interrupt_reason(h->signal));
 }
 
+static void soft (pyq_host *h) {
+  h->soft_sigint = 0;
+  if (h->on_soft_sigint) h->on_soft_sigint(h);
+}
+
 static void on_async (uv_async_t *a) {
-  handle(a->data);
+  pyq_host *h = a->data;
+  if (h->soft_sigint) soft(h);
+  if (h->signal) handle(h);
 }
 
 void pyq_signal_check (pyq_host *h) {
+  if (h->soft_sigint) soft(h);
   if (h->signal && !h->signal_handled) handle(h);
 }
 

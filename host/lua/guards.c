@@ -190,7 +190,14 @@ static int guarded_write (lua_State *L) {
   if (f == stdout) clearerr(stdout);
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_insert(L, 1);
-  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+  if (h->hold_screen) {   /* the REPL's prompt is on the screen */
+    h->hold_screen(h);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    if (f != NULL) fflush(f);
+    h->release_screen(h);
+  } else {
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+  }
   if (f == stdout && ferror(stdout) && errno == EPIPE)
     return closed_stdout(L, h);
   return lua_gettop(L);

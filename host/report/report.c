@@ -295,8 +295,13 @@ static void show (pyq_host *h, int last, int periodic) {
     for (l = r->block.next; l != &r->block && last; l = l->next)
       last = is_final(pyq_container(l, pyq_qstats, watch));
   }
-  if (h->report->tty) draw(h, last, now);
-  else if (last || periodic) log_lines(h, last, now);
+  if (h->report->tty) {
+    if (h->hold_screen) h->hold_screen(h);
+    draw(h, last, now);
+    if (h->release_screen) h->release_screen(h);
+  } else if (last || periodic) {
+    log_lines(h, last, now);
+  }
   if (!last) return;
   while ((l = pyq_list_shift(&r->block)) != NULL) {
     pyq_qstats *st = pyq_container(l, pyq_qstats, watch);

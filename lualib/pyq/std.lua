@@ -8,7 +8,8 @@
 local std = {}
 for _, name in ipairs({ "assert", "error", "getmetatable", "ipairs", "next", "pairs",
                         "pcall", "rawequal", "rawget", "rawlen", "rawset", "select",
-                        "setmetatable", "tonumber", "tostring", "type", "xpcall", "require" }) do
+                        "setmetatable", "tonumber", "tostring", "type", "xpcall", "require",
+                        "load", "print" }) do
   std[name] = _G[name]
 end
 for _, lib in ipairs({ "coroutine", "debug", "io", "math", "os", "string", "table", "utf8" }) do

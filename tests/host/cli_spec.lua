@@ -44,10 +44,8 @@ describe("pyqhost command line", function()
     assert.equal("e\n", r.out)   -- as lua: with -e and no script, stdin is left alone
   end)
 
-  it("refuses to run without a script when stdin is a terminal", function()
-    local out = on_tty()
-    assert.matches("^pyqhost: no script given %(and stdin is a terminal%)\r?\nusage: pyqhost", out)
-    assert.matches("exit 2\n$", out)
+  it("runs -e alone on a terminal without starting the prompt", function()
+    -- with nothing to run, a terminal gets the prompt: tests/host/repl_spec.lua
     assert.equal("exit 0\n", on_tty("-e 'x = 1'"))
   end)
 
