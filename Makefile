@@ -7,7 +7,7 @@ JOBS ?= $(shell nproc)
 
 FUZZ_SECONDS ?= 45
 
-.PHONY: all deps build run test test-sanitize fuzz bench clean
+.PHONY: all deps build run test test-sanitize fuzz bench deb clean
 
 all: build
 
@@ -50,5 +50,13 @@ bench:
 	@$(MAKE) --no-print-directory build BUILD_TYPE=Release BUILD=build-release
 	sh bench/run.sh build-release
 
+# A Debian package (CPack), checked by unpacking and running it outside
+# the checkout (tools/check_deb.sh).
+deb: deps
+	@cmake -S . -B build-deb -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=/usr >/dev/null
+	@cmake --build build-deb -j$(JOBS)
+	cd build-deb && cpack -G DEB >/dev/null
+	sh tools/check_deb.sh build-deb/pyqhost_*.deb
+
 clean:
-	rm -rf $(BUILD) build-release build-asan build-fuzz
+	rm -rf $(BUILD) build-release build-asan build-fuzz build-deb

@@ -16,6 +16,7 @@
 
 #define USAGE \
   "usage: %s [options] [script [args]]\n" \
+  "       %s init [dir]   (a job skeleton: job.lua, .luarc.json, .luacheckrc)\n" \
   "Runs a Lua 5.4 script on a libuv event loop with the pyq API.\n" \
   "  -e CODE           run CODE first\n" \
   "  -l NAME           require NAME first (as global NAME)\n" \
@@ -52,7 +53,7 @@ typedef struct options {
 static int usage_error (const char *prog, const char *fmt, const char *arg) {
   fprintf(stderr, "%s: ", prog);
   fprintf(stderr, fmt, arg);
-  fprintf(stderr, "\n" USAGE, prog);
+  fprintf(stderr, "\n" USAGE, prog, prog);
   return 2;
 }
 
@@ -100,7 +101,7 @@ static int parse_args (int argc, char **argv, options *o) {
     } else if (strcmp(a, "--summary") == 0) {
       o->summary = 1;
     } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-      printf(USAGE, "pyqhost");
+      printf(USAGE, "pyqhost", "pyqhost");
       exit(0);
     } else if (strcmp(a, "-V") == 0 || strcmp(a, "--version") == 0) {
       print_version();
@@ -167,10 +168,37 @@ static int run_script (pyq_host *h, int argc, char **argv, int script) {
   return pyq_host_run_main(h, script < argc ? argc - script - 1 : 0);
 }
 
+/* Where pyq's editor definitions are: installed, or in the source tree
+ * this binary was built from. */
+static const char *meta_dir (void) {
+  static const char *const dirs[] = {PYQ_DATADIR "/meta", PYQ_SOURCE_DIR "/meta"};
+  size_t i;
+  for (i = 0; i < sizeof dirs / sizeof *dirs; i++)
+    if (access(dirs[i], R_OK) == 0) return dirs[i];
+  return dirs[0];
+}
+
+/* pyqhost init [dir]: lualib's pyq.skeleton writes the files. */
+static int run_init (int argc, char **argv) {
+  pyq_host host;
+  int code;
+  if (argc > 3) return usage_error("pyqhost", "init takes at most one "
+                                   "directory, got '%s' too", argv[3]);
+  if (!pyq_host_open(&host, PYQ_WARNING)) return 1;
+  luaL_loadstring(host.L, "local dir, meta = ... "
+                  "return os.exit(require('pyq.skeleton').main(dir, meta))");
+  if (argc > 2) lua_pushstring(host.L, argv[2]);
+  else lua_pushnil(host.L);
+  lua_pushstring(host.L, meta_dir());
+  code = pyq_host_run_main(&host, 2);
+  return pyq_host_close(&host, code);
+}
+
 int main (int argc, char **argv) {
   pyq_host host;
   options o = {0};
   int i, summary, code;
+  if (argc > 1 && strcmp(argv[1], "init") == 0) return run_init(argc, argv);
   o.log_level = PYQ_WARNING;
   code = parse_args(argc, argv, &o);
   if (code != 0) {
