@@ -30,6 +30,7 @@ return {
     { "--log-level", "LEVEL", "log threshold, a name or number" },
     { "--progress", nil, "show progress for every queue" },
     { "--summary", nil, "print a summary of queues and HTTP at exit" },
+    { "--summary-json", "FILE", "write that summary to FILE as JSON (written whole, or not at all)" },
     { "-h, --help", nil, "show this help" },
     { "-V, --version", nil, "show the versions of pyqhost, Lua, libuv, libcurl" },
     { "--", nil, "stop handling options" },

@@ -168,3 +168,7 @@ int pyq_host_close (pyq_host *h, int code) {
 void pyq_host_summary (pyq_host *h) {
   pyq_report_summary(h);
 }
+
+int pyq_host_summary_json (pyq_host *h, const char *path, int exit_code) {
+  return pyq_report_summary_json(h, path, exit_code);
+}

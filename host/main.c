@@ -6,6 +6,7 @@
  * uncaught error, 2 a usage error or an unreadable script, 3 task failures
  * left to the default exception handler, 128 + the signal when interrupted,
  * or os.exit's. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,7 @@
   "  --log-level LEVEL log threshold, a name or number\n" \
   "  --progress        show progress for every queue\n" \
   "  --summary         print a summary of queues and HTTP at exit\n" \
+  "  --summary-json FILE  write that summary to FILE as JSON\n" \
   "  -h, --help        show this help\n" \
   "  -V, --version     show the versions of pyqhost, Lua, libuv, libcurl\n" \
   "  --                stop handling options\n" \
@@ -48,6 +50,7 @@ typedef struct options {
   int interactive;  /* -i, or nothing to run on a terminal: the prompt */
   int log_level;
   int progress, summary;
+  const char *summary_json;
 } options;
 
 static int usage_error (const char *prog, const char *fmt, const char *arg) {
@@ -100,6 +103,9 @@ static int parse_args (int argc, char **argv, options *o) {
       o->progress = 1;
     } else if (strcmp(a, "--summary") == 0) {
       o->summary = 1;
+    } else if (strcmp(a, "--summary-json") == 0) {
+      if ((o->summary_json = argv[++i]) == NULL)
+        return usage_error("pyqhost", "'%s' needs a file name", a);
     } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
       printf(USAGE, "pyqhost", "pyqhost");
       exit(0);
@@ -230,6 +236,11 @@ int main (int argc, char **argv) {
               "exception_handler handled %s (exit code 3)",
               (long long)host.unhandled, host.unhandled == 1 ? "" : "s",
               host.unhandled == 1 ? "it" : "them");
+  }
+  if (o.summary_json && pyq_host_summary_json(&host, o.summary_json, code) != 0) {
+    pyq_log(&host, PYQ_ERROR, "pyqhost", "--summary-json: cannot write "
+            "'%s': %s", o.summary_json, strerror(errno));
+    if (code == 0) code = 1;
   }
   code = pyq_host_close(&host, code);
   curl_global_cleanup();

@@ -465,6 +465,86 @@ void pyq_report_summary (pyq_host *h) {
   fflush(stderr);
 }
 
+/* ---- the summary as JSON -------------------------------------------------- */
+
+static void json_str (FILE *out, const char *s) {
+  fputc('"', out);
+  for (; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '"' || c == '\\') fprintf(out, "\\%c", c);
+    else if (c < 0x20) fprintf(out, "\\u%04x", c);
+    else fputc(c, out);
+  }
+  fputc('"', out);
+}
+
+static void json_counts (FILE *out, lua_Integer put, lua_Integer done,
+                         lua_Integer failed, lua_Integer cancelled) {
+  fprintf(out, "\"put\": %lld, \"done\": %lld, \"failed\": %lld, "
+          "\"cancelled\": %lld", (long long)put, (long long)done,
+          (long long)failed, (long long)cancelled);
+}
+
+/* --summary-json FILE: what the summary says, for scripts and dashboards;
+ * the file is written whole (a temporary file renamed) or not at all.
+ * Returns 0, or -1 with errno set. */
+int pyq_report_summary_json (pyq_host *h, const char *path, int exit_code) {
+  pyq_report *r = h->report;
+  pyq_qstats *best[KEEP];
+  counts more;
+  char tmp[4096], *http = NULL;
+  pyq_link *l;
+  double now = pyq_clock();
+  int n, first = 1, ok;
+  FILE *out;
+  if (r == NULL) return 0;
+  if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  if ((out = fopen(tmp, "w")) == NULL) return -1;
+  more = r->more;
+  n = pick(h, best, &more);
+  fprintf(out, "{\"seconds\": %.3f, \"exit_code\": %d, \"signal\": %d, "
+          "\"unhandled\": %lld, \"queues\": [", now - h->started, exit_code,
+          (int)h->signal, (long long)h->unhandled);
+  for (l = r->stats.next; l != &r->stats; l = l->next) {
+    pyq_qstats *st = pyq_container(l, pyq_qstats, link);
+    double wall = (st->closed_at > 0 ? st->closed_at : now) - st->started;
+    if (!picked(best, n, st)) continue;
+    fprintf(out, "%s\n  {\"where\": ", first ? "" : ",");
+    first = 0;
+    json_str(out, st->where);
+    fputs(", ", out);
+    json_counts(out, st->put, st->done, st->failed, st->cancelled);
+    fprintf(out, ", \"seconds\": %.3f, \"per_second\": %.1f}", wall,
+            wall > 0 ? (double)(st->done + st->failed + st->cancelled) / wall
+                     : 0.0);
+  }
+  fprintf(out, "%s], \"more_queues\": {\"queues\": %lld, ", first ? "" : "\n",
+          (long long)more.queues);
+  json_counts(out, more.put, more.done, more.failed, more.cancelled);
+  fputs("}, \"http\": ", out);
+  if ((http = http_line(h)) != NULL && *http) {
+    size_t len = strlen(http);
+    while (len > 0 && http[len - 1] == '\n') http[--len] = '\0';
+    json_str(out, http + strspn(http, " "));
+  } else {
+    fputs("null", out);
+  }
+  free(http);
+  fputs("}\n", out);
+  ok = !ferror(out);
+  if (fclose(out) != 0) ok = 0;
+  if (!ok || rename(tmp, path) != 0) {
+    int e = errno;
+    remove(tmp);
+    errno = e;
+    return -1;
+  }
+  return 0;
+}
+
 /* ---- output from Lua ---------------------------------------------------- */
 
 

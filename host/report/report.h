@@ -33,5 +33,6 @@ void pyq_report_release (pyq_host *h, pyq_qstats *st);
 void pyq_progress_watch (pyq_host *h, pyq_qstats *st);
 void pyq_progress_clear (pyq_host *h);
 void pyq_report_summary (pyq_host *h);
+int pyq_report_summary_json (pyq_host *h, const char *path, int exit_code);
 
 #endif

@@ -459,3 +459,36 @@ describe("the summary", function()
     assert.equal(3, r.code)
   end)
 end)
+
+describe("--summary-json", function()
+  it("writes the summary's figures as JSON, with the final exit code", function()
+    local path = helper.fresh(".json")
+    local r = helper.run{ flags = { "--summary-json", path }, script = [[
+      local q <close> = pyq.Queue{ workers = 2 }
+      for i = 1, 5 do
+        q:put(pyq.async(function() if i == 3 then error("no") end return i end)())
+      end
+    ]] }
+    assert.equal(3, r.code)
+    local doc = require("cjson").decode(helper.read_file(path))
+    assert.equal(3, doc.exit_code)
+    assert.equal(1, doc.unhandled)
+    assert.equal(0, doc.signal)
+    assert.equal(1, #doc.queues)
+    local q = doc.queues[1]
+    assert.same({ 5, 4, 1, 0 }, { q.put, q.done, q.failed, q.cancelled })
+    assert.matches("^.+:1$", q.where)
+    assert.is_number(doc.seconds)
+    assert.equal(require("cjson").null, doc.http)
+  end)
+
+  it("says so and exits 1 when the file cannot be written, leaving nothing half-written", function()
+    local path = helper.tmpdir .. "/no/such/dir/s.json"
+    local r = helper.run{ flags = { "--summary-json", path }, script = "x = 1" }
+    assert.equal(1, r.code)
+    assert.matches("--summary-json: cannot write '" .. path .. "'", r.err, 1, true)
+    local missing = helper.run{ nofile = true, flags = { "--summary-json" } }
+    assert.equal(2, missing.code)
+    assert.matches("needs a file name", missing.err, 1, true)
+  end)
+end)
