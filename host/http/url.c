@@ -96,9 +96,9 @@ static const char *quoted (qbuf buf, const char *s) {
 
 /* Raises a "url" pyq.Error for a URL curl refused: the message gives the
  * URL (what: "base", "ref" or "") and curl's reason; fields url, reason. */
-static int refused (lua_State *L, const char *fname, const char *what,
-                    const char *url, CURLUcode rc, const char *base) {
-  const char *reason = curl_url_strerror(rc);
+static int refused_why (lua_State *L, const char *fname, const char *what,
+                        const char *url, const char *reason,
+                        const char *base) {
   qbuf q1, q2;
   luaL_where(L, 1);
   lua_pushfstring(L, "%s: curl refuses %s%s%s%s%s%s: %s", fname, what,
@@ -111,6 +111,11 @@ static int refused (lua_State *L, const char *fname, const char *what,
   lua_pushstring(L, reason);
   lua_setfield(L, -2, "reason");
   return lua_error(L);
+}
+
+static int refused (lua_State *L, const char *fname, const char *what,
+                    const char *url, CURLUcode rc, const char *base) {
+  return refused_why(L, fname, what, url, curl_url_strerror(rc), base);
 }
 
 /* Sets t[name] for each part the handle holds.  An empty query or
@@ -133,29 +138,63 @@ static void push_parts (lua_State *L, box *b) {
   }
 }
 
+/* Leaves the handle parsed from the URL curl writes for it and pushes
+ * that URL; or returns curl's error, pushing what it refused ("" when it
+ * wrote nothing).  A part set on its own is not checked, the whole URL
+ * is.  Parsing normalizes (dot segments), so the URL is written and
+ * parsed until it stays the same; curl 7.88 writes an empty file path as
+ * "(nil)", so a written URL curl refuses gets its path set again once,
+ * and a rewrite that fails keeps the last URL that parsed. */
+static CURLUcode settle (lua_State *L, box *b) {
+  int round;
+  CURLUcode rc = get(b, CURLUPART_URL);
+  if (rc != CURLUE_OK) {
+    lua_pushliteral(L, "");
+    return rc;
+  }
+  push_got(L, b);
+  if ((rc = curl_url_set(b->u, CURLUPART_URL, lua_tostring(L, -1), FLAGS))
+      != CURLUE_OK) {
+    if (get(b, CURLUPART_PATH) != CURLUE_OK ||
+        curl_url_set(b->u, CURLUPART_PATH, b->s, FLAGS) != CURLUE_OK ||
+        get(b, CURLUPART_URL) != CURLUE_OK)
+      return rc;
+    lua_pop(L, 1);
+    push_got(L, b);
+    rc = curl_url_set(b->u, CURLUPART_URL, lua_tostring(L, -1), FLAGS);
+    if (rc != CURLUE_OK) return rc;
+  }
+  for (round = 0; round < 3; round++) {
+    if (get(b, CURLUPART_URL) != CURLUE_OK ||
+        strcmp(b->s, lua_tostring(L, -1)) == 0)
+      break;
+    if (curl_url_set(b->u, CURLUPART_URL, b->s, FLAGS) != CURLUE_OK) {
+      curl_url_set(b->u, CURLUPART_URL, lua_tostring(L, -1), FLAGS);
+      break;
+    }
+    lua_pop(L, 1);
+    push_got(L, b);
+  }
+  return CURLUE_OK;
+}
+
+/* curl parses port 0 but will not set it: build could not give it back. */
+static int port_zero (box *b) {
+  return get(b, CURLUPART_PORT) == CURLUE_OK && strtol(b->s, NULL, 10) == 0;
+}
+
 /* pyq.url.parse(url) -> {scheme, user, password, host, port, path, query,
  * fragment} (options and zoneid too when there are such). */
 static int url_parse (lua_State *L) {
   const char *url = checkurl(L, 1, "pyq.url.parse", "the URL");
   box *b = newbox(L);
   CURLUcode rc = curl_url_set(b->u, CURLUPART_URL, url, FLAGS);
+  if (rc == CURLUE_OK) rc = settle(L, b);
   if (rc != CURLUE_OK) return refused(L, "pyq.url.parse", "", url, rc, NULL);
+  if (port_zero(b))
+    return refused_why(L, "pyq.url.parse", "", url, "port 0", NULL);
   push_parts(L, b);
   return 1;
-}
-
-/* Pushes the handle's URL, checked by parsing it again: a part set on its
- * own is not checked by curl, the whole URL is. */
-static void push_url (lua_State *L, box *b, const char *fname,
-                      const char *what, const char *base) {
-  CURLUcode rc = get(b, CURLUPART_URL);
-  if (rc != CURLUE_OK) refused(L, fname, what, "", rc, base);
-  lua_pushstring(L, b->s);
-  rc = curl_url_set(b->u, CURLUPART_URL, b->s, FLAGS);
-  if (rc != CURLUE_OK) refused(L, fname, what, lua_tostring(L, -1), rc, base);
-  lua_pop(L, 1);
-  if (get(b, CURLUPART_URL) != CURLUE_OK) luaL_error(L, "not enough memory");
-  push_got(L, b);
 }
 
 /* pyq.url.join(base, ref): ref resolved against base (RFC 3986, 5.2). */
@@ -172,7 +211,11 @@ static int url_join (lua_State *L) {
   else
     rc = curl_url_set(b->u, CURLUPART_URL, ref, FLAGS);
   if (rc != CURLUE_OK) return refused(L, "pyq.url.join", "ref", ref, rc, base);
-  push_url(L, b, "pyq.url.join", "the result", base);
+  if ((rc = settle(L, b)) != CURLUE_OK)
+    return refused(L, "pyq.url.join", "the result", lua_tostring(L, -1), rc, base);
+  if (port_zero(b))
+    return refused_why(L, "pyq.url.join", "the result", lua_tostring(L, -1),
+                       "port 0", base);
   return 1;
 }
 
@@ -260,26 +303,19 @@ static int url_build (lua_State *L) {
     else lua_pushboolean(L, 0);
     lua_rawseti(L, 3, i + 1);
   }
-  rc = get(b, CURLUPART_URL);
-  if (rc != CURLUE_OK) {
-    const char *field = blamed(rc);
-    return field ? pyq_usage(L, "pyq.url.build: %s: %s", field,
-                             curl_url_strerror(rc))
-                 : pyq_usage(L, "pyq.url.build: %s", curl_url_strerror(rc));
-  }
-  push_got(L, b);                                        /* 4 */
-  rc = curl_url_set(b->u, CURLUPART_URL, lua_tostring(L, 4), FLAGS);
-  if (rc != CURLUE_OK) {
-    const char *field = blamed(rc);
-    if (field) {
-      const char *value;
-      lua_getfield(L, 1, field);
-      value = pyq_got(L, -1);
-      return pyq_usage(L, "pyq.url.build: curl refuses %s %s in %s: %s", field,
-                       value, quoted(q1, lua_tostring(L, 4)),
-                       curl_url_strerror(rc));
-    }
-    return refused(L, "pyq.url.build", "", lua_tostring(L, 4), rc, NULL);
+  if ((rc = settle(L, b)) != CURLUE_OK) {                 /* 4 */
+    const char *field = blamed(rc), *value;
+    if (*lua_tostring(L, 4) == '\0')                       /* nothing written */
+      return field ? pyq_usage(L, "pyq.url.build: %s: %s", field,
+                               curl_url_strerror(rc))
+                   : pyq_usage(L, "pyq.url.build: %s", curl_url_strerror(rc));
+    if (!field)
+      return refused(L, "pyq.url.build", "", lua_tostring(L, 4), rc, NULL);
+    lua_getfield(L, 1, field);
+    value = pyq_got(L, -1);
+    return pyq_usage(L, "pyq.url.build: curl refuses %s %s in %s: %s", field,
+                     value, quoted(q1, lua_tostring(L, 4)),
+                     curl_url_strerror(rc));
   }
   /* a part that ends up elsewhere ("a#b" as a query) does not survive;
    * the path is left out: curl normalizes it */
@@ -303,8 +339,7 @@ static int url_build (lua_State *L) {
                        want ? quoted(q3, want) : "none");
     lua_pop(L, 1);
   }
-  if (get(b, CURLUPART_URL) != CURLUE_OK) luaL_error(L, "not enough memory");
-  push_got(L, b);
+  lua_settop(L, 4);
   return 1;
 }
 

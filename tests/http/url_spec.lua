@@ -133,6 +133,23 @@ describe("pyq.url.parse", function()
     assert.same({ scheme = "file", path = "/etc/hosts" }, url.parse("file:///etc/hosts"))
   end)
 
+  it("refuses what curl parses but writes back as a URL it refuses", function()
+    -- "file:x//y" is written "file://x//y"; port 0 cannot be set again
+    for _, bad in ipairs { "file:W//etc/hosts", "http://h:0/", "http://h:00/x" } do
+      local err = failure(url.parse, bad)
+      assert.equal("url", err.kind, bad)
+      assert.equal(bad, err.url)
+    end
+    assert.equal("port 0", failure(url.parse, "http://h:0/").reason)
+    assert.equal("url", failure(url.join, "http://h:0/a", "b").kind)
+    assert.equal("http://h:1/b", url.join("http://h:0/a", "http://h:1/b"))
+  end)
+
+  it("reads file:/// (curl 7.88 writes its empty path as \"(nil)\")", function()
+    assert.same({ scheme = "file", path = "/" }, url.parse("file:///"))
+    assert.equal("file:///", url.build(url.parse("file:///a/..")))
+  end)
+
   it("raises kind url with curl's reason and the URL for what curl refuses", function()
     for _, bad in ipairs { "http://a/b c", "mailto:someone@example.com", "http://h:99999/",
                            "http://[::1/", "h/no/scheme", "" } do
