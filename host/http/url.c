@@ -284,12 +284,15 @@ static int url_build (lua_State *L) {
   b = newbox(L);                                         /* 2 */
   lua_pushnil(L);
   while (lua_next(L, 1)) {
-    if (lua_type(L, -2) != LUA_TSTRING ||
-        (i = part_index(lua_tostring(L, -2))) < 0)
+    if (lua_type(L, -2) != LUA_TSTRING || part_index(lua_tostring(L, -2)) < 0)
       return pyq_usage(L, "pyq.url.build: unknown field %s (scheme, user, "
                        "password, host, port, path, query, fragment)",
                        pyq_got(L, -2));
-    set_field(L, b, i);
+    lua_pop(L, 1);
+  }
+  /* in URL order: setting the host clears the zone id */
+  for (i = 0; i < NPARTS; i++) {
+    if (lua_getfield(L, 1, parts[i].name) != LUA_TNIL) set_field(L, b, i);
     lua_pop(L, 1);
   }
   lua_getfield(L, 1, "scheme");
@@ -299,8 +302,16 @@ static int url_build (lua_State *L) {
   /* what each part is on the handle, to compare after the trip */
   lua_createtable(L, NPARTS, 0);                         /* 3 */
   for (i = 0; i < NPARTS; i++) {
-    if (get(b, parts[i].part) == CURLUE_OK) push_got(L, b);
-    else lua_pushboolean(L, 0);
+    if (get(b, parts[i].part) == CURLUE_OK) {
+      push_got(L, b);
+    } else {
+      int t = lua_getfield(L, 1, parts[i].name);
+      if (t == LUA_TNUMBER || (t == LUA_TSTRING && lua_rawlen(L, -1) > 0))
+        return pyq_usage(L, "pyq.url.build: curl drops %s %s", parts[i].name,
+                         pyq_got(L, -1));
+      lua_pop(L, 1);
+      lua_pushboolean(L, 0);
+    }
     lua_rawseti(L, 3, i + 1);
   }
   if ((rc = settle(L, b)) != CURLUE_OK) {                 /* 4 */

@@ -183,6 +183,7 @@ end)
 describe("pyq.url.build", function()
   it("is parse's inverse", function()
     for _, u in ipairs {
+      "http://[fe80::1%25eth0]:8080/p?q",
       "https://us%40er:p%3ass@Example.COM:8443/a/b%20c/?x=1&y=%c3%a9#top", "http://h/",
       "http://[::1]:8080/x", "foo://x/y", "file:///etc/hosts", "http://h/?q", "http://u@h/#f",
     } do
