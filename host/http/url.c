@@ -178,21 +178,27 @@ static CURLUcode settle (lua_State *L, box *b) {
   return CURLUE_OK;
 }
 
-/* curl parses port 0 but will not set it: build could not give it back. */
-static int port_zero (box *b) {
-  return get(b, CURLUPART_PORT) == CURLUE_OK && strtol(b->s, NULL, 10) == 0;
+/* Why build could not give back a URL curl parsed, or NULL: curl 7.88
+ * parses port 0 but will not set it, and writes a host holding "%" (other
+ * than a zone id's) encoded once more each time it is set. */
+static const char *unbuildable (box *b) {
+  if (get(b, CURLUPART_PORT) == CURLUE_OK && strtol(b->s, NULL, 10) == 0)
+    return "port 0";
+  if (get(b, CURLUPART_HOST) == CURLUE_OK && strchr(b->s, '%'))
+    return curl_url_strerror(CURLUE_BAD_HOSTNAME);
+  return NULL;
 }
 
 /* pyq.url.parse(url) -> {scheme, user, password, host, port, path, query,
  * fragment} (options and zoneid too when there are such). */
 static int url_parse (lua_State *L) {
-  const char *url = checkurl(L, 1, "pyq.url.parse", "the URL");
+  const char *url = checkurl(L, 1, "pyq.url.parse", "the URL"), *why;
   box *b = newbox(L);
   CURLUcode rc = curl_url_set(b->u, CURLUPART_URL, url, FLAGS);
   if (rc == CURLUE_OK) rc = settle(L, b);
   if (rc != CURLUE_OK) return refused(L, "pyq.url.parse", "", url, rc, NULL);
-  if (port_zero(b))
-    return refused_why(L, "pyq.url.parse", "", url, "port 0", NULL);
+  if ((why = unbuildable(b)) != NULL)
+    return refused_why(L, "pyq.url.parse", "", url, why, NULL);
   push_parts(L, b);
   return 1;
 }
@@ -200,7 +206,7 @@ static int url_parse (lua_State *L) {
 /* pyq.url.join(base, ref): ref resolved against base (RFC 3986, 5.2). */
 static int url_join (lua_State *L) {
   const char *base = checkurl(L, 1, "pyq.url.join", "base");
-  const char *ref = checkurl(L, 2, "pyq.url.join", "ref");
+  const char *ref = checkurl(L, 2, "pyq.url.join", "ref"), *why;
   box *b = newbox(L);
   CURLUcode rc = curl_url_set(b->u, CURLUPART_URL, base, FLAGS);
   if (rc != CURLUE_OK) return refused(L, "pyq.url.join", "base", base, rc, NULL);
@@ -213,9 +219,9 @@ static int url_join (lua_State *L) {
   if (rc != CURLUE_OK) return refused(L, "pyq.url.join", "ref", ref, rc, base);
   if ((rc = settle(L, b)) != CURLUE_OK)
     return refused(L, "pyq.url.join", "the result", lua_tostring(L, -1), rc, base);
-  if (port_zero(b))
+  if ((why = unbuildable(b)) != NULL)
     return refused_why(L, "pyq.url.join", "the result", lua_tostring(L, -1),
-                       "port 0", base);
+                       why, base);
   return 1;
 }
 

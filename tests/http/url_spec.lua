@@ -135,7 +135,7 @@ describe("pyq.url.parse", function()
 
   it("refuses what curl parses but writes back as a URL it refuses", function()
     -- "file:x//y" is written "file://x//y"; port 0 cannot be set again
-    for _, bad in ipairs { "file:W//etc/hosts", "http://h:0/", "http://h:00/x" } do
+    for _, bad in ipairs { "file:W//etc/hosts", "http://h:0/", "http://h:00/x", "http:/q%o/" } do
       local err = failure(url.parse, bad)
       assert.equal("url", err.kind, bad)
       assert.equal(bad, err.url)
