@@ -3,6 +3,7 @@
  * lualib/pyq/init.lua builds the public `pyq` table on top of it. */
 #include "pyqhost.h"
 #include "http/http.h"
+#include "http/url.h"
 #include "json/json.h"
 #include "lua/error.h"
 #include "lua/log.h"
@@ -21,6 +22,7 @@ int luaopen_pyq_core (lua_State *L) {
   pyq_open_http(L);
   pyq_open_json(L);   /* pyq.json and pyq.jsonl, for require */
   pyq_open_sqlite(L);
+  pyq_open_url(L);    /* pyq.url, for require */
   lua_pushliteral(L, PYQ_VERSION);
   lua_setfield(L, -2, "version");
   return 1;

@@ -266,4 +266,81 @@ function M.closed_port()
   return port
 end
 
+-- The HTTP test services of issue 10 (tests/fixtures/httpbin_server.py,
+-- proxy.py, bytes_server.py): each on a free loopback port, detached in a
+-- process group of its own that stop() ends.
+local function start_service(script, flags, name)
+  local stem = M.fresh()
+  local parts = { "PYTHONDONTWRITEBYTECODE=1 python3", M.quote(M.source .. "/tests/fixtures/" .. script),
+                  "--port-file", M.quote(stem .. ".port"), "--pid-file", M.quote(stem .. ".pid") }
+  for _, f in ipairs(flags or {}) do parts[#parts + 1] = M.quote(f) end
+  assert(os.execute(table.concat(parts, " ")), name .. " did not start")
+  local function read(path)
+    local f = assert(io.open(path))
+    local v = tonumber(f:read("l"))
+    f:close()
+    os.remove(path)
+    return v
+  end
+  local port, pid = read(stem .. ".port"), read(stem .. ".pid")
+  return { port = port, pid = pid, base = "http://127.0.0.1:" .. port,
+           stop = function() os.execute("kill -- -" .. pid .. " 2>/dev/null") end }
+end
+
+--- Starts Debian's httpbin under gunicorn (tests/fixtures/httpbin_server.py):
+-- cookies set by redirects, basic/digest auth, form and multipart echo,
+-- /range, /stream, /drip, /gzip, /deflate, /brotli, ...  Its first answer
+-- waits for the worker to boot (about a second).  Returns { port, base,
+-- log (gunicorn's error log), stop }.
+function M.start_httpbin()
+  local log = M.fresh(".log")
+  local s = start_service("httpbin_server.py", { "--log", log }, "httpbin")
+  s.log = log
+  return s
+end
+
+--- Starts the forward proxy (tests/fixtures/proxy.py); opts.auth =
+-- "user:password" makes it answer 407 without those credentials.  Returns
+-- { port, base, url (= base, for proxy options), requests = function
+-- returning what passed through it ({method, target, proxy_auth} each,
+-- oldest first), stop }.
+function M.start_proxy(opts)
+  local log = M.fresh(".jsonl")
+  local flags = { "--log", log }
+  if opts and opts.auth then flags[#flags + 1] = "--auth"; flags[#flags + 1] = opts.auth end
+  local s = start_service("proxy.py", flags, "the proxy")
+  s.url = s.base
+  function s.requests()
+    local json, seen = require "pyq.json", {}
+    for line in io.lines(log) do
+      local r = json.decode(line)
+      if r.proxy_auth == json.null then r.proxy_auth = nil end
+      seen[#seen + 1] = r
+    end
+    return seen
+  end
+  return s
+end
+
+--- Starts the byte generator (tests/fixtures/bytes_server.py):
+-- /bytes/N[?rate=&cut=&chunked=1&no_ranges=1&etag=] sends N bytes (byte i
+-- is i % 251) with Range support; /requests lists what it was asked.
+-- Returns { port, base, url = function(n, query) -> URL, stop }; see
+-- M.byte_pattern to check a body.
+function M.start_bytes()
+  local s = start_service("bytes_server.py", nil, "the byte generator")
+  function s.url(n, query)
+    return ("%s/bytes/%d%s"):format(s.base, n, query and "?" .. query or "")
+  end
+  return s
+end
+
+--- The bytes from offset `from` (0-based) to `to` (excluded) that the byte
+-- generator sends.
+function M.byte_pattern(from, to)
+  local t = {}
+  for i = from, to - 1 do t[#t + 1] = string.char(i % 251) end
+  return table.concat(t)
+end
+
 return M
