@@ -9,6 +9,7 @@
 #   json    core lua             the JSON codec and JSON Lines files
 #   http    core lua report json libcurl on libuv, requests, pyq.http
 #   queue   core lua report      pyq.Queue, workers, backends
+#   html    core lua             pyq.html: libxml2 documents, XPath, CSS
 #   host/*.c                     puts them together: may include anything
 # A lower layer that needs something from a higher one takes a hook the
 # higher one registers (h->tasks, h->before_output, pyq_report_section).
@@ -22,6 +23,7 @@ allowed () {
     json) echo "core lua" ;;
     http) echo "core lua report json" ;;
     queue) echo "core lua report" ;;
+    html) echo "core lua" ;;
     *) echo "?" ;;
   esac
 }

@@ -8,7 +8,7 @@ for name, value in std.pairs(core) do
   if name:sub(1, 1) ~= "_" then pyq[name] = value end   -- _http: pyq.http's C half
 end
 
-local submodules = { itertools = true, http = true, json = true, jsonl = true }
+local submodules = { itertools = true, http = true, json = true, jsonl = true, html = true }
 
 return std.setmetatable(pyq, {
   __index = function(t, name)
