@@ -43,21 +43,13 @@ static void put (out *o, const char *s, size_t n) {
 
 static void puts_ (out *o, const char *s) { put(o, s, strlen(s)); }
 
-/* An XPath string literal for s[0..n): quoted with whichever quote it
- * does not contain, or concat() of pieces when it contains both. */
+/* An XPath string literal for s[0..n), quoted with the quote it does not
+ * contain: a CSS string without escapes never holds both. */
 static void literal (out *o, const char *s, size_t n) {
-  size_t i, start;
-  if (memchr(s, '\'', n) == NULL) { puts_(o, "'"); put(o, s, n); puts_(o, "'"); return; }
-  if (memchr(s, '"', n) == NULL) { puts_(o, "\""); put(o, s, n); puts_(o, "\""); return; }
-  puts_(o, "concat(''");
-  for (start = i = 0; i <= n; i++) {
-    if (i == n || s[i] == '\'') {
-      if (i > start) { puts_(o, ", '"); put(o, s + start, i - start); puts_(o, "'"); }
-      if (i < n) puts_(o, ", \"'\"");
-      start = i + 1;
-    }
-  }
-  puts_(o, ")");
+  const char *q = memchr(s, '\'', n) ? "\"" : "'";
+  puts_(o, q);
+  put(o, s, n);
+  puts_(o, q);
 }
 
 static int fail (parser *p, const char *why) {

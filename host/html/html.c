@@ -266,9 +266,13 @@ static const char *check_string (lua_State *L, int arg, const char *fname,
 static int m_xpath (lua_State *L) {
   char fname[32];
   int docidx;
-  xmlNodePtr n = self(L, "xpath", fname, sizeof fname, &docidx);
-  const char *expr = check_string(L, 2, fname, "expression");
-  scratch *s = acquire(L, docidx);
+  xmlNodePtr n;
+  const char *expr;
+  scratch *s;
+  lua_settop(L, 2);   /* self pushes the document above the arguments */
+  n = self(L, "xpath", fname, sizeof fname, &docidx);
+  expr = check_string(L, 2, fname, "expression");
+  s = acquire(L, docidx);
   if (!eval(L, s, n, expr)) {
     done(s);
     return pyq_usage(L, "%s: bad XPath expression %s: %s", fname, pyq_got(L, 2),
@@ -285,9 +289,11 @@ static int m_css (lua_State *L) {
   int docidx;
   const char *why;
   size_t len, at;
-  xmlNodePtr n = self(L, "css", fname, sizeof fname, &docidx);
+  xmlNodePtr n;
   const char *sel;
   scratch *s;
+  lua_settop(L, 2);   /* self pushes the document above the arguments */
+  n = self(L, "css", fname, sizeof fname, &docidx);
   if (lua_type(L, 2) != LUA_TSTRING)
     return pyq_usage(L, "%s: selector must be a string, got %s", fname, pyq_got(L, 2));
   sel = lua_tolstring(L, 2, &len);
@@ -313,8 +319,11 @@ static int m_css (lua_State *L) {
 static int m_html (lua_State *L) {
   char fname[32];
   int docidx;
-  xmlNodePtr n = self(L, "html", fname, sizeof fname, &docidx);
-  scratch *s = acquire(L, docidx);
+  xmlNodePtr n;
+  scratch *s;
+  lua_settop(L, 1);
+  n = self(L, "html", fname, sizeof fname, &docidx);
+  s = acquire(L, docidx);
   s->out = xmlAllocOutputBuffer(NULL);
   if (s->out == NULL) luaL_error(L, "not enough memory");
   htmlNodeDumpFormatOutput(s->out, s->d->doc, n, NULL, 0);
@@ -560,9 +569,10 @@ static int html_parse (lua_State *L) {
                     : htmlReadMemory(text, (int)len, NULL, NULL, PARSE_OPTIONS);
   if (d->doc == NULL)
     return pyq_raise(L, "decode", "pyq.html.parse: libxml2 could not parse the text");
-  /* the tree lives outside Lua's heap: let the collector count it, so a
-   * loop that drops documents without closing them does not outrun it */
-  lua_gc(L, LUA_GCSTEP, (int)(len / 1024));
+  /* the tree lives outside Lua's heap: let the collector count it (a tree
+   * takes 3 to 30 times its text), so a loop that drops documents without
+   * closing them does not outrun it */
+  lua_gc(L, LUA_GCSTEP, (int)(len / 256));
   return 1;
 }
 
