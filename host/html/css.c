@@ -303,12 +303,35 @@ static int complex_ (parser *p) {
   }
 }
 
+/* The length of the UTF-8 sequence at s[0..n), 0 when it is not one. */
+static size_t utf8_len (const unsigned char *s, size_t n) {
+  size_t len, i;
+  unsigned long c;
+  if (s[0] < 0x80) return 1;
+  if (s[0] < 0xC2 || s[0] > 0xF4) return 0;
+  len = s[0] < 0xE0 ? 2 : s[0] < 0xF0 ? 3 : 4;
+  if (n < len) return 0;
+  c = s[0] & (0x3F >> (len - 1));
+  for (i = 1; i < len; i++) {
+    if ((s[i] & 0xC0) != 0x80) return 0;
+    c = (c << 6) | (s[i] & 0x3F);
+  }
+  if ((len == 3 && (c < 0x800 || (c >= 0xD800 && c <= 0xDFFF))) ||
+      (len == 4 && (c < 0x10000 || c > 0x10FFFF))) return 0;
+  return len;
+}
+
 char *pyq_html_css (const char *s, size_t n, const char **why, size_t *at) {
   parser p;
+  size_t k;
   memset(&p, 0, sizeof p);
   p.s = s;
   p.n = n;
-  if (memchr(s, '\0', n)) { p.i = (const char *)memchr(s, '\0', n) - s; fail(&p, "a NUL byte"); }
+  for (p.i = 0; p.i < n; p.i += k) {   /* libxml2's XPath takes UTF-8 only */
+    if (s[p.i] == '\0') { fail(&p, "a NUL byte"); break; }
+    if ((k = utf8_len((const unsigned char *)s + p.i, n - p.i)) == 0) { fail(&p, "invalid UTF-8"); break; }
+  }
+  p.i = 0;
   while (p.why == NULL) {
     skip_space(&p);
     if (!complex_(&p)) break;

@@ -243,11 +243,13 @@ describe("doc:css", function()
       ["a[href"] = "] or an attribute operator was expected",
       ["a[href='x]"] = "unterminated string",
       ["a!"] = "unexpected character",
+      ["p.caf\xe9"] = "invalid UTF-8",   -- libxml2's XPath reads UTF-8 only
     }
     for sel, why in pairs(cases) do
       local msg = usage(doc.css, doc, sel)
       assert.matches(('doc:css: unsupported selector "%s": %s'):format(sel, why), msg, 1, true)
     end
+    assert.equal(1, #doc:css("[lang='en-GB'], p.café"))   -- UTF-8 is fine
     assert.matches("node:css: unsupported selector", usage(doc.css, doc:css("ul")[1], "a ~ b"), 1, true)
     assert.matches("doc:css: selector must be a string, got 42", usage(doc.css, doc, 42), 1, true)
   end)
