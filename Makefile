@@ -31,13 +31,13 @@ test-sanitize: deps
 	@cmake --build build-asan -j$(JOBS)
 	cd build-asan && ctest --output-on-failure -j$(JOBS) $(CTEST_ARGS)
 
-# libFuzzer over the host's input handling, the JSON codec and pyq.url,
-# each from its seed corpus, FUZZ_SECONDS each.
+# libFuzzer over the host's input handling, the JSON codec, pyq.url and
+# pyq.html, each from its seed corpus, FUZZ_SECONDS each.
 fuzz:
 	@sh tools/deps.sh fuzz
 	@cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DPYQ_FUZZ=ON >/dev/null
-	@cmake --build build-fuzz -j$(JOBS) --target fuzz_input fuzz_json fuzz_url
-	@for t in input:corpus json:corpus_json url:corpus_url; do \
+	@cmake --build build-fuzz -j$(JOBS) --target fuzz_input fuzz_json fuzz_url fuzz_html
+	@for t in input:corpus json:corpus_json url:corpus_url html:corpus_html; do \
 	  work=$$(mktemp -d) && ./build-fuzz/fuzz_$${t%%:*} -max_total_time=$(FUZZ_SECONDS) \
 	  -timeout=10 -rss_limit_mb=4096 -artifact_prefix=$$work/ -print_final_stats=1 \
 	  $$work tests/fuzz/$${t#*:} 2>&1 | tail -25; \

@@ -2,6 +2,7 @@
  *
  * lualib/pyq/init.lua builds the public `pyq` table on top of it. */
 #include "pyqhost.h"
+#include "html/html.h"
 #include "http/http.h"
 #include "http/url.h"
 #include "json/json.h"
@@ -23,6 +24,7 @@ int luaopen_pyq_core (lua_State *L) {
   pyq_open_json(L);   /* pyq.json and pyq.jsonl, for require */
   pyq_open_sqlite(L);
   pyq_open_url(L);    /* pyq.url, for require */
+  pyq_open_html(L);   /* pyq.html, for require */
   lua_pushliteral(L, PYQ_VERSION);
   lua_setfield(L, -2, "version");
   return 1;

@@ -10,6 +10,7 @@
 #   sqlite  core lua json        SQLite databases, grouped commits, pyq.sqlite
 #   http    core lua report json libcurl on libuv, requests, pyq.http
 #   queue   core lua report      pyq.Queue, workers, backends
+#   html    core lua             pyq.html: libxml2 documents, XPath, CSS
 #   host/*.c                     puts them together: may include anything
 # A lower layer that needs something from a higher one takes a hook the
 # higher one registers (h->tasks, h->before_output, pyq_report_section).
@@ -24,6 +25,7 @@ allowed () {
     sqlite) echo "core lua json" ;;
     http) echo "core lua report json" ;;
     queue) echo "core lua report" ;;
+    html) echo "core lua" ;;
     *) echo "?" ;;
   esac
 }

@@ -6,7 +6,7 @@
 # bench` adds wrk, `tools/deps.sh fuzz` clang and its libFuzzer runtime.
 # Nothing is downloaded but Debian packages.
 set -e
-pkgs="cmake gcc make pkg-config liblua5.4-dev libuv1-dev libcurl4-openssl-dev libsqlite3-dev libreadline-dev lua-busted lua-cjson python3 openssl nginx-light valgrind python3-httpbin gunicorn"
+pkgs="cmake gcc make pkg-config liblua5.4-dev libuv1-dev libcurl4-openssl-dev libsqlite3-dev libreadline-dev libxml2-dev lua-busted lua-cjson python3 openssl nginx-light valgrind python3-httpbin gunicorn"
 [ "${1:-}" = bench ] && pkgs="$pkgs wrk"
 [ "${1:-}" = fuzz ] && pkgs="$pkgs clang libclang-rt-14-dev"
 missing=""
