@@ -33,7 +33,7 @@ pyq = {}
 ---local get = pyq.async(function(id) return pyq.http.get(base .. id):json() end)
 ---local doc = pyq.await(get(42))
 ---```
----@param fn async fun(...: any): ...: any
+---@param fn async fun(...: any): any
 ---@return pyq.AsyncFunction
 function pyq.async(fn) end
 

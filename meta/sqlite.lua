@@ -56,7 +56,7 @@ function DB:upsert(table, row, key) end
 
 ---Runs `fn(...)` in a transaction: its writes all land or none do; it
 ---cannot wait.  Returns fn's results.
----@param fn fun(...: any): ...: any
+---@param fn fun(...: any): any
 ---@param ... any
 ---@return any ...
 function DB:transaction(fn, ...) end

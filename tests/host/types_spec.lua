@@ -332,7 +332,7 @@ describe("the editor definitions (meta/)", function()
     assert.are.same(sorted(kinds), sorted(alias))
   end)
 
-  it("come with a LuaLS addon config for Lua 5.4 and the pyq global", function()
+  it("are Lua files marked ---@meta, with a LuaLS addon config for Lua 5.4 and the pyq global", function()
     local config = pyq.json.decode(read(META .. "/config.json"))
     assert.are.equal("pyqhost", config.name)
     assert.are.same({ "pyq%.%w+" }, config.words)
@@ -340,6 +340,7 @@ describe("the editor definitions (meta/)", function()
     assert.are.same({ "pyq" }, config.settings["Lua.diagnostics.globals"])
     for file in io.popen("ls " .. helper.quote(META) .. "/*.lua"):lines() do
       assert.are.equal("---@meta _", read(file):match("^[^\n]*"), file)
+      assert(loadfile(file))   -- valid Lua: LuaLS reads it as code too
     end
   end)
 
