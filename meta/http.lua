@@ -1,0 +1,127 @@
+---@meta _
+-- pyq.http: HTTP requests from tasks, on libcurl's multi interface driven by
+-- the host's loop.  Every request waits (suspends only the calling task).
+
+---Options of one request (`http.request` takes `url` and `method` too).
+---@class pyq.http.Options
+---@field url string? with http:// or https:// (http.request)
+---@field method string? GET, or POST with a body (http.request)
+---@field headers table<string, string>?
+---@field body string? sent as application/octet-stream unless a Content-Type header says otherwise
+---@field json any? encoded with pyq.json, sent as application/json
+---@field query table<string, string|number|boolean|(string|number)[]>? URL-encoded, names sorted, appended
+---@field timeout number? the whole request in seconds, every attempt and wait included (30)
+---@field attempt_timeout number? one try, when smaller than what is left of timeout
+---@field connect_timeout number? seconds (10)
+---@field follow_redirects boolean? (true)
+---@field max_redirects integer? (10)
+---@field allow_downgrade boolean? follow an https -> http redirect (false)
+---@field sensitive_headers string[]? extra header names to treat as credentials
+---@field sensitive_query string[]? extra query names to treat as credentials
+---@field max_body integer? bytes (64 MiB)
+---@field verify boolean? TLS peer and host verification (true)
+---@field retries integer? (0)
+---@field backoff number? seconds before the first retry, doubling, with jitter (0.5)
+---@field retry_unsafe boolean? retry POST and PATCH too (false)
+---@field max_retry_after number? longest Retry-After hold to wait for, seconds (300)
+
+---Process-wide defaults.
+---@class pyq.http.ConfigureOptions
+---@field user_agent string? instead of pyqhost/<version> libcurl/<version>
+---@field max_connections integer?
+---@field max_per_host integer?
+---@field http2 boolean?
+---@field retries integer?
+---@field backoff number?
+---@field max_retry_after number?
+---@field sensitive_headers string[]? added to each request's
+---@field sensitive_query string[]? added to each request's
+
+---An HTTP answer (an error status is a response too).
+---@class pyq.http.Response
+---@field status integer
+---@field ok boolean status is 2xx
+---@field headers table<string, string> lower-case names, repeated headers joined with ", "
+---@field raw_headers string the header block as received
+---@field body string decoded when compressed
+---@field url string after redirects
+---@field method string the last hop's
+---@field elapsed number seconds, every hop
+---@field http_version string
+---@field retries integer retries it took
+local Response = {}
+
+---Decodes the body as JSON; an invalid body raises an error naming the URL.
+---@return any
+function Response:json() end
+
+---@class pyq.http.Stats
+---@field requests integer
+---@field retries integer
+---@field bytes integer
+
+---@class pyq.http
+pyq.http = {}
+
+---@async
+---@param opts pyq.http.Options with `url`
+---@return pyq.http.Response
+function pyq.http.request(opts) end
+
+---@async
+---@param url string
+---@param opts? pyq.http.Options
+---@return pyq.http.Response
+function pyq.http.get(url, opts) end
+
+---@async
+---@param url string
+---@param opts? pyq.http.Options
+---@return pyq.http.Response
+function pyq.http.head(url, opts) end
+
+---@async
+---@param url string
+---@param opts? pyq.http.Options
+---@return pyq.http.Response
+function pyq.http.delete(url, opts) end
+
+---@async
+---@param url string
+---@param opts? pyq.http.Options
+---@return pyq.http.Response
+function pyq.http.options(url, opts) end
+
+---@async
+---@param url string
+---@param opts? pyq.http.Options
+---@return pyq.http.Response
+function pyq.http.post(url, opts) end
+
+---@async
+---@param url string
+---@param opts? pyq.http.Options
+---@return pyq.http.Response
+function pyq.http.put(url, opts) end
+
+---@async
+---@param url string
+---@param opts? pyq.http.Options
+---@return pyq.http.Response
+function pyq.http.patch(url, opts) end
+
+---Sets process-wide defaults.
+---@param opts pyq.http.ConfigureOptions
+function pyq.http.configure(opts) end
+
+---Requests to `host` ("name" or "name:port") wait until every window allows
+---them: `http.limit("api.example.org", "20/1s", "100/2m")`; calling it again
+---replaces the limits, `http.limit(host, nil)` removes them.
+---@param host string
+---@param rate string|nil "N/D", D like 500ms, 1s, 2m, 1h
+---@param ... string more windows
+function pyq.http.limit(host, rate, ...) end
+
+---The process's figures so far.
+---@return pyq.http.Stats
+function pyq.http.stats() end
