@@ -232,12 +232,23 @@ describe("pyqhost command line", function()
                  run_with(helper.source .. "/lualib", "print(debug.getinfo(pyq.http.request, 'S').source)"))
   end)
 
-  it("installs one file with cmake --install", function()
+  it("installs a binary that needs nothing else, with its man page and docs beside it", function()
     local prefix = helper.fresh()
     local build = helper.pyqhost:match("^(.*)/[^/]+$")
     assert.is_true(os.execute("cmake --install " .. helper.quote(build) ..
       " --prefix " .. helper.quote(prefix) .. " >/dev/null"))
-    assert.equal(prefix .. "/bin/pyqhost\n", helper.shell("find " .. helper.quote(prefix) .. " -type f"))
-    assert.equal('[1]\n0\n', bare(helper.quote(prefix .. "/bin/pyqhost") .. " -e 'print(pyq.json.encode{1})'"))
+    local files = helper.shell("cd " .. helper.quote(prefix) .. " && find . -type f | sort")
+    for _, f in ipairs({ "./bin/pyqhost", "./share/man/man1/pyqhost.1",
+                         "./share/pyqhost/lualib/pyq/init.lua", "./share/pyqhost/meta/pyq.lua",
+                         "./share/pyqhost/meta/config.json",
+                         "./share/doc/pyqhost/examples/quickstart.lua",
+                         "./share/doc/pyqhost/README.md" }) do
+      assert.matches("\n" .. f:gsub("%p", "%%%0") .. "\n", "\n" .. files, nil, false, f)
+    end
+    -- the binary carries its own library: moved away from the rest, it runs
+    local lone = helper.fresh()
+    os.execute("mkdir " .. helper.quote(lone) .. " && cp " .. helper.quote(prefix .. "/bin/pyqhost") ..
+               " " .. helper.quote(lone))
+    assert.equal('[1]\n0\n', bare(helper.quote(lone .. "/pyqhost") .. " -e 'print(pyq.json.encode{1})'"))
   end)
 end)
