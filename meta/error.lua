@@ -14,6 +14,7 @@
 ---| "encode"      # pyq.json, pyq.jsonl
 ---| "io"          # pyq.jsonl opening, reading or writing a file
 ---| "sqlite"      # pyq.sqlite
+---| "url"         # pyq.url: a URL libcurl refuses
 ---| "failed"      # a task's outcome in join{ all = true } and completed()
 ---| string        # a kind of your own
 
@@ -25,6 +26,8 @@
 ---@field error any? a task outcome's ("failed", "cancelled"): what the task raised
 ---@field index integer? a task outcome's: its put index
 ---@field code integer? kind "sqlite": SQLite's extended result code
+---@field url string? kind "url": the URL refused
+---@field reason string? kind "url": curl's reason
 
 ---Makes an error object (raise it with `error`).
 ---```lua

@@ -14,6 +14,8 @@
 ---@field jsonl pyq.jsonl JSON Lines files
 ---@field sqlite pyq.sqlite SQLite databases on the host's loop
 ---@field itertools pyq.itertools helpers for feeding queues
+---@field html pyq.html HTML documents: XPath, CSS selectors, links
+---@field url pyq.url URLs: join, parse, build, encode, decode
 pyq = {}
 
 ---A task: a call of an async function that has not run yet.  It runs once,

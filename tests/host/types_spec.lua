@@ -245,6 +245,23 @@ local function runtime(api, dir, closers)
     closers[#closers + 1] = pyq.sqlite.open(":memory:", o)
   end)
 
+  local doc = pyq.html.parse('<p id="x">hi <a href="/a">a</a></p>', "http://h/")
+  closers[#closers + 1] = doc
+  rt["pyq.html.Document"] = function(names, d)
+    index_keys(debug.getmetatable(doc).__index, names)
+    return probe(doc)(names, d)
+  end
+  local node = doc:css("p")[1]
+  rt["pyq.html.Node"] = function(names, d)
+    index_keys(debug.getmetatable(node).__index, names)
+    return probe(node)(c_fields("host/html/html.c", "node_index", names), d)
+  end
+  rt["pyq.url.Parts"] = function(names)
+    keys(pyq.url.parse("http://u:p@h:81/p?q#f"), names)
+    keys(pyq.url.parse("imap://user;AUTH=PLAIN@h/"), names)
+    return keys(pyq.url.parse("http://[fe80::1%25eth0]/"), names)
+  end
+
   -- every field of the errors the host makes (a script's own fields aside)
   local errors = {
     pyq.Error("mine", "text"),
@@ -254,6 +271,7 @@ local function runtime(api, dir, closers)
     select(2, pcall(pyq.json.encode, 0 / 0)),
     select(2, pcall(pyq.jsonl.read, dir .. "/missing.jsonl")),
     select(2, pcall(db.exec, db, "SELEC 1")),
+    select(2, pcall(pyq.url.parse, "http://a/b c")),
     select(2, pcall(pyq.http.get, api.base .. "/reset")),   -- a transport error
     outcome(function() error("boom") end),
     outcome(function() pyq.sleep(1) end, true),
