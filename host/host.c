@@ -156,6 +156,7 @@ int pyq_host_close (pyq_host *h, int code) {
   h->closing = 1;
   lua_close(h->L);
   if (!exited && h->exit_requested) code = h->exit_code;   /* the first wins */
+  if (code == 0 && h->write_errors) code = 1;   /* a commit at close failed */
   pyq_report_close(h);
   uv_walk(h->loop, close_handle, NULL);
   uv_run(h->loop, UV_RUN_DEFAULT);

@@ -228,6 +228,7 @@ int main (int argc, char **argv) {
   /* -v asks for the summary; a level the script sets for itself does not */
   summary = o.summary || o.log_level <= PYQ_INFO || host.signal;
   if (summary) pyq_host_summary(&host);
+  if (code == 0 && host.write_errors) code = 1;   /* logged where it failed */
   if (host.signal) code = 128 + host.signal;
   else if (code == 0 && !host.exit_requested && host.unhandled > 0) {
     code = 3;   /* like xargs' 123: some task failed and nobody handled it */

@@ -55,6 +55,7 @@ struct pyq_host {
   lua_Integer unhandled;  /* task failures that reached the default handler */
   int exit_requested;     /* os.exit was called; exit_code holds its code */
   int closing;            /* lua_close runs: os.exit only records its code */
+  int write_errors;       /* output was lost (a failed commit): exit >= 1 */
   /* signals (core/signal.c) */
   volatile int signal;    /* SIGINT, SIGTERM or SIGPIPE received, or 0 */
   int signal_handled;     /* tasks cancelled for it */

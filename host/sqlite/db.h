@@ -15,13 +15,21 @@ typedef struct pyq_dbs pyq_dbs;   /* the module: open databases, its hook */
 
 typedef struct pyq_db {
   sqlite3 *db;
-  pyq_dbs *dbs;
+  pyq_dbs *dbs;           /* NULL once the module is gone (at exit) */
+  pyq_link member;        /* in dbs->all while open */
   pyq_link link;          /* in dbs->open while it has a group open */
   int grouped;            /* a BEGIN of the grouping is open */
   int explicit_tx;        /* db:transaction runs */
+  int internal;           /* the module runs BEGIN/COMMIT: the authorizer
+                             lets transaction statements through */
+  int refused;            /* the authorizer refused a transaction statement */
   int writes;             /* writes in the open group */
   int batch;              /* commit after this many writes */
-  char err[256];          /* the last commit failure, to raise */
+  int busy_ms;            /* how long a lock held elsewhere is waited for */
+  double busy_since;      /* when the current wait for a lock began */
+  int lost;               /* writes of a failed group commit, to report */
+  int lost_code;          /* its SQLite code */
+  char err[256];          /* its message */
 } pyq_db;
 
 pyq_dbs *pyq_dbs_new (pyq_host *h);
@@ -32,11 +40,16 @@ void pyq_dbs_free (pyq_dbs *dbs);
 int pyq_db_open (pyq_dbs *dbs, pyq_db *db, const char *path, int wal,
                  int batch, int busy_ms);
 /* Before a statement that writes: the group's BEGIN when none is open.
- * SQLITE_OK, or SQLite's code with db->err set. */
+ * SQLITE_OK, or SQLite's code. */
 int pyq_db_write_begin (pyq_db *db);
-/* After it: counts the write; commits when the batch is full. */
+/* After it: counts the write; commits when the batch is full (SQLITE_OK,
+ * or the failed commit's code, with db->err and db->lost set). */
 int pyq_db_write_end (pyq_db *db);
-/* Commits the open group now, if any: SQLITE_OK or the failure's code. */
+/* Commits the open group now, if any.  A commit that fails rolls the
+ * group back and keeps its message and size in db->err and db->lost for
+ * the caller to raise (commits made in the background log it and mark the
+ * job's output as damaged, h->write_errors); a database another
+ * connection locks is retried at the next turn instead. */
 int pyq_db_commit (pyq_db *db);
 /* Commits and closes; safe twice. */
 void pyq_db_close (pyq_db *db);

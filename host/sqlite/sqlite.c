@@ -35,12 +35,12 @@ static const char STATE_KEY = 's';
 typedef struct ldb {
   pyq_db d;
   int closed;
+  int cached;             /* statements in the cache */
 } ldb;
 
 typedef struct rows_it {
-  sqlite3_stmt *stmt;
+  sqlite3_stmt *stmt;     /* the loop's own, finalized when it ends */
   ldb *db;
-  int owned;              /* prepared for this loop: finalize, not reset */
   int done;
 } rows_it;
 
@@ -65,12 +65,35 @@ static int sqlite_error (lua_State *L, const char *fname, ldb *db, int rc,
   return lua_error(L);
 }
 
+/* Raises the error of a group commit that failed in the background (at the
+ * end of a turn), once, from the database's next call. */
+static void raise_lost (lua_State *L, const char *fname, ldb *db) {
+  if (db->d.lost == 0) return;
+  pyq_error_new(L, "sqlite", lua_pushfstring(L, "%s: an earlier group commit "
+                "failed and its %d write%s were lost: %s", fname, db->d.lost,
+                db->d.lost == 1 ? "" : "s", db->d.err));
+  lua_pushinteger(L, db->d.lost_code);
+  lua_setfield(L, -2, "code");
+  db->d.lost = 0;
+  lua_error(L);
+}
+
+static void commit_failed (lua_State *L, const char *fname, ldb *db) {
+  pyq_error_new(L, "sqlite", lua_pushfstring(L, "%s: COMMIT failed, the "
+                "group's writes were rolled back: %s", fname, db->d.err));
+  lua_pushinteger(L, db->d.lost_code);
+  lua_setfield(L, -2, "code");
+  db->d.lost = 0;   /* raised here: not again */
+  lua_error(L);
+}
+
 static ldb *check_db (lua_State *L, const char *fname) {
   ldb *db = luaL_testudata(L, 1, DB);
   if (db == NULL)
     pyq_usage(L, "%s: bad self (a pyq.sqlite database expected, got %s); "
               "call it with ':'", fname, luaL_typename(L, 1));
   if (db->closed) pyq_usage(L, "%s: the database is closed", fname);
+  raise_lost(L, fname, db);
   return db;
 }
 
@@ -153,24 +176,65 @@ static void push_row (lua_State *L, sqlite3_stmt *s) {
 
 /* ---- statements --------------------------------------------------------- */
 
-/* BEGIN, COMMIT and the like would fight the grouping. */
-static int transaction_control (const char *sql) {
-  static const char *const words[] = {"begin", "commit", "end", "rollback",
-                                      "savepoint", "release", NULL};
-  int i;
-  while (isspace((unsigned char)*sql)) sql++;
-  for (i = 0; words[i]; i++) {
-    size_t n = strlen(words[i]);
-    if (strncasecmp(sql, words[i], n) == 0 && !isalnum((unsigned char)sql[n]))
-      return 1;
+/* Past whitespace and SQL comments. */
+static const char *skip_space (const char *p) {
+  for (;;) {
+    while (isspace((unsigned char)*p)) p++;
+    if (p[0] == '-' && p[1] == '-') {
+      while (*p && *p != '\n') p++;
+    } else if (p[0] == '/' && p[1] == '*') {
+      const char *end = strstr(p + 2, "*/");
+      p = end ? end + 2 : p + strlen(p);
+    } else {
+      return p;
+    }
   }
-  return 0;
 }
 
-/* The cached statement for the SQL at idx, or a fresh one (*owned) when the
- * cached one is busy or the text holds more than one statement. */
+static int starts_with (const char *sql, const char *word) {
+  size_t n = strlen(word);
+  sql = skip_space(sql);
+  return strncasecmp(sql, word, n) == 0 && !isalnum((unsigned char)sql[n]) &&
+         sql[n] != '_';
+}
+
+/* PRAGMA and VACUUM cannot run inside a transaction (a PRAGMA silently
+ * does nothing there): the open group is committed first and they run on
+ * their own. */
+static int outside_groups (const char *sql) {
+  return starts_with(sql, "pragma") || starts_with(sql, "vacuum");
+}
+
+#define CACHE_MAX 256
+
+static void cache_clear (lua_State *L, ldb *db) {
+  lua_getiuservalue(L, 1, 1);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    sqlite3_finalize(lua_touserdata(L, -1));
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lua_setiuservalue(L, 1, 1);
+  db->cached = 0;
+}
+
+static int sql_failed (lua_State *L, const char *fname, ldb *db, int rc,
+                       const char *sql) {
+  if (rc == SQLITE_AUTH && db->d.refused)
+    return pyq_usage(L, "%s: transactions are managed by pyq.sqlite (writes "
+                     "are grouped); use db:transaction(fn) for an atomic "
+                     "group", fname);
+  return sqlite_error(L, fname, db, rc, sql);
+}
+
+/* The SQL at idx, prepared: the statement cached for that text (exec, one,
+ * insert and upsert step it to its end and reset it within one call, so it
+ * is never shared), or, for text holding several statements, NULL with
+ * *script set (db:exec runs those one by one). */
 static sqlite3_stmt *prepare (lua_State *L, const char *fname, ldb *db,
-                              int idx, int *owned) {
+                              int idx, int *script) {
   size_t n;
   const char *sql, *tail = NULL;
   sqlite3_stmt *s = NULL;
@@ -178,84 +242,108 @@ static sqlite3_stmt *prepare (lua_State *L, const char *fname, ldb *db,
   if (lua_type(L, idx) != LUA_TSTRING)
     pyq_usage(L, "%s: sql must be a string, got %s", fname, pyq_got(L, idx));
   sql = lua_tolstring(L, idx, &n);
-  if (transaction_control(sql))
-    pyq_usage(L, "%s: transactions are managed by pyq.sqlite (writes are "
-              "grouped); use db:transaction(fn) for an atomic group", fname);
-  *owned = 0;
+  *script = 0;
+  /* a PRAGMA compiled inside a transaction does nothing: none is open */
+  if (outside_groups(sql) && pyq_db_commit(&db->d) != SQLITE_OK)
+    commit_failed(L, fname, db);
   lua_getiuservalue(L, 1, 1);
   lua_pushvalue(L, idx);
   if (lua_rawget(L, -2) == LUA_TLIGHTUSERDATA) {
     s = lua_touserdata(L, -1);
     lua_pop(L, 2);
-    if (!sqlite3_stmt_busy(s)) return s;
-    *owned = 1;
-  } else {
-    lua_pop(L, 2);
+    return s;
   }
+  lua_pop(L, 2);
+  db->d.refused = 0;
+  db->d.internal = outside_groups(sql);   /* VACUUM runs a transaction */
   rc = sqlite3_prepare_v2(db->d.db, sql, (int)n + 1, &s, &tail);
-  if (rc != SQLITE_OK) sqlite_error(L, fname, db, rc, sql);
-  if (s == NULL)
-    pyq_usage(L, "%s: the SQL holds no statement", fname);
-  while (tail && isspace((unsigned char)*tail)) tail++;
-  if (tail && *tail && *tail != ';') *owned = 1;   /* several: not cached */
-  if (!*owned) {
-    lua_getiuservalue(L, 1, 1);
-    lua_pushvalue(L, idx);
-    lua_pushlightuserdata(L, s);
-    lua_rawset(L, -3);
-    lua_pop(L, 1);
+  db->d.internal = 0;
+  if (rc != SQLITE_OK) sql_failed(L, fname, db, rc, sql);
+  if (s == NULL) pyq_usage(L, "%s: the SQL holds no statement", fname);
+  tail = skip_space(tail ? tail : "");
+  while (*tail == ';') tail = skip_space(tail + 1);
+  if (*tail) {   /* several statements */
+    sqlite3_finalize(s);
+    *script = 1;
+    return NULL;
   }
+  if (db->cached >= CACHE_MAX) cache_clear(L, db);
+  lua_getiuservalue(L, 1, 1);
+  lua_pushvalue(L, idx);
+  lua_pushlightuserdata(L, s);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+  db->cached++;
   return s;
 }
 
 /* Steps s to its end; raises on an error.  The write grouping wraps a
- * statement that writes. */
+ * statement that writes; PRAGMA and VACUUM run outside any group. */
 static void run (lua_State *L, const char *fname, ldb *db, sqlite3_stmt *s) {
-  int rc, writes = !sqlite3_stmt_readonly(s);
-  if (writes && (rc = pyq_db_write_begin(&db->d)) != SQLITE_OK)
+  int rc, alone = outside_groups(sqlite3_sql(s));
+  int writes = !alone && !sqlite3_stmt_readonly(s);
+  if (alone && pyq_db_commit(&db->d) != SQLITE_OK) commit_failed(L, fname, db);
+  if (writes && (rc = pyq_db_write_begin(&db->d)) != SQLITE_OK) {
+    sqlite3_reset(s);
     sqlite_error(L, fname, db, rc, sqlite3_sql(s));
+  }
+  db->d.internal = alone;
   while ((rc = sqlite3_step(s)) == SQLITE_ROW) {}
+  db->d.internal = 0;
+  if (rc != SQLITE_DONE) {
+    rc = sqlite3_reset(s);
+    sqlite_error(L, fname, db, rc, sqlite3_sql(s));
+  }
   sqlite3_reset(s);
-  if (rc != SQLITE_DONE) sqlite_error(L, fname, db, rc, sqlite3_sql(s));
-  if (writes && (rc = pyq_db_write_end(&db->d)) != SQLITE_OK)
-    sqlite_error(L, fname, db, rc, "COMMIT");
+  if (writes && pyq_db_write_end(&db->d) != SQLITE_OK)
+    commit_failed(L, fname, db);
 }
 
 /* db:exec(sql, ...) -> changes, last insert rowid.  Text holding several
  * statements (a schema) runs them all; it takes no parameters then. */
 static int db_exec (lua_State *L) {
   ldb *db = check_db(L, "pyq.sqlite.exec");
-  int owned;
-  sqlite3_stmt *s = prepare(L, "pyq.sqlite.exec", db, 2, &owned);
-  if (owned && sqlite3_bind_parameter_count(s) == 0 && lua_gettop(L) == 2) {
+  int script;
+  sqlite3_stmt *s = prepare(L, "pyq.sqlite.exec", db, 2, &script);
+  if (script) {
     const char *tail = NULL, *sql = lua_tostring(L, 2);
     int rc;
-    sqlite3_finalize(s);
-    while (sql && *sql) {   /* each statement of a script in turn */
+    if (lua_gettop(L) > 2)
+      return pyq_usage(L, "pyq.sqlite.exec: SQL holding several statements "
+                       "takes no parameters (got %d)", lua_gettop(L) - 2);
+    while (sql && *(sql = skip_space(sql))) {   /* each statement in turn */
       s = NULL;
+      db->d.refused = 0;
+      if (outside_groups(sql) && pyq_db_commit(&db->d) != SQLITE_OK)
+        commit_failed(L, "pyq.sqlite.exec", db);
+      db->d.internal = outside_groups(sql);
       rc = sqlite3_prepare_v2(db->d.db, sql, -1, &s, &tail);
-      if (rc != SQLITE_OK) sqlite_error(L, "pyq.sqlite.exec", db, rc, sql);
+      db->d.internal = 0;
+      if (rc != SQLITE_OK) sql_failed(L, "pyq.sqlite.exec", db, rc, sql);
       if (s == NULL) break;
-      run(L, "pyq.sqlite.exec", db, s);
-      sqlite3_finalize(s);
+      {
+        int ok = 1, alone = outside_groups(sqlite3_sql(s));
+        int writes = !alone && !sqlite3_stmt_readonly(s);
+        if (alone && pyq_db_commit(&db->d) != SQLITE_OK) ok = -1;
+        else if (writes && (rc = pyq_db_write_begin(&db->d)) != SQLITE_OK) ok = 0;
+        else {
+          db->d.internal = alone;
+          while ((rc = sqlite3_step(s)) == SQLITE_ROW) {}
+          db->d.internal = 0;
+          if (rc != SQLITE_DONE) ok = 0;
+        }
+        if (ok == 0) rc = sqlite3_reset(s);
+        sqlite3_finalize(s);
+        if (ok == -1) commit_failed(L, "pyq.sqlite.exec", db);
+        if (ok == 0) sqlite_error(L, "pyq.sqlite.exec", db, rc, sql);
+        if (writes && pyq_db_write_end(&db->d) != SQLITE_OK)
+          commit_failed(L, "pyq.sqlite.exec", db);
+      }
       sql = tail;
     }
   } else {
     bind_all(L, "pyq.sqlite.exec", db, s, 3);
-    if (owned) {
-      int rc, writes = !sqlite3_stmt_readonly(s);
-      if (writes && (rc = pyq_db_write_begin(&db->d)) != SQLITE_OK) {
-        sqlite3_finalize(s);
-        sqlite_error(L, "pyq.sqlite.exec", db, rc, lua_tostring(L, 2));
-      }
-      while ((rc = sqlite3_step(s)) == SQLITE_ROW) {}
-      sqlite3_finalize(s);
-      if (rc != SQLITE_DONE)
-        sqlite_error(L, "pyq.sqlite.exec", db, rc, lua_tostring(L, 2));
-      if (writes) pyq_db_write_end(&db->d);
-    } else {
-      run(L, "pyq.sqlite.exec", db, s);
-    }
+    run(L, "pyq.sqlite.exec", db, s);
   }
   lua_pushinteger(L, sqlite3_changes64(db->d.db));
   lua_pushinteger(L, sqlite3_last_insert_rowid(db->d.db));
@@ -265,8 +353,10 @@ static int db_exec (lua_State *L) {
 /* db:one(sql, ...) -> the first row as a table, or nil */
 static int db_one (lua_State *L) {
   ldb *db = check_db(L, "pyq.sqlite.one");
-  int owned, rc, writes;
-  sqlite3_stmt *s = prepare(L, "pyq.sqlite.one", db, 2, &owned);
+  int script, rc, writes;
+  sqlite3_stmt *s = prepare(L, "pyq.sqlite.one", db, 2, &script);
+  if (script)
+    return pyq_usage(L, "pyq.sqlite.one: the SQL holds several statements");
   bind_all(L, "pyq.sqlite.one", db, s, 3);
   writes = !sqlite3_stmt_readonly(s);   /* INSERT ... RETURNING */
   if (writes && (rc = pyq_db_write_begin(&db->d)) != SQLITE_OK)
@@ -274,20 +364,21 @@ static int db_one (lua_State *L) {
   rc = sqlite3_step(s);
   if (rc == SQLITE_ROW) push_row(L, s);
   else lua_pushnil(L);
-  if (rc == SQLITE_ROW && writes)   /* a write finishes only at its end */
+  if (rc == SQLITE_ROW)   /* a statement finishes its work only at its end */
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {}
-  if (owned) sqlite3_finalize(s); else sqlite3_reset(s);
-  if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+  if (rc != SQLITE_DONE) {
+    rc = sqlite3_reset(s);
     sqlite_error(L, "pyq.sqlite.one", db, rc, lua_tostring(L, 2));
-  if (writes) pyq_db_write_end(&db->d);
+  }
+  sqlite3_reset(s);
+  if (writes && pyq_db_write_end(&db->d) != SQLITE_OK)
+    commit_failed(L, "pyq.sqlite.one", db);
   return 1;
 }
 
 static int rows_close (lua_State *L) {
   rows_it *it = luaL_checkudata(L, 1, ROWS);
-  if (it->stmt && it->db->d.db) {
-    if (it->owned) sqlite3_finalize(it->stmt); else sqlite3_reset(it->stmt);
-  }
+  if (it->stmt && it->db->d.db) sqlite3_finalize(it->stmt);
   it->stmt = NULL;
   return 0;
 }
@@ -306,6 +397,7 @@ static int rows_next (lua_State *L) {
   }
   it->done = 1;
   if (rc != SQLITE_DONE) {
+    rc = sqlite3_reset(it->stmt);
     lua_pushstring(L, sqlite3_sql(it->stmt));
     sqlite_error(L, "pyq.sqlite.rows", it->db, rc, lua_tostring(L, -1));
   }
@@ -313,30 +405,42 @@ static int rows_next (lua_State *L) {
   return 0;
 }
 
-/* for row in db:rows(sql, ...) do ... end: the statement is reset when the
- * loop ends, early (break, error) too, through the closing value. */
+/* for row in db:rows(sql, ...) do ... end: each loop prepares its own
+ * statement (two loops over the same text never share one), owned by the
+ * iterator from the start, so an error binding it or a loop left early
+ * (break, error: the closing value) finalizes it. */
 static int db_rows (lua_State *L) {
   ldb *db = check_db(L, "pyq.sqlite.rows");
-  int owned;
-  sqlite3_stmt *s = prepare(L, "pyq.sqlite.rows", db, 2, &owned);
+  const char *sql, *tail = NULL;
+  size_t n;
   rows_it *it;
-  if (!sqlite3_stmt_readonly(s)) {
-    if (owned) sqlite3_finalize(s);
-    return pyq_usage(L, "pyq.sqlite.rows: the SQL writes; use db:exec (or "
-                     "db:one for RETURNING)");
-  }
-  bind_all(L, "pyq.sqlite.rows", db, s, 3);
+  int rc;
+  if (lua_type(L, 2) != LUA_TSTRING)
+    return pyq_usage(L, "pyq.sqlite.rows: sql must be a string, got %s",
+                     pyq_got(L, 2));
+  sql = lua_tolstring(L, 2, &n);
   lua_pushcfunction(L, rows_next);
   it = lua_newuserdatauv(L, sizeof *it, 1);
-  it->stmt = s;
+  memset(it, 0, sizeof *it);
   it->db = db;
-  it->owned = owned;
-  it->done = 0;
   luaL_setmetatable(L, ROWS);
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, -2, 1);   /* the database outlives the loop */
+  db->d.refused = 0;
+  rc = sqlite3_prepare_v2(db->d.db, sql, (int)n + 1, &it->stmt, &tail);
+  if (rc != SQLITE_OK) sql_failed(L, "pyq.sqlite.rows", db, rc, sql);
+  if (it->stmt == NULL)
+    return pyq_usage(L, "pyq.sqlite.rows: the SQL holds no statement");
+  if (*skip_space(tail ? tail : "") && *skip_space(tail) != ';')
+    return pyq_usage(L, "pyq.sqlite.rows: the SQL holds several statements");
+  if (!sqlite3_stmt_readonly(it->stmt))
+    return pyq_usage(L, "pyq.sqlite.rows: the SQL writes; use db:exec (or "
+                     "db:one for RETURNING)");
+  lua_rotate(L, 3, 2);   /* the iterator and its function below the values */
+  bind_all(L, "pyq.sqlite.rows", db, it->stmt, 5);
+  lua_settop(L, 4);
   lua_pushnil(L);
-  lua_pushvalue(L, -2);
+  lua_pushvalue(L, 4);
   return 4;
 }
 
@@ -396,25 +500,15 @@ static void check_row_args (lua_State *L, const char *fname) {
 /* Runs the SQL on top with the row's values in column order. */
 static int run_row (lua_State *L, const char *fname, ldb *db,
                     const char **cols, int n) {
-  int owned, i, sqlidx = lua_gettop(L);
-  sqlite3_stmt *s = prepare(L, fname, db, sqlidx, &owned);
+  int script, i, sqlidx = lua_gettop(L);
+  sqlite3_stmt *s = prepare(L, fname, db, sqlidx, &script);
   sqlite3_clear_bindings(s);
   for (i = 0; i < n; i++) {
     lua_getfield(L, 3, cols[i]);
     bind_one(L, fname, db, s, i + 1, -1);
     lua_pop(L, 1);
   }
-  if (owned) {   /* the cached one is busy under an open rows() loop */
-    int rc;
-    if ((rc = pyq_db_write_begin(&db->d)) == SQLITE_OK) {
-      while ((rc = sqlite3_step(s)) == SQLITE_ROW) {}
-    }
-    sqlite3_finalize(s);
-    if (rc != SQLITE_DONE) sqlite_error(L, fname, db, rc, lua_tostring(L, sqlidx));
-    pyq_db_write_end(&db->d);
-  } else {
-    run(L, fname, db, s);
-  }
+  run(L, fname, db, s);
   lua_pushinteger(L, sqlite3_last_insert_rowid(db->d.db));
   return 1;
 }
@@ -486,16 +580,18 @@ static int db_upsert (lua_State *L) {
   for (i = 0; i < n; i++) luaL_addstring(&b, i ? ",?" : "?");
   luaL_addstring(&b, ") ON CONFLICT (");
   for (k = 1; k <= nk; k++) {
+    const char *key;
     lua_rawgeti(L, 4, k);
+    key = lua_tostring(L, -1);   /* table 4 keeps it alive */
+    lua_pop(L, 1);   /* before the buffer grows: it lives on the stack top */
     if (k > 1) luaL_addchar(&b, ',');
-    push_ident(&b, lua_tostring(L, -1));
-    lua_pop(L, 1);
+    push_ident(&b, key);
   }
   luaL_addstring(&b, ") DO ");
   for (i = 0; i < n; i++) {
     int key = 0;
     for (k = 1; k <= nk && !key; k++) {
-      lua_rawgeti(L, 4, k);
+      lua_rawgeti(L, 4, k);   /* the buffer is not touched meanwhile */
       key = strcmp(lua_tostring(L, -1), cols[i]) == 0;
       lua_pop(L, 1);
     }
@@ -513,7 +609,15 @@ static int db_upsert (lua_State *L) {
 /* ---- transactions, commit, close ----------------------------------------- */
 
 static int tx_end (lua_State *L, ldb *db, int ok) {
-  int rc = sqlite3_exec(db->d.db, ok ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL);
+  int rc;
+  if (db->closed) {   /* fn closed it: close rolled the transaction back */
+    if (!ok) return lua_error(L);
+    return pyq_usage(L, "pyq.sqlite.transaction: the database was closed "
+                     "inside the transaction (its writes were rolled back)");
+  }
+  db->d.internal = 1;
+  rc = sqlite3_exec(db->d.db, ok ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL);
+  db->d.internal = 0;
   db->d.explicit_tx = 0;
   if (!ok) return lua_error(L);   /* the function's error, after ROLLBACK */
   if (rc != SQLITE_OK) {
@@ -534,9 +638,12 @@ static int db_transaction (lua_State *L) {
                      pyq_got(L, 2));
   if (db->d.explicit_tx)
     return pyq_usage(L, "pyq.sqlite.transaction: already in a transaction");
-  if ((rc = pyq_db_commit(&db->d)) != SQLITE_OK)
-    return sqlite_error(L, "pyq.sqlite.transaction", db, rc, "COMMIT");
-  if ((rc = sqlite3_exec(db->d.db, "BEGIN IMMEDIATE", NULL, NULL, NULL)) != SQLITE_OK)
+  if (pyq_db_commit(&db->d) != SQLITE_OK)
+    commit_failed(L, "pyq.sqlite.transaction", db);
+  db->d.internal = 1;
+  rc = sqlite3_exec(db->d.db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+  db->d.internal = 0;
+  if (rc != SQLITE_OK)
     return sqlite_error(L, "pyq.sqlite.transaction", db, rc, "BEGIN IMMEDIATE");
   db->d.explicit_tx = 1;
   lua_pushvalue(L, 1);   /* keeps the database while fn runs */
@@ -546,8 +653,8 @@ static int db_transaction (lua_State *L) {
 
 static int db_commit (lua_State *L) {
   ldb *db = check_db(L, "pyq.sqlite.commit");
-  int rc = pyq_db_commit(&db->d);
-  if (rc != SQLITE_OK) sqlite_error(L, "pyq.sqlite.commit", db, rc, "COMMIT");
+  if (pyq_db_commit(&db->d) != SQLITE_OK)
+    commit_failed(L, "pyq.sqlite.commit", db);
   return 0;
 }
 
@@ -565,9 +672,24 @@ static int db_close (lua_State *L) {
   if (db->closed) return 0;
   db->closed = 1;
   if (db->d.explicit_tx) {   /* an error left a transaction open */
+    db->d.internal = 1;
     sqlite3_exec(db->d.db, "ROLLBACK", NULL, NULL, NULL);
+    db->d.internal = 0;
     db->d.explicit_tx = 0;
   }
+  if (pyq_db_commit(&db->d) != SQLITE_OK) {   /* said where it was closed */
+    pyq_db_close(&db->d);
+    commit_failed(L, "pyq.sqlite.close", db);
+  }
+  pyq_db_close(&db->d);
+  return 0;
+}
+
+/* __gc: nobody to raise to; a failed commit is logged (db.c). */
+static int db_gc (lua_State *L) {
+  ldb *db = self_db(L, "pyq.sqlite.db.__gc");
+  if (db->closed) return 0;
+  db->closed = 1;
   pyq_db_close(&db->d);
   return 0;
 }
@@ -615,6 +737,9 @@ static lua_Integer opt_int (lua_State *L, int t, const char *key,
 static int sqlite_open (lua_State *L) {
   static const char *const known[] = {"wal", "batch", "busy_timeout", NULL};
   pyq_dbs *dbs = *(pyq_dbs **)lua_touserdata(L, lua_upvalueindex(1));
+  if (dbs == NULL)   /* a finalizer run by the host's exit */
+    return pyq_usage(L, "pyq.sqlite.open: pyq.sqlite is closed (the host is "
+                     "exiting)");
   size_t n;
   const char *path;
   int wal = 1, batch = 1000, busy = 5000;
@@ -702,7 +827,7 @@ int luaopen_pyq_sqlite (lua_State *L) {
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, db_close);
     lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, db_close);
+    lua_pushcfunction(L, db_gc);
     lua_setfield(L, -2, "__gc");
     lua_pushcfunction(L, db_tostring);
     lua_setfield(L, -2, "__tostring");

@@ -191,4 +191,120 @@ describe("pyq.sqlite", function()
     for _ in db:rows("SELECT i FROM t") do break end   -- reset by the closing value
     assert.equal(1, db:one("SELECT i FROM t ORDER BY i").i)
   end)
+
+  it("builds upserts of any size (long identifiers, many key columns)", function()
+    local db <close> = fresh_db()
+    local k = ("k"):rep(1500)
+    db:exec(('CREATE TABLE t ("%s" TEXT PRIMARY KEY, v INTEGER)'):format(k))
+    db:upsert("t", { [k] = "a", v = 1 }, k)
+    db:upsert("t", { [k] = "a", v = 2 }, k)
+    assert.equal(2, db:one("SELECT v FROM t").v)
+    local cols, row, keys = {}, { v = 1 }, {}
+    for i = 1, 40 do
+      local c = ("c%02d_xxxxxx"):format(i)
+      cols[#cols + 1] = '"' .. c .. '" INTEGER'
+      row[c], keys[#keys + 1] = i, c
+    end
+    db:exec(("CREATE TABLE m (%s, v INTEGER, UNIQUE (%s))"):format(
+      table.concat(cols, ", "), table.concat(keys, ", ")))
+    db:upsert("m", row, keys)
+    row.v = 7
+    db:upsert("m", row, keys)
+    assert.same({ n = 1, v = 7 }, db:one("SELECT count(*) AS n, max(v) AS v FROM m"))
+  end)
+
+  it("refuses transaction statements however they are written", function()
+    local db <close> = fresh_db()
+    db:exec("CREATE TABLE t (i INTEGER)")
+    for _, sql in ipairs({ "-- open one\nBEGIN", "/* x */ begin immediate", "SAVEPOINT a",
+                           "SELECT 1; COMMIT", "end" }) do
+      local err = failure(db.exec, db, sql)
+      assert.is_true(pyq.is_error(err, "usage"), sql .. ": " .. tostring(err))
+      assert.matches("use db:transaction", tostring(err), 1, true)
+    end
+    db:insert("t", { i = 1 })
+    db:close()
+  end)
+
+  it("runs PRAGMA and VACUUM outside the write groups, so they take effect", function()
+    local db <close> = fresh_db()
+    db:exec("CREATE TABLE p (id INTEGER PRIMARY KEY)")
+    db:exec("CREATE TABLE c (pid INTEGER REFERENCES p(id))")
+    db:exec("PRAGMA foreign_keys = ON")
+    assert.equal(1, db:one("PRAGMA foreign_keys").foreign_keys)
+    local err = failure(db.insert, db, "c", { pid = 42 })
+    assert.matches("FOREIGN KEY constraint failed", tostring(err), 1, true)
+    db:insert("p", { id = 1 })
+    db:exec("VACUUM")
+    assert.equal(1, db:one("SELECT count(*) AS n FROM p").n)
+  end)
+
+  it("lets two handles on one file in one process write in turn", function()
+    local path = helper.fresh(".sqlite")
+    do local db <close> = pyq.sqlite.open(path); db:exec("CREATE TABLE t (i INTEGER)") end
+    local errors = 0
+    local q <close> = pyq.Queue{ workers = 4, exception_handler = function() errors = errors + 1 end }
+    local t0 = pyq.now()
+    for i = 1, 8 do
+      q:put(pyq.async(function()
+        local db <close> = pyq.sqlite.open(path, { busy_timeout = 2 })
+        db:insert("t", { i = i })
+        pyq.sleep(0.02)
+      end)())
+    end
+    q:join()
+    assert.equal(0, errors)
+    assert.is_true(pyq.now() - t0 < 1.5, "no handle waited for another's group")
+    local db <close> = pyq.sqlite.open(path)
+    assert.equal(8, db:one("SELECT count(*) AS n FROM t").n)
+  end)
+
+  it("gives each rows() loop its own statement, bound once", function()
+    local db <close> = fresh_db()
+    db:exec("CREATE TABLE t (k INTEGER, v TEXT)")
+    db:exec("INSERT INTO t VALUES (1, 'one'), (2, 'two')")
+    local sql = "SELECT v FROM t WHERE k = ?"
+    local a, a_state = db:rows(sql, 1)
+    local b, b_state = db:rows(sql, 2)
+    assert.equal("one", a(a_state).v)
+    assert.equal("two", b(b_state).v)
+  end)
+
+  it("never loses a failed commit silently: it is logged, raised and the exit code is 1", function()
+    local path = helper.fresh(".sqlite")
+    local script = helper.tempfile(([[
+      local db <close> = pyq.sqlite.open(%q, { batch = 100000 })
+      db:exec("CREATE TABLE t (s TEXT)")
+      pyq.sleep(0.01)
+      for i = 1, 20 do db:insert("t", { s = ("x"):rep(10000) .. i }) end
+      pyq.sleep(0.01)   -- the turn ends: the group's COMMIT fails
+      local ok, err = pcall(db.insert, db, "t", { s = "y" })
+      print(ok, pyq.is_error(err, "sqlite"), tostring(err))
+    ]]):format(path))
+    local out = helper.shell(("ulimit -f 100; %s %s 2>&1; echo \"exit $?\""):format(
+      helper.quote(helper.pyqhost), helper.quote(script)))
+    assert.matches("ERROR pyq.sqlite: .- COMMIT failed, 20 writes rolled back", out)
+    assert.matches("false\ttrue\t.-an earlier group commit failed and its 20 writes were lost", out)
+    assert.matches("exit 1\n$", out)
+  end)
+
+  it("refuses to open a database from a finalizer run at exit, instead of crashing", function()
+    local path = helper.fresh(".sqlite")
+    local r = helper.run{ script = ([[
+      setmetatable({}, { __gc = function()
+        local ok, err = pcall(pyq.sqlite.open, %q)
+        io.stderr:write("opened: ", tostring(ok), " ", tostring(err), "\n")
+      end })
+      local db <close> = pyq.sqlite.open(%q)
+    ]]):format(path, path) }
+    assert.equal(0, r.code, r.err)
+    assert.matches("pyq.sqlite is closed", r.err, 1, true)
+  end)
+
+  it("says so when fn closes the database inside db:transaction", function()
+    local db = fresh_db()
+    db:exec("CREATE TABLE t (i INTEGER)")
+    local err = failure(db.transaction, db, function() db:insert("t", { i = 1 }); db:close() end)
+    assert.matches("closed inside the transaction", tostring(err), 1, true)
+  end)
 end)
