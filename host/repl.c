@@ -88,8 +88,9 @@ static void readline_disarm (pyq_fiber *f, void *on) {
 
 static const pyq_wait_ops readline_wait = {"pyq.repl.readline", readline_disarm};
 
-/* stdin is a regular file (libuv cannot poll it): its lines are read as
- * they come, with no editing; reading a file does not hold the loop. */
+/* stdin is not a terminal (-i with a pipe or a file): its lines are read
+ * as they come, with no editing, prompt or history; the loop waits for
+ * each line, as a script read from stdin would. */
 static int read_plain (lua_State *L, repl *r) {
   char *line = NULL;
   size_t cap = 0;
@@ -142,9 +143,6 @@ static void release_screen (pyq_host *h) {
   rl_forced_update_display();
 }
 
-static const pyq_reason line_interrupted = {"interrupted",
-  "pyq: interrupted (SIGINT)"};
-
 /* Ctrl-C: a fresh prompt, or the running line stops. */
 static void soft_sigint (pyq_host *h) {
   repl *r = the_repl;
@@ -157,7 +155,31 @@ static void soft_sigint (pyq_host *h) {
     rl_redisplay();
     return;
   }
-  if (h->main != NULL) pyq_fail(h->main, &line_interrupted);
+  pyq_soft_interrupt(h);
+}
+
+/* The continuation of repl_call: the line's run record ends with it (a
+ * Ctrl-C's cancellation too), so the next line starts clean. */
+static int call_k (lua_State *L, int status, lua_KContext ctx) {
+  pyq_fiber *f = pyq_fiber_of(L);
+  (void)ctx;
+  if (f != NULL) pyq_run_end(f);
+  lua_pushboolean(L, status == LUA_OK || status == LUA_YIELD);
+  lua_replace(L, 1);
+  return lua_gettop(L);
+}
+
+/* core repl call(handler, fn) -> true, results | false, handler(err): a
+ * protected call that, unlike pcall, lets a Ctrl-C stop at the line's end
+ * rather than raising it again, since the prompt is what it returns to. */
+static int repl_call (lua_State *L) {
+  pyq_fiber *f = pyq_fiber_of(L);
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_settop(L, 2);
+  /* a Ctrl-C from before this line (the prompt's) does not stop it */
+  if (f != NULL) pyq_soft_clear(f);
+  return call_k(L, lua_pcallk(L, 0, LUA_MULTRET, 1, 0, call_k), 0);
 }
 
 static void poll_closed (uv_handle_t *p) { free(p); }
@@ -189,7 +211,8 @@ int pyq_repl_run (pyq_host *h) {
     fprintf(stderr, "pyqhost: not enough memory\n");
     return 1;
   }
-  if (uv_poll_init(h->loop, r->poll, STDIN_FILENO) != 0) {   /* a file */
+  if (!isatty(STDIN_FILENO) ||   /* a pipe or a file: plain lines */
+      uv_poll_init(h->loop, r->poll, STDIN_FILENO) != 0) {
     free(r->poll);
     r->poll = NULL;
   }
@@ -226,7 +249,8 @@ int pyq_repl_run (pyq_host *h) {
   lua_remove(L, -2);
   lua_pushvalue(L, -2);   /* the repl userdata, for the readline closure */
   lua_pushcclosure(L, repl_readline, 1);
-  lua_rotate(L, -3, -1);  /* main, readline, r */
+  lua_pushcfunction(L, repl_call);
+  lua_rotate(L, -4, -1);  /* main, readline, call, r */
   lua_setfield(L, LUA_REGISTRYINDEX, "pyq.repl.state");   /* anchored */
-  return pyq_host_run_main(h, 1);
+  return pyq_host_run_main(h, 2);
 }

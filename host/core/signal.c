@@ -54,7 +54,8 @@ static void interrupt_hook (lua_State *L, lua_Debug *ar) {
  * stdout), else NULL. */
 const pyq_reason *pyq_interrupted (pyq_host *h) {
   pyq_fiber *f = h->current;
-  if ((h->signal || h->exit_requested) && f != NULL && pyq_cancelled(f))
+  if ((h->signal || h->exit_requested || h->on_soft_sigint) && f != NULL &&
+      pyq_cancelled(f))
     return f->run.cancel;
   return NULL;
 }
@@ -69,21 +70,44 @@ void pyq_interrupt_arm (pyq_host *h, lua_State *L) {
 /* A soft SIGINT (the REPL's Ctrl-C) stops the line's code once, without
  * marking anything cancelled: the REPL catches it and prompts again. */
 static void soft_hook (lua_State *L, lua_Debug *ar) {
+  pyq_host *h = signal_host;
   (void)ar;
   lua_sethook(L, NULL, 0, 0);
-  signal_host->soft_sigint = 0;   /* taken here: nothing left to fail */
+  h->soft_sigint = 0;   /* taken here: nothing left to fail */
+  if (h->main) pyq_run_cancel(h->main, &by_sigint);   /* pcall re-raises it */
   pyq_raise_reason(L, &by_sigint);
 }
 
 /* About to resume the main task with a soft SIGINT pending (it came
  * between two lines' turns): the line's code stops at once. */
 void pyq_soft_arm (pyq_host *h, pyq_fiber *f) {
-  if (h->soft_sigint && f == h->main) lua_sethook(f->L, soft_hook, HOOK_MASK, 1);
+  if (h->soft_sigint && f == h->main && !(f->flags & PYQ_F_FAILING))
+    lua_sethook(f->L, soft_hook, HOOK_MASK, 1);
+}
+
+/* A line of the REPL begins: a soft SIGINT that came before it (at the
+ * prompt, handled there) leaves no hook on it. */
+void pyq_soft_clear (pyq_fiber *f) {
+  if (lua_gethook(f->L) == soft_hook) lua_sethook(f->L, NULL, 0, 0);
+}
+
+/* The REPL's Ctrl-C from the loop: the line's task is cancelled (its waits
+ * and pcall raise it until the line ends: the REPL then begins a fresh run
+ * record) and its current wait fails now. */
+void pyq_soft_interrupt (pyq_host *h) {
+  if (h->main == NULL) return;
+  /* a hook the handler set while the task was in C on its way to this
+   * wait would fire later, in the prompt's own code: this is its work */
+  if (lua_gethook(h->main->L) == soft_hook) lua_sethook(h->main->L, NULL, 0, 0);
+  pyq_cancel(h->main, &by_sigint);
 }
 
 static void on_signal (int sig) {
   pyq_host *h = signal_host;
-  if (sig == SIGINT && h->on_soft_sigint != NULL && !h->signal) {
+  /* the REPL's Ctrl-C, unless a first one is still waiting (a line stuck in
+   * C code) or the prompt is gone (Ctrl-D with tasks left): then as usual */
+  if (sig == SIGINT && h->on_soft_sigint != NULL && !h->signal &&
+      h->main != NULL && !h->soft_sigint) {
     /* code of the main task that runs without waiting stops at once; a
      * wait is failed by the hook, from the loop */
     if (h->current != NULL && h->current == h->main)

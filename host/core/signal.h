@@ -12,6 +12,8 @@ const pyq_reason *pyq_interrupted (pyq_host *h);
 const pyq_reason *pyq_interrupt_reason (int sig);
 void pyq_interrupt_arm (pyq_host *h, lua_State *L);
 void pyq_soft_arm (pyq_host *h, pyq_fiber *f);
+void pyq_soft_interrupt (pyq_host *h);
+void pyq_soft_clear (pyq_fiber *f);
 /* Owners of buffered output register a pyq_job here (its link unused
  * otherwise); it runs, from the loop, when SIGINT, SIGTERM or a closed
  * stdout interrupts the job, so data reaches the disk before unwinding. */

@@ -106,7 +106,7 @@ local function report(err)
   std.io.stderr:write(text, "\n")
 end
 
-local function run_line(readline)
+local function run_line(readline, call)
   local text = readline("> ")
   if text == nil then return false end
   local f, err = compile(text)
@@ -120,11 +120,16 @@ local function run_line(readline)
     report(err)
     return true
   end
-  local results = std.table.pack(std.xpcall(f, function(e)
+  local results = std.table.pack(call(function(e)
     if std.type(e) ~= "string" then return e end
     -- the line's own frames only: the prompt's are of no use to the user
-    return (std.debug.traceback(e, 2):gsub("\n\t%[C%]: in function 'xpcall'.*$", ""))
-  end))
+    local tb = std.debug.traceback(e, 2)
+    local cut = tb:find("\n\t[^\n]*pyq/repl%.lua")
+    if cut then
+      tb = tb:sub(1, cut - 1):gsub("\n\t%[C%]: in [^\n]*$", "")
+    end
+    return tb
+  end, f))
   if not results[1] then
     report(results[2])
   elseif results.n > 1 then
@@ -135,12 +140,16 @@ local function run_line(readline)
   return true
 end
 
-function M.main(readline)
+--- readline(prompt) -> line or nil; call(handler, fn) -> ok, ... (a
+--- protected call a Ctrl-C ends in, unlike pcall, which raises it again)
+function M.main(readline, call)
   std.io.stdout:write(("pyqhost %s REPL: waits work at the prompt; Ctrl-C "
     .. "stops the line, Ctrl-D exits.\n"):format(core.version))
   while true do
     -- a Ctrl-C that lands outside the line's own code is caught here too
-    local ok, more = std.pcall(run_line, readline)
+    local ok, more = call(function(e) return e end, function()
+      return run_line(readline, call)
+    end)
     if not ok then report(more) elseif more == false then break end
   end
   std.io.stdout:write("\n")

@@ -68,19 +68,18 @@ describe("the REPL", function()
   it("stops the running line on Ctrl-C and keeps the session", function()
     local out, ok = session("", {
       { "expect", "> $" },
-      { "send", "pyq.sleep(30)\n" },
-      { "sleep", "0.3" },
+      { "send", "print('go') pyq.sleep(30)\n" },
+      { "expect", "[^(]go\r?\n" },
+      { "sleep", "0.2" },
       { "ctrl", "c" },
       { "expect", "interrupted \\(SIGINT\\)" },
       { "expect", PROMPT },
-      { "send", "while true do end\n" },
-      { "sleep", "0.3" },
+      { "send", "print('go') while true do end\n" },
+      { "expect", "[^(]go\r?\n" },
+      { "sleep", "0.2" },
       { "ctrl", "c" },
       { "expect", "interrupted \\(SIGINT\\)" },
       { "expect", PROMPT },
-      { "send", "half typed" },
-      { "ctrl", "c" },
-      { "expect", "\\^C" },
       { "send", "6 * 7\n" },
       { "expect", "42" },
       { "expect", PROMPT },
@@ -88,6 +87,40 @@ describe("the REPL", function()
     })
     assert.is_true(ok, out)
     assert.matches("EXIT 0", out, 1, true)
+  end)
+
+  it("clears a half-typed line on Ctrl-C at the prompt", function()
+    local out, ok = session("", {
+      { "expect", "> $" },
+      { "send", "half typed" },
+      { "expect", "half typed$" },   -- readline has it
+      { "ctrl", "c" },
+      { "expect", "\\^C\r?\n.*> $" },   -- a fresh prompt, the half line gone
+      { "send", "6 * 7\n" },
+      { "expect", "42" },
+      { "expect", PROMPT },
+      { "ctrl", "d" },
+    })
+    assert.is_true(ok, out)
+    assert.matches("EXIT 0", out, 1, true)
+  end)
+
+  it("lets no pcall in the line swallow Ctrl-C", function()
+    local out, ok = session("", {
+      { "expect", "> $" },
+      { "send", "n = 0; print('go'); for i = 1, 50 do if pcall(pyq.sleep, 0.1) then n = n + 1 end end; print('ran on', n)\n" },
+      { "expect", "[^(]go\r?\n" },   -- the line runs
+      { "sleep", "0.3" },
+      { "ctrl", "c" },
+      { "expect", "interrupted \\(SIGINT\\)" },
+      { "expect", PROMPT },
+      { "send", "n < 10\n" },
+      { "expect", "true" },
+      { "expect", PROMPT },
+      { "ctrl", "d" },
+    })
+    assert.is_true(ok, out)
+    assert.not_matches("ran on\t", out, 1, true)
   end)
 
   it("continues incomplete input, reports errors and keeps history", function()
