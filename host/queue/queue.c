@@ -153,17 +153,19 @@ static void putter_disarm (pyq_fiber *f, void *on) {
 
 /* ---- pending tasks: the backend ----------------------------------------- */
 
-/* Gives the claimed task at idx to the backend; the queue is at index 1. */
+/* Gives the claimed task at idx to the backend; the queue is at index 1.
+ * st->pending counts what this queue pushed and no worker popped yet (what
+ * join waits for), kept here rather than asked of the backend per task. */
 static void enqueue (lua_State *L, pyq_queue *q, int idx) {
   q->be->ops->push(q->be, L, 1, idx, ++q->counter);
-  q->st->pending = q->be->ops->pending(q->be);
+  q->st->pending++;
   q->st->put++;
   if (q->st->running < q->workers) pyq_post(q->host, &q->dispatch);
 }
 
 /* f starts the task at put index idx. */
 static void task_begin (pyq_queue *q, pyq_fiber *f, lua_Integer idx) {
-  q->st->pending = q->be->ops->pending(q->be);
+  q->st->pending--;
   q->st->running++;
   pyq_run_begin(f, q, idx);
   f->flags |= W_BUSY;
@@ -202,13 +204,29 @@ static void keep (lua_State *L, int qidx, pyq_queue *q, lua_Integer idx,
   }
 }
 
+/* keep() for a result, which is taken off the stack: a task's first
+ * result goes straight to the join table, in three calls. */
+static void keep_result (lua_State *L, int qidx, pyq_queue *q,
+                         lua_Integer idx) {
+  if (q->streaming || lua_type(L, -1) == LUA_TNIL) {
+    keep(L, qidx, q, idx, 1);
+    lua_pop(L, 1);
+    return;
+  }
+  lua_getiuservalue(L, qidx, Q_RESULTS);
+  lua_insert(L, -2);
+  lua_rawseti(L, -2, idx);
+  lua_pop(L, 1);
+  q->kept++;
+}
+
 /* Drops the pending tasks as cancelled.  Their put indices are the last
  * `pending` ones; join{ all = true } gets an error for each, remembered
  * as one range rather than one entry per task. */
 static lua_Integer drop_pending (lua_State *L, pyq_queue *q,
                                  const pyq_reason *why) {
   lua_Integer i, n = q->be->ops->drop(q->be, L, 1), lo = q->counter - n + 1;
-  q->st->pending = q->be->ops->pending(q->be);
+  q->st->pending = q->be->ops->pending(q->be);   /* what it still holds */
   q->st->cancelled += n;
   if (n > 0 && q->streaming) {
     pyq_push_error(L, why);
@@ -300,9 +318,10 @@ static void task_end (lua_State *L, int qidx, pyq_fiber *f, int failed,
   lua_Integer idx = f->run.idx;
   int outcome = pyq_cancelled(f) ? PYQ_OUT_CANCELLED
               : failed ? PYQ_OUT_FAILED : PYQ_OUT_DONE;
+  if (q->be && q->be->ops->settle) q->be->ops->settle(q->be, L, idx, outcome);
   if (outcome == PYQ_OUT_DONE) {
     q->st->done++;
-    if (qidx) keep(L, qidx, q, idx, 1);
+    if (qidx) keep_result(L, qidx, q, idx);   /* takes the result */
   } else {
     if (outcome == PYQ_OUT_FAILED) q->st->failed++;
     else q->st->cancelled++;
@@ -312,11 +331,10 @@ static void task_end (lua_State *L, int qidx, pyq_fiber *f, int failed,
       keep(L, qidx, q, idx, 0);
       lua_pop(L, 1);
     }
-  }
-  if (q->be && q->be->ops->settle) q->be->ops->settle(q->be, L, idx, outcome);
-  if (outcome == PYQ_OUT_FAILED) {
-    if (escaped) report_escaped(f->host, q, L);
-    else call_handler(L, f);
+    if (outcome == PYQ_OUT_FAILED) {
+      if (escaped) report_escaped(f->host, q, L);
+      else call_handler(L, f);
+    }
   }
   q->st->running--;
   if ((f->flags & W_UNWINDING) && --q->unwinding == 0)
@@ -513,12 +531,14 @@ static int put_delayed (lua_State *L, int status, lua_KContext ctx) {
 
 static int queue_put (lua_State *L) {
   pyq_queue *q = checkqueue(L, "pyq.Queue.put");
+  int delayed;
   lua_settop(L, 3);
   pyq_task_check(L, 2, "pyq.Queue.put");
-  if (!lua_isnil(L, 3)) pyq_checkseconds(L, 3, "pyq.Queue.put", "delay");
+  delayed = lua_type(L, 3) != LUA_TNIL;
+  if (delayed) pyq_checkseconds(L, 3, "pyq.Queue.put", "delay");
   check_open(L, q, "pyq.Queue.put");
   pyq_task_take(L, 2);
-  if (lua_tonumber(L, 3) > 0) {
+  if (delayed && lua_tonumber(L, 3) > 0) {
     pyq_fiber *f = pyq_fiber_check(L, "pyq.Queue.put");
     return pyq_sleep_park(L, f, lua_tonumber(L, 3), put_delayed);
   }
