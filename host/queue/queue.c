@@ -225,7 +225,10 @@ static void keep_result (lua_State *L, int qidx, pyq_queue *q,
  * as one range rather than one entry per task. */
 static lua_Integer drop_pending (lua_State *L, pyq_queue *q,
                                  const pyq_reason *why) {
-  lua_Integer i, n = q->be->ops->drop(q->be, L, 1), lo = q->counter - n + 1;
+  lua_Integer i, n, lo;
+  if (q->be == NULL) return 0;   /* closed: nothing is pending */
+  n = q->be->ops->drop(q->be, L, 1);
+  lo = q->counter - n + 1;
   q->st->pending = q->be->ops->pending(q->be);   /* what it still holds */
   q->st->cancelled += n;
   if (n > 0 && q->streaming) {
