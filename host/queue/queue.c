@@ -76,9 +76,12 @@ enum {
                                     task to end */
 };
 
-/* The queues not yet closed, for the core's hooks. */
+/* The queues not yet closed, for the core's hooks; the queue metatable's
+ * address, which tells a queue from other userdata without a registry
+ * lookup (it is anchored in the registry for the state's life). */
 typedef struct queues {
   pyq_link open;
+  const void *mt;
 } queues;
 
 static const char queue_key = 'q';
@@ -97,9 +100,8 @@ static pyq_queue *toqueue (lua_State *L, int idx) {
   pyq_queue *q = lua_touserdata(L, idx);
   int ok = 0;
   if (q != NULL && lua_getmetatable(L, idx)) {
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &queue_key);
-    ok = lua_rawequal(L, -1, -2);
-    lua_pop(L, 2);
+    ok = lua_topointer(L, -1) == ((queues *)pyq_host_of(L)->tasks.ud)->mt;
+    lua_pop(L, 1);
   }
   return ok ? q : NULL;
 }
@@ -1321,6 +1323,7 @@ static void warn_unclosed (pyq_host *h) {
 void pyq_open_queue (lua_State *L) {
   pyq_host *h = pyq_host_of(L);
   queues *qs;
+  const void *mt;
   static const luaL_Reg methods[] = {
     {"put", queue_put}, {"join", queue_join}, {"close", queue_close},
     {"cancel", queue_cancel}, {"completed", queue_completed}, {NULL, NULL}
@@ -1349,11 +1352,13 @@ void pyq_open_queue (lua_State *L) {
   lua_setfield(L, -2, "__name");
   lua_pushliteral(L, "pyq.Queue");
   lua_setfield(L, -2, "__metatable");
+  mt = lua_topointer(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &queue_key);
   lua_pushcfunction(L, queue_new);
   lua_setfield(L, -2, "Queue");
   qs = lua_newuserdatauv(L, sizeof *qs, 0);   /* freed with the state */
   pyq_list_init(&qs->open);
+  qs->mt = mt;
   lua_rawsetp(L, LUA_REGISTRYINDEX, qs);
   h->tasks.ud = qs;
   h->tasks.cancel_all = cancel_queues;
