@@ -17,6 +17,8 @@
  *            the wait protocol (pyq_park with them, core/sched.h), the
  *            read's callback buffers what it got and wakes it with
  *            pyq_wake(f, 0) (or pyq_fail), and the worker calls pop again.
+ *            Closing the queue frees a worker parked there, which runs the
+ *            wait's disarm: the read must be cancelled by it.
  *   settle   the task at `index` ended (outcome below; its result or error
  *            on top of L, left there).  NULL when nothing is to be done
  *            (the ring): a journal records it, Redis would XACK.
@@ -24,12 +26,16 @@
  *            (they are the last ones put, the queue reports them).
  *   close    the queue is closed or collected: let go of everything.  The
  *            state is not used afterwards.
- * `pending` is what push has and pop has not given yet.
+ * `pending` is what push has and pop has not given yet; the queue asks it
+ * after a drop, and otherwise counts its own puts and pops (join waits for
+ * the tasks put through this queue, not for a shared stream's backlog).
  *
  * Results are not the backend's: the queue keeps them for join and
  * completed() whatever the backend.  An observer (a SQLite journal of
  * puts and outcomes) is a backend that wraps another: its push and settle
- * record, then call the inner one's. */
+ * record, then call the inner one's.  queue_new picks the backend (the
+ * ring, always, today): a new one adds its open function below and an
+ * option there. */
 #ifndef PYQ_BACKEND_H
 #define PYQ_BACKEND_H
 
