@@ -494,12 +494,14 @@ static int put_or_wait (lua_State *L, pyq_queue *q) {
   f = pyq_fiber_check(L, "pyq.Queue.put");
   if (f->run.owner == q && (f->flags & W_BUSY) && q->stuck + 1 >= q->st->running &&
       q->st->running >= q->workers)
-  {
+  {   /* with the caller's position, as a usage error has */
     luaL_where(L, 1);
-    return pyq_raise(L, "deadlock", "%spyq.Queue.put: deadlock: the queue is "
-                     "full and every worker is waiting to put into it (raise "
-                     "maxsize, use maxsize = 0, or put from outside the queue)",
-                     lua_tostring(L, -1));
+    lua_pushliteral(L, "pyq.Queue.put: deadlock: the queue is full and every "
+                    "worker is waiting to put into it (raise maxsize, use "
+                    "maxsize = 0, or put from outside the queue)");
+    lua_concat(L, 2);
+    pyq_error_new(L, "deadlock", lua_tostring(L, -1));
+    return lua_error(L);
   }
   if (f->run.owner == q) q->stuck++;
   pyq_list_push(&q->putters, &f->wait);
