@@ -1,22 +1,30 @@
 /* queue.c -- pyq.Queue, the seed's worker queue.
  *
- * Pending tasks sit in a ring kept in a Lua table (user value Q_RING), in
- * put order.  Workers are long-lived fibers that run one task after another
- * with lua_pcallk, so a task that never waits costs no coroutine switch; a
+ * Pending tasks live in the queue's backend (backend.h; the in-memory ring
+ * of ring.c), which keeps them in the user value Q_BACKEND.  Workers are
+ * long-lived fibers that pop one task after another and call it with
+ * lua_pcallk, so a task that never waits costs no coroutine switch; a
  * worker is spawned only when a task is waiting for one, and parks on the
- * idle list when the ring is empty (or ends, when many already idle).  A
- * task's outcome is counted once (settle): its first result is stored
- * under its put index in Q_RESULTS, which join compacts into a sequence; a
- * failure's pyq.Error goes to Q_ERRORS, for join{ all = true }.  While a
- * completed() loop runs, outcomes go to the Q_STREAM fifo instead, in the
- * order they finish.
+ * idle list when the backend is empty (or ends, when many already idle).
  *
- * Producers that find the ring full wait on the putters list; room is
- * handed to them in order by reserving a slot before waking them. */
+ * A task's state while it runs is its fiber's run record (core/sched.h:
+ * the queue, its put index, its cancellation); the worker is only the
+ * fiber that runs it.  Its end is accounted in one place (task_end): the
+ * outcome counted once, its first result stored under its put index in
+ * Q_RESULTS -- which is the table join returns, so collecting a million
+ * results is no second pass -- a failure's pyq.Error kept in Q_ERRORS for
+ * join{ all = true }, or, while a completed() loop runs, the outcome
+ * appended to the Q_STREAM fifo in the order tasks finish.
+ *
+ * Producers that find the queue full wait on the putters list; room is
+ * handed to them in order by reserving a slot before waking them.  join,
+ * close, cancel and completed() wait on a list of their own until a
+ * condition holds (until()), and nowhere else. */
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include "queue.h"
+#include "backend.h"
 #include "core/log.h"
 #include "core/timer.h"
 #include "lua/check.h"
@@ -24,7 +32,8 @@
 #include "lua/task.h"
 #include "report/report.h"
 
-enum { Q_RING = 1, Q_RESULTS, Q_HANDLER, Q_ERRORS, Q_STREAM, Q_NUV = Q_STREAM };
+enum { Q_BACKEND = 1, Q_RESULTS, Q_HANDLER, Q_ERRORS, Q_STREAM,
+       Q_NUV = Q_STREAM };
 
 struct pyq_queue {
   pyq_job dispatch;       /* ready while tasks wait for a worker */
@@ -34,6 +43,7 @@ struct pyq_queue {
   pyq_link cancellers;    /* cancel() calls waiting for running tasks to end */
   pyq_link streamers;     /* a completed() loop waiting for an outcome */
   pyq_host *host;
+  pyq_backend *be;        /* the pending tasks; NULL once closed */
   int ref;                /* anchors the userdata until closed */
   int log_level;
   int closed;
@@ -41,14 +51,15 @@ struct pyq_queue {
   int partial;            /* a loop was left early: some outcomes were given */
   lua_Integer workers, maxsize;
   lua_Integer spawned, reserved, stuck;
-  lua_Integer head, cap;
   lua_Integer counter;     /* puts since the last join */
+  lua_Integer kept;        /* non-nil results in Q_RESULTS */
   lua_Integer unwinding;   /* cancelled running tasks not ended yet */
   lua_Integer shead, stail;   /* Q_STREAM: outcomes [shead, stail) */
   pyq_qstats *st;         /* counts; outlives the queue for the summary */
 };
 
-/* A worker: a fiber with its place among its queue's workers. */
+/* A worker: a fiber with its place among its queue's workers.  What it
+ * runs is in its run record (f.run), set afresh for each task. */
 typedef struct worker {
   pyq_fiber f;            /* first: a worker is its fiber */
   pyq_link member;        /* in its queue's list of workers */
@@ -65,9 +76,12 @@ enum {
                                     task to end */
 };
 
-/* The queues not yet closed, for the core's hooks. */
+/* The queues not yet closed, for the core's hooks; the queue metatable's
+ * address, which tells a queue from other userdata without a registry
+ * lookup (it is anchored in the registry for the state's life). */
 typedef struct queues {
   pyq_link open;
+  const void *mt;
 } queues;
 
 static const char queue_key = 'q';
@@ -82,26 +96,23 @@ static pyq_link *open_queues (pyq_host *h) {
 /* Idle workers kept for the next tasks; a big queue gives the rest back. */
 #define IDLE_KEEP 256
 
-/* A drained ring bigger than this is replaced by a small one. */
-#define RING_KEEP 1024
-#define RING_MIN 8
-
 static pyq_queue *toqueue (lua_State *L, int idx) {
   pyq_queue *q = lua_touserdata(L, idx);
   int ok = 0;
   if (q != NULL && lua_getmetatable(L, idx)) {
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &queue_key);
-    ok = lua_rawequal(L, -1, -2);
-    lua_pop(L, 2);
+    ok = lua_topointer(L, -1) == ((queues *)pyq_host_of(L)->tasks.ud)->mt;
+    lua_pop(L, 1);
   }
   return ok ? q : NULL;
 }
 
+/* A wrong self raises a plain string, as every module's metamethods do
+ * (tests/host/hardening_spec.lua); the queue's __close is its close. */
 static pyq_queue *checkqueue (lua_State *L, const char *fname) {
   pyq_queue *q = toqueue(L, 1);
   if (q == NULL)
     luaL_error(L, "%s: expected a pyq.Queue as self, got %s (call it as "
-              "queue:%s)", fname, luaL_typename(L, 1), strrchr(fname, '.') + 1);
+               "queue:%s)", fname, luaL_typename(L, 1), strrchr(fname, '.') + 1);
   if (q->st == NULL)   /* reached from another finalizer after its __gc */
     luaL_error(L, "%s: the queue was collected", fname);
   return q;
@@ -142,55 +153,25 @@ static void putter_disarm (pyq_fiber *f, void *on) {
   pyq_list_remove(&f->wait);
 }
 
-/* ---- the ring ---------------------------------------------------------- */
+/* ---- pending tasks: the backend ----------------------------------------- */
 
-static void ring_grow (lua_State *L, pyq_queue *q) {
-  lua_Integer i, cap = q->cap * 2;
-  lua_getiuservalue(L, 1, Q_RING);
-  lua_createtable(L, (int)cap, 0);
-  for (i = 0; i < q->st->pending; i++) {
-    lua_rawgeti(L, -2, ((q->head + i) & (q->cap - 1)) + 1);
-    lua_rawseti(L, -2, i + 1);
-  }
-  lua_setiuservalue(L, 1, Q_RING);
-  lua_pop(L, 1);
-  q->head = 0;
-  q->cap = cap;
-}
-
-/* Appends the claimed task at idx; the queue is at index 1. */
+/* Gives the claimed task at idx to the backend; the queue is at index 1.
+ * st->pending counts what this queue pushed and no worker popped yet (what
+ * join waits for), kept here rather than asked of the backend per task. */
 static void enqueue (lua_State *L, pyq_queue *q, int idx) {
-  if (q->st->pending == q->cap) ring_grow(L, q);
-  lua_getiuservalue(L, 1, Q_RING);
-  lua_pushvalue(L, idx);
-  lua_rawseti(L, -2, ((q->head + q->st->pending) & (q->cap - 1)) + 1);
-  lua_pop(L, 1);
+  q->be->ops->push(q->be, L, 1, idx, ++q->counter);
   q->st->pending++;
   q->st->put++;
-  q->counter++;
   if (q->st->running < q->workers) pyq_post(q->host, &q->dispatch);
 }
 
-/* Pops the oldest task and pushes its function and arguments. */
-static int take (lua_State *L, pyq_queue *q, pyq_fiber *f) {
-  lua_Integer slot = q->head + 1;
-  lua_getiuservalue(L, 1, Q_RING);
-  lua_rawgeti(L, -1, slot);
-  lua_pushnil(L);
-  lua_rawseti(L, -3, slot);
-  lua_remove(L, -2);
-  q->head = (q->head + 1) & (q->cap - 1);
-  if (--q->st->pending == 0 && q->cap > RING_KEEP) {   /* give the peak back */
-    lua_createtable(L, RING_MIN, 0);
-    lua_setiuservalue(L, 1, Q_RING);
-    q->head = 0;
-    q->cap = RING_MIN;
-  }
+/* f starts the task at put index idx. */
+static void task_begin (pyq_queue *q, pyq_fiber *f, lua_Integer idx) {
+  q->st->pending--;
   q->st->running++;
-  pyq_run_begin(f, q, q->counter - q->st->pending);   /* its put index */
+  pyq_run_begin(f, q, idx);
   f->flags |= W_BUSY;
   give_room(q);
-  return pyq_task_unpack(L);
 }
 
 /* ---- outcomes ------------------------------------------------------------ */
@@ -221,36 +202,24 @@ static void keep (lua_State *L, int qidx, pyq_queue *q, lua_Integer idx,
     lua_pushvalue(L, -2);
     lua_rawseti(L, -2, idx);
     lua_pop(L, 1);
+    if (ok) q->kept++;
   }
 }
 
-/* Counts the outcome of f's task: the one place that does.  Returns the
- * kind of error, or NULL when the task is done. */
-static const char *count_outcome (pyq_queue *q, pyq_fiber *f, int failed) {
-  if (pyq_cancelled(f)) {
-    q->st->cancelled++;
-    return "cancelled";
-  }
-  if (failed) {
-    q->st->failed++;
-    return "failed";
-  }
-  q->st->done++;
-  return NULL;
-}
-
-/* Counts the outcome of f's task and keeps it for join or completed();
- * the task's result or error is on top, and stays there. */
-static void settle (lua_State *L, int qidx, pyq_queue *q, pyq_fiber *f,
-                    int failed) {
-  const char *kind = count_outcome(q, f, failed);
-  if (kind == NULL) {
-    keep(L, qidx, q, f->run.idx, 1);
+/* keep() for a result, which is taken off the stack: a task's first
+ * result goes straight to the join table, in three calls. */
+static void keep_result (lua_State *L, int qidx, pyq_queue *q,
+                         lua_Integer idx) {
+  if (q->streaming || lua_type(L, -1) == LUA_TNIL) {
+    keep(L, qidx, q, idx, 1);
+    lua_pop(L, 1);
     return;
   }
-  pyq_error_push(L, kind, -1, f->run.idx);
-  keep(L, qidx, q, f->run.idx, 0);
+  lua_getiuservalue(L, qidx, Q_RESULTS);
+  lua_insert(L, -2);
+  lua_rawseti(L, -2, idx);
   lua_pop(L, 1);
+  q->kept++;
 }
 
 /* Drops the pending tasks as cancelled.  Their put indices are the last
@@ -258,11 +227,11 @@ static void settle (lua_State *L, int qidx, pyq_queue *q, pyq_fiber *f,
  * as one range rather than one entry per task. */
 static lua_Integer drop_pending (lua_State *L, pyq_queue *q,
                                  const pyq_reason *why) {
-  lua_Integer i, n = q->st->pending, lo = q->counter - n + 1;
-  lua_createtable(L, RING_MIN, 0);
-  lua_setiuservalue(L, 1, Q_RING);
-  q->head = q->st->pending = 0;
-  q->cap = RING_MIN;
+  lua_Integer i, n, lo;
+  if (q->be == NULL) return 0;   /* closed: nothing is pending */
+  n = q->be->ops->drop(q->be, L, 1);
+  lo = q->counter - n + 1;
+  q->st->pending = q->be->ops->pending(q->be);   /* what it still holds */
   q->st->cancelled += n;
   if (n > 0 && q->streaming) {
     pyq_push_error(L, why);
@@ -293,19 +262,7 @@ static lua_Integer drop_pending (lua_State *L, pyq_queue *q,
   return n;
 }
 
-/* ---- workers ----------------------------------------------------------- */
-
-static int worker_next (lua_State *L, pyq_fiber *f);
-
-static void task_end (pyq_fiber *f) {
-  pyq_queue *q = W(f)->queue;
-  q->st->running--;
-  if ((f->flags & W_UNWINDING) && --q->unwinding == 0)
-    wake_all(&q->cancellers);
-  f->flags &= ~(W_BUSY | W_UNWINDING);
-  pyq_run_end(f);
-  if (queue_idle(q)) wake_joiners(q);
-}
+/* ---- a task's end ---------------------------------------------------------- */
 
 /* Calls exception_handler(err, traceback) for the error on top (kept).  It
  * runs between two tasks and cannot wait: lua_pcall, not lua_pcallk, so a
@@ -328,13 +285,78 @@ static void call_handler (lua_State *L, pyq_fiber *f) {
   f->flags &= ~PYQ_F_NOWAIT;
 }
 
+/* A failure that ended the worker itself (a stray coroutine.yield, memory)
+ * goes to the queue's exception_handler like any other, run on the host's
+ * own thread since the worker's is gone; with the queue closed, it is
+ * logged and counted as unhandled. */
+static void report_escaped (pyq_host *h, pyq_queue *q, lua_State *co) {
+  lua_State *H = h->L;
+  int top = lua_gettop(H);
+  const char *msg = lua_tostring(co, -1);
+  if (q->ref == LUA_NOREF) {
+    h->unhandled++;
+    pyq_log(h, PYQ_ERROR, q->st->where, "task failed: %s", msg ? msg : "?");
+    return;
+  }
+  lua_rawgeti(H, LUA_REGISTRYINDEX, q->ref);
+  lua_getiuservalue(H, -1, Q_HANDLER);
+  lua_pushstring(H, msg ? msg : "task failed");
+  lua_pushliteral(H, "stack traceback: (not available: the task's "
+                  "coroutine ended)");
+  if (lua_pcall(H, 2, 0, 0) != LUA_OK) {
+    h->unhandled++;
+    pyq_log(h, PYQ_ERROR, q->st->where, "exception_handler failed: %s",
+            pyq_errstr(H, -1));
+  }
+  lua_settop(H, top);
+}
+
+/* The task on f ended; its result or error is on top of L, which is the
+ * worker's thread with the queue at qidx, or its dead thread (escaped:
+ * the error ended the worker) with the queue at qidx or, once closed, 0.
+ * The one place a task's end is accounted: its outcome counted once, kept
+ * for join or completed(), told to the backend, a failure handed to the
+ * exception_handler; then the worker is free and joins may return. */
+static void task_end (lua_State *L, int qidx, pyq_fiber *f, int failed,
+                      int escaped) {
+  pyq_queue *q = W(f)->queue;
+  lua_Integer idx = f->run.idx;
+  int outcome = pyq_cancelled(f) ? PYQ_OUT_CANCELLED
+              : failed ? PYQ_OUT_FAILED : PYQ_OUT_DONE;
+  if (q->be && q->be->ops->settle) q->be->ops->settle(q->be, L, idx, outcome);
+  if (outcome == PYQ_OUT_DONE) {
+    q->st->done++;
+    if (qidx) keep_result(L, qidx, q, idx);   /* takes the result */
+  } else {
+    if (outcome == PYQ_OUT_FAILED) q->st->failed++;
+    else q->st->cancelled++;
+    if (qidx) {
+      pyq_error_push(L, outcome == PYQ_OUT_FAILED ? "failed" : "cancelled", -1,
+                     idx);
+      keep(L, qidx, q, idx, 0);
+      lua_pop(L, 1);
+    }
+    if (outcome == PYQ_OUT_FAILED) {
+      if (escaped) report_escaped(f->host, q, L);
+      else call_handler(L, f);
+    }
+  }
+  q->st->running--;
+  if ((f->flags & W_UNWINDING) && --q->unwinding == 0)
+    wake_all(&q->cancellers);
+  f->flags &= ~(W_BUSY | W_UNWINDING);
+  pyq_run_end(f);
+  if (queue_idle(q)) wake_joiners(q);
+}
+
+/* ---- workers ----------------------------------------------------------- */
+
+static int worker_next (lua_State *L, pyq_fiber *f);
+
 /* The task ended with status; its result or error is on top. */
 static void worker_ran (lua_State *L, pyq_fiber *f, int status) {
-  int failed = status != LUA_OK && status != LUA_YIELD;
-  settle(L, 1, W(f)->queue, f, failed);
-  if (failed && !pyq_cancelled(f)) call_handler(L, f);
+  task_end(L, 1, f, status != LUA_OK && status != LUA_YIELD, 0);
   lua_settop(L, 2);
-  task_end(f);
 }
 
 static int worker_ran_k (lua_State *L, int status, lua_KContext ctx) {
@@ -365,18 +387,28 @@ static int worker_woken (lua_State *L, int status, lua_KContext ctx) {
   return worker_next(L, (pyq_fiber *)ctx);
 }
 
-/* Runs tasks until the ring is empty, then parks; ends once closed. */
+/* Runs tasks until the backend has none, then parks (on the idle list, or
+ * in the backend's own wait); ends once closed.  Stack: 1 the queue, 2 the
+ * message handler; a popped task's function and arguments above them. */
 static int worker_next (lua_State *L, pyq_fiber *f) {
   pyq_queue *q = W(f)->queue;
   for (;;) {
+    const pyq_wait_ops *ops = NULL;
+    void *on = NULL;
+    lua_Integer idx = 0;
     int nargs;
-    if (q->st->pending == 0) {
+    if (q->closed) return 0;
+    switch (q->be->ops->pop(q->be, L, 1, &idx, &ops, &on)) {
+    case PYQ_POP_EMPTY:
       /* this worker is idle too: beyond IDLE_KEEP idle ones, it ends */
-      if (q->closed || q->spawned - q->st->running > IDLE_KEEP) return 0;
+      if (q->spawned - q->st->running > IDLE_KEEP) return 0;
       pyq_list_push(&q->idle, &f->wait);
       return pyq_park(L, f, &idle_wait, q, worker_woken);
+    case PYQ_POP_WAIT:
+      return pyq_park(L, f, ops, on, worker_woken);
     }
-    nargs = take(L, q, f);
+    task_begin(q, f, idx);
+    nargs = pyq_task_unpack(L);
     worker_ran(L, f, lua_pcallk(L, nargs, 1, 2, (lua_KContext)f, worker_ran_k));
   }
 }
@@ -396,48 +428,19 @@ static int worker_main (lua_State *L) {
   return worker_next(L, pyq_fiber_of(L));
 }
 
-/* A failure that ended the worker itself (a stray coroutine.yield, memory)
- * goes to the queue's exception_handler like any other, run on the host's
- * own thread since the worker's is gone; with the queue closed, it is
- * logged and counted as unhandled. */
-static void report_escaped (pyq_host *h, pyq_queue *q, lua_State *co) {
-  lua_State *H = h->L;
-  int top = lua_gettop(H);
-  const char *msg = lua_tostring(co, -1);
-  if (q->ref == LUA_NOREF) {
-    h->unhandled++;
-    pyq_log(h, PYQ_ERROR, q->st->where, "task failed: %s", msg ? msg : "?");
-    return;
-  }
-  lua_rawgeti(H, LUA_REGISTRYINDEX, q->ref);
-  lua_getiuservalue(H, -1, Q_HANDLER);
-  lua_pushstring(H, msg ? msg : "task failed");
-  lua_pushliteral(H, "stack traceback: (not available: the task's "
-                  "coroutine ended)");
-  if (lua_pcall(H, 2, 0, 0) != LUA_OK) {
-    h->unhandled++;
-    pyq_log(h, PYQ_ERROR, q->st->where, "exception_handler failed: %s",
-            pyq_errstr(H, -1));
-  }
-  lua_settop(H, top);
-}
-
 /* The worker's coroutine ended: the queue closed, or an error escaped the
- * worker loop (a stray coroutine.yield, memory). */
+ * worker loop (a stray coroutine.yield, memory), which ends its task. */
 static void worker_finish (pyq_fiber *f, int status) {
   pyq_queue *q = W(f)->queue;
   pyq_host *h = f->host;
-  if (status != LUA_OK && (f->flags & W_BUSY)) {   /* the task's end */
+  if (status != LUA_OK && (f->flags & W_BUSY)) {
+    int top = 0;
     if (q->ref != LUA_NOREF) {   /* still open: keep the error for join */
-      int top = lua_gettop(f->L);
+      top = lua_gettop(f->L);
       lua_rawgeti(f->L, LUA_REGISTRYINDEX, q->ref);
       lua_insert(f->L, top);
-      settle(f->L, top, q, f, 1);
-    } else {
-      count_outcome(q, f, 1);
     }
-    if (!pyq_cancelled(f)) report_escaped(h, q, f->L);
-    task_end(f);
+    task_end(f->L, top, f, 1, 1);
   }
   if (status != LUA_OK) lua_resetthread(f->L);
   q->spawned--;
@@ -479,7 +482,7 @@ static int must_wait (const pyq_queue *q) {
 static int put_woken (lua_State *L, int status, lua_KContext ctx);
 
 static void check_open (lua_State *L, pyq_queue *q, const char *fname) {
-  if (q->closed) luaL_error(L, "%s: the queue is closed", fname);
+  if (q->closed) pyq_usage(L, "%s: the queue is closed", fname);
 }
 
 static int put_or_wait (lua_State *L, pyq_queue *q) {
@@ -491,9 +494,15 @@ static int put_or_wait (lua_State *L, pyq_queue *q) {
   f = pyq_fiber_check(L, "pyq.Queue.put");
   if (f->run.owner == q && (f->flags & W_BUSY) && q->stuck + 1 >= q->st->running &&
       q->st->running >= q->workers)
-    return luaL_error(L, "pyq.Queue.put: deadlock: the queue is full and "
-                     "every worker is waiting to put into it (raise maxsize, "
-                     "use maxsize = 0, or put from outside the queue)");
+  {   /* with the caller's position, as a usage error has */
+    luaL_where(L, 1);
+    lua_pushliteral(L, "pyq.Queue.put: deadlock: the queue is full and every "
+                    "worker is waiting to put into it (raise maxsize, use "
+                    "maxsize = 0, or put from outside the queue)");
+    lua_concat(L, 2);
+    pyq_error_new(L, "deadlock", lua_tostring(L, -1));
+    return lua_error(L);
+  }
   if (f->run.owner == q) q->stuck++;
   pyq_list_push(&q->putters, &f->wait);
   return pyq_park(L, f, &put_wait, q, put_woken);
@@ -529,19 +538,66 @@ static int put_delayed (lua_State *L, int status, lua_KContext ctx) {
 
 static int queue_put (lua_State *L) {
   pyq_queue *q = checkqueue(L, "pyq.Queue.put");
+  int delayed;
   lua_settop(L, 3);
   pyq_task_check(L, 2, "pyq.Queue.put");
-  if (!lua_isnil(L, 3)) pyq_checkseconds(L, 3, "pyq.Queue.put", "delay");
+  delayed = lua_type(L, 3) != LUA_TNIL;
+  if (delayed) pyq_checkseconds(L, 3, "pyq.Queue.put", "delay");
   check_open(L, q, "pyq.Queue.put");
   pyq_task_take(L, 2);
-  if (lua_tonumber(L, 3) > 0) {
+  if (delayed && lua_tonumber(L, 3) > 0) {
     pyq_fiber *f = pyq_fiber_check(L, "pyq.Queue.put");
     return pyq_sleep_park(L, f, lua_tonumber(L, 3), put_delayed);
   }
   return put_or_wait(L, q);
 }
 
-/* ---- join, close, cancel ---------------------------------------------- */
+/* ---- waiting until: join, close, cancel, completed() ------------------- */
+
+/* A wait on one of the queue's lists until a condition holds, then what
+ * follows it; the four calls that wait for the queue's tasks are these,
+ * and `until` is the only place they park.  The continuation checks again,
+ * since the state may have changed between the wake-up and the resume. */
+typedef struct waiter {
+  const char *fname;
+  size_t list;                                 /* offsetof(pyq_queue, ...) */
+  int (*ready) (const pyq_queue *q);
+  int (*then) (lua_State *L, pyq_queue *q);
+  int (*failed) (lua_State *L, pyq_queue *q);  /* the wait raised; or NULL */
+  int top;                                     /* the call's arguments */
+  lua_KFunction k;                             /* until_k with this */
+} waiter;
+
+static int until (lua_State *L, pyq_queue *q, const waiter *w) {
+  pyq_fiber *f;
+  if (w->ready(q)) return w->then(L, q);
+  f = pyq_fiber_check(L, w->fname);
+  pyq_list_push((pyq_link *)((char *)q + w->list), &f->wait);
+  return pyq_park(L, f, &list_wait, NULL, w->k);
+}
+
+static int until_k (lua_State *L, const waiter *w) {
+  pyq_queue *q = lua_touserdata(L, 1);
+  if (!pyq_resumed(L, pyq_fiber_of(L)))
+    return w->failed ? w->failed(L, q) : lua_error(L);
+  lua_settop(L, w->top);
+  return until(L, q, w);
+}
+
+static int idle (const pyq_queue *q) { return queue_idle(q); }
+
+static int own_task (lua_State *L, pyq_queue *q) {
+  pyq_fiber *f = pyq_fiber_of(L);
+  return f != NULL && f->run.owner == q && (f->flags & W_BUSY);
+}
+
+static void check_not_own (lua_State *L, pyq_queue *q, const char *fname) {
+  if (own_task(L, q))
+    pyq_usage(L, "%s: called from one of the queue's own tasks, which it "
+              "would wait for forever", fname);
+}
+
+/* ---- join ----------------------------------------------------------------- */
 
 static const char *const type_names[] = {
   "nil", "boolean", "number", "string", "table", "function", "thread",
@@ -556,12 +612,14 @@ static void round_reset (lua_State *L, pyq_queue *q) {
   lua_newtable(L);
   lua_setiuservalue(L, 1, Q_ERRORS);
   q->counter = 0;
+  q->kept = 0;
   q->partial = 0;
 }
 
-/* Fills out[lo..hi] (out on top) with "cancelled" errors for the pending
- * tasks cancel() dropped, remembered in Q_ERRORS.dropped as ranges. */
-static void fill_dropped (lua_State *L) {
+/* Fills out[lo..hi] (out at index out) with "cancelled" errors for the
+ * pending tasks cancel() dropped, remembered in Q_ERRORS.dropped as
+ * ranges. */
+static void fill_dropped (lua_State *L, int out) {
   lua_Integer r, n, i;
   lua_getiuservalue(L, 1, Q_ERRORS);
   if (lua_getfield(L, -1, "dropped") != LUA_TTABLE) {
@@ -578,7 +636,7 @@ static void fill_dropped (lua_State *L) {
     hi = lua_tointeger(L, -2);
     for (i = lo; i <= hi; i++) {
       pyq_error_push(L, "cancelled", -1, i);
-      lua_rawseti(L, -7, i);
+      lua_rawseti(L, out, i);
     }
     lua_pop(L, 3);
   }
@@ -588,8 +646,12 @@ static void fill_dropped (lua_State *L) {
 /* Returns the results in put order and starts a new round.  Stack: 1 the
  * queue, 2 the type name or nil, 3 all.  With all, one entry per put (n
  * of them): the result, nil, or a pyq.Error; else the non-nil results.
- * The types are checked before anything is cleared, so a mismatch raises
- * and the results stay for the next join. */
+ * Q_RESULTS already holds each result under its put index, so it is the
+ * table returned: with every task's result there (kept == counter) a plain
+ * join does nothing more; otherwise the results move down over the holes,
+ * or join{ all = true } adds the errors.  The types are checked before
+ * anything is changed, so a mismatch raises and the results stay for the
+ * next join. */
 static int collect (lua_State *L, pyq_queue *q) {
   lua_Integer i, n = 0, count = q->counter;
   const char *want = lua_tostring(L, 2);
@@ -601,63 +663,54 @@ static int collect (lua_State *L, pyq_queue *q) {
     lua_pop(L, 1);
     if (t != LUA_TNIL && strcmp(lua_typename(L, t), want) != 0) {
       lua_rawgeti(L, 4, i);
-      return luaL_error(L, "pyq.Queue.join: result of task %d is a %s, "
-                        "expected %s (the results are kept)", (int)i,
-                        luaL_typename(L, -1), want);
+      return pyq_usage(L, "pyq.Queue.join: result of task %d is a %s, "
+                       "expected %s (the results are kept)", (int)i,
+                       luaL_typename(L, -1), want);
     }
   }
-  lua_createtable(L, all ? (int)count : 0, all);          /* 5 */
   if (all) {
-    lua_getiuservalue(L, 1, Q_ERRORS);                     /* 6 */
-    for (i = 1; i <= count; i++) {
-      if (lua_rawgeti(L, 4, i) == LUA_TNIL) {
-        lua_pop(L, 1);
-        lua_rawgeti(L, 6, i);
+    if (q->kept < count) {
+      lua_getiuservalue(L, 1, Q_ERRORS);                   /* 5 */
+      lua_pushnil(L);
+      while (lua_next(L, 5)) {
+        if (lua_isinteger(L, -2)) {
+          lua_pushvalue(L, -2);
+          lua_insert(L, -2);
+          lua_rawset(L, 4);
+        } else {
+          lua_pop(L, 1);
+        }
       }
-      lua_rawseti(L, 5, i);
+      lua_pop(L, 1);
+      fill_dropped(L, 4);
     }
-    lua_pop(L, 1);
-    fill_dropped(L);
     lua_pushinteger(L, count);
-    lua_setfield(L, 5, "n");
-  } else {
+    lua_setfield(L, 4, "n");
+  } else if (q->kept < count) {
     for (i = 1; i <= count; i++) {
       if (lua_rawgeti(L, 4, i) == LUA_TNIL) lua_pop(L, 1);
-      else lua_rawseti(L, 5, ++n);
+      else if (++n < i) lua_rawseti(L, 4, n);
+      else lua_pop(L, 1);
+    }
+    for (i = n + 1; i <= count; i++) {
+      lua_pushnil(L);
+      lua_rawseti(L, 4, i);
     }
   }
-  lua_pushvalue(L, 5);
   round_reset(L, q);
   return 1;
 }
 
-/* Parks on list; k then checks again, since the state may have changed
- * between the wake-up and the resume. */
-static int wait_on (lua_State *L, pyq_link *list, const char *fname,
-                    lua_KFunction k) {
-  pyq_fiber *f = pyq_fiber_check(L, fname);
-  pyq_list_push(list, &f->wait);
-  return pyq_park(L, f, &list_wait, NULL, k);
-}
+static int join_k (lua_State *L, int status, lua_KContext ctx);
 
-static int own_task (lua_State *L, pyq_queue *q) {
-  pyq_fiber *f = pyq_fiber_of(L);
-  return f != NULL && f->run.owner == q && (f->flags & W_BUSY);
-}
-
-static void check_not_own (lua_State *L, pyq_queue *q, const char *fname) {
-  if (own_task(L, q))
-    luaL_error(L, "%s: called from one of the queue's own tasks, which it "
-              "would wait for forever", fname);
-}
+static const waiter join_wait = {
+  "pyq.Queue.join", offsetof(pyq_queue, joiners), idle, collect, NULL, 3,
+  join_k
+};
 
 static int join_k (lua_State *L, int status, lua_KContext ctx) {
-  pyq_queue *q = lua_touserdata(L, 1);
-  (void)status;
-  if (!pyq_resumed(L, (pyq_fiber *)ctx)) return lua_error(L);
-  lua_settop(L, 3);
-  if (!queue_idle(q)) return wait_on(L, &q->joiners, "pyq.Queue.join", join_k);
-  return collect(L, q);
+  (void)status; (void)ctx;
+  return until_k(L, &join_wait);
 }
 
 static void check_type_name (lua_State *L, int idx) {
@@ -665,8 +718,8 @@ static void check_type_name (lua_State *L, int idx) {
   int i;
   for (i = 0; t && lua_type(L, idx) == LUA_TSTRING && type_names[i]; i++)
     if (strcmp(type_names[i], t) == 0) return;
-  luaL_error(L, "pyq.Queue.join: type_name must be a type() name such as "
-             "\"string\" or \"table\", got %s", t ? t : luaL_typename(L, idx));
+  pyq_usage(L, "pyq.Queue.join: type_name must be a type() name such as "
+            "\"string\" or \"table\", got %s", t ? t : luaL_typename(L, idx));
 }
 
 /* join([type_name]) or join{ all = bool, type = type_name }: leaves the
@@ -679,12 +732,12 @@ static void join_args (lua_State *L) {
       const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
       lua_pop(L, 1);
       if (k == NULL || (strcmp(k, "all") != 0 && strcmp(k, "type") != 0))
-        luaL_error(L, "pyq.Queue.join: unknown option '%s' (expected all "
-                   "or type)", luaL_tolstring(L, -1, NULL));
+        pyq_usage(L, "pyq.Queue.join: unknown option '%s' (expected all "
+                  "or type)", luaL_tolstring(L, -1, NULL));
     }
     if (lua_getfield(L, 2, "all") != LUA_TNIL && !lua_isboolean(L, -1))
-      luaL_error(L, "pyq.Queue.join: all must be a boolean, got %s",
-                 luaL_typename(L, -1));
+      pyq_usage(L, "pyq.Queue.join: all must be a boolean, got %s",
+                luaL_typename(L, -1));
     lua_getfield(L, 2, "type");
     lua_replace(L, 2);
     lua_pushboolean(L, lua_toboolean(L, 3));
@@ -699,8 +752,7 @@ static int queue_join (lua_State *L) {
   pyq_queue *q = checkqueue(L, "pyq.Queue.join");
   join_args(L);
   check_not_own(L, q, "pyq.Queue.join");
-  if (!queue_idle(q)) return wait_on(L, &q->joiners, "pyq.Queue.join", join_k);
-  return collect(L, q);
+  return until(L, q, &join_wait);
 }
 
 /* ---- completed(): outcomes in the order they finish ------------------- */
@@ -715,7 +767,7 @@ static void stream_start (lua_State *L, pyq_queue *q) {
   lua_getiuservalue(L, 1, Q_RESULTS);      /* 2 */
   lua_getiuservalue(L, 1, Q_ERRORS);       /* 3 */
   lua_newtable(L);                         /* 4: dropped, then busy */
-  fill_dropped(L);
+  fill_dropped(L, 4);
   for (l = q->fibers.next; l != &q->fibers; l = l->next) {
     pyq_fiber *f = &pyq_container(l, worker, member)->f;
     if (f->flags & W_BUSY) {
@@ -744,6 +796,7 @@ static void stream_start (lua_State *L, pyq_queue *q) {
   lua_setiuservalue(L, 1, Q_RESULTS);
   lua_newtable(L);
   lua_setiuservalue(L, 1, Q_ERRORS);
+  q->kept = 0;
 }
 
 /* The loop ended or was left: outcomes not taken go back to join. */
@@ -765,41 +818,53 @@ static void stream_stop (lua_State *L, pyq_queue *q) {
   lua_setiuservalue(L, 1, Q_STREAM);
 }
 
-static int completed_next (lua_State *L);
-
-static int completed_k (lua_State *L, int status, lua_KContext ctx) {
-  (void)status;
-  if (!pyq_resumed(L, (pyq_fiber *)ctx)) return lua_error(L);
-  return completed_next(L);
+/* An outcome to give, or the round is over. */
+static int stream_ready (const pyq_queue *q) {
+  return !q->streaming || q->shead < q->stail || queue_idle(q);
 }
 
-/* The loop's iterator: i, ok, value of the next task to finish; nil once
- * the queue is idle and every outcome was given. */
-static int completed_next (lua_State *L) {
-  pyq_queue *q = checkqueue(L, "pyq.Queue.completed");
-  lua_settop(L, 1);
+/* Gives the next outcome: i, ok, value; nothing once the queue is idle and
+ * every outcome was given, which ends the round as join does. */
+static int stream_give (lua_State *L, pyq_queue *q) {
+  lua_Integer at;
   if (!q->streaming) return 0;
-  if (q->shead < q->stail) {
-    lua_Integer at = q->shead++;
-    lua_getiuservalue(L, 1, Q_STREAM);
-    lua_rawgeti(L, 2, at * 3 + 1);
-    lua_rawgeti(L, 2, at * 3 + 2);
-    lua_rawgeti(L, 2, at * 3 + 3);
-    lua_pushnil(L);   /* let the value go */
-    lua_rawseti(L, 2, at * 3 + 3);
-    if (q->shead == q->stail) {   /* drained: start the fifo afresh */
-      q->shead = q->stail = 0;
-      lua_newtable(L);
-      lua_setiuservalue(L, 1, Q_STREAM);
-    }
-    return 3;
-  }
-  if (queue_idle(q)) {   /* every outcome given: the round is over, as join */
+  if (q->shead == q->stail) {
     stream_stop(L, q);
     round_reset(L, q);
     return 0;
   }
-  return wait_on(L, &q->streamers, "pyq.Queue.completed", completed_k);
+  at = q->shead++;
+  lua_getiuservalue(L, 1, Q_STREAM);
+  lua_rawgeti(L, 2, at * 3 + 1);
+  lua_rawgeti(L, 2, at * 3 + 2);
+  lua_rawgeti(L, 2, at * 3 + 3);
+  lua_pushnil(L);   /* let the value go */
+  lua_rawseti(L, 2, at * 3 + 3);
+  if (q->shead == q->stail) {   /* drained: start the fifo afresh */
+    q->shead = q->stail = 0;
+    lua_newtable(L);
+    lua_setiuservalue(L, 1, Q_STREAM);
+  }
+  return 3;
+}
+
+static int completed_k (lua_State *L, int status, lua_KContext ctx);
+
+static const waiter completed_wait = {
+  "pyq.Queue.completed", offsetof(pyq_queue, streamers), stream_ready,
+  stream_give, NULL, 1, completed_k
+};
+
+static int completed_k (lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  return until_k(L, &completed_wait);
+}
+
+/* The loop's iterator: i, ok, value of the next task to finish. */
+static int completed_next (lua_State *L) {
+  pyq_queue *q = checkqueue(L, "pyq.Queue.completed");
+  lua_settop(L, 1);
+  return until(L, q, &completed_wait);
 }
 
 /* The loop was left early (break, an error): what it did not take goes
@@ -807,7 +872,9 @@ static int completed_next (lua_State *L) {
  * gave from those that returned nil, so it gives only kept outcomes. */
 static int completed_close (lua_State *L) {
   pyq_queue *q;
-  luaL_checktype(L, 1, LUA_TTABLE);
+  if (!lua_istable(L, 1))
+    return luaL_error(L, "pyq.Queue.completed: expected the loop's closing "
+                      "value, got %s", luaL_typename(L, 1));
   lua_rawgeti(L, 1, 1);
   lua_replace(L, 1);
   if ((q = toqueue(L, 1)) != NULL && q->streaming) {
@@ -825,8 +892,8 @@ static int queue_completed (lua_State *L) {
   lua_settop(L, 1);
   check_not_own(L, q, "pyq.Queue.completed");
   if (q->streaming)
-    return luaL_error(L, "pyq.Queue.completed: another completed() loop "
-                      "over this queue is running");
+    return pyq_usage(L, "pyq.Queue.completed: another completed() loop "
+                     "over this queue is running");
   stream_start(L, q);
   lua_pushcfunction(L, completed_next);
   lua_pushvalue(L, 1);
@@ -839,17 +906,25 @@ static int queue_completed (lua_State *L) {
   return 4;
 }
 
+/* Frees the workers not running a task: idle ones, and any parked in a
+ * backend's wait (freeing a parked fiber disarms its wait). */
 static void stop_workers (pyq_queue *q) {
-  pyq_link *n;
-  while ((n = pyq_list_shift(&q->idle)) != NULL) {
-    q->spawned--;
-    worker_free(pyq_container(n, pyq_fiber, wait));
+  pyq_link *l = q->fibers.next;
+  while (l != &q->fibers) {
+    pyq_fiber *f = &pyq_container(l, worker, member)->f;
+    l = l->next;
+    if (!(f->flags & W_BUSY) && (f->flags & PYQ_F_PARKED)) {
+      q->spawned--;
+      worker_free(f);
+    }
   }
 }
 
 static const pyq_reason put_closed = {"usage",
   "pyq.Queue.put: the queue is closed"};
 
+/* The queue takes no more puts and lets its backend go; the queue is at
+ * index 1. */
 static void mark_closed (lua_State *L, pyq_queue *q) {
   q->closed = 1;
   q->streaming = 0;
@@ -859,6 +934,8 @@ static void mark_closed (lua_State *L, pyq_queue *q) {
     pyq_fail(pyq_container(q->putters.next, pyq_fiber, wait), &put_closed);
   wake_all(&q->streamers);
   stop_workers(q);
+  if (q->be) q->be->ops->close(q->be, L, 1);
+  q->be = NULL;
   luaL_unref(L, LUA_REGISTRYINDEX, q->ref);
   q->ref = LUA_NOREF;
   pyq_report_closed(q->host, q->st);
@@ -882,27 +959,41 @@ static lua_Integer cancel (lua_State *L, pyq_queue *q, const pyq_reason *why) {
   return n;
 }
 
-static void close_finish (lua_State *L, pyq_queue *q) {
+/* Every task has ended: the round is dropped and the workers stop. */
+static int close_finish (lua_State *L, pyq_queue *q) {
+  if (q->closed) return 0;
   round_reset(L, q);
   mark_closed(L, q);
   if (q->log_level > 0)
     pyq_log(q->host, q->log_level, q->st->where, "joined %d workers",
             (int)q->workers);
+  return 0;
 }
 
-static int close_k (lua_State *L, int status, lua_KContext ctx) {
-  pyq_queue *q = lua_touserdata(L, 1);
-  (void)status;
-  if (!pyq_resumed(L, (pyq_fiber *)ctx)) {
+/* The closing call was cancelled while it waited: the queue is cancelled
+ * and closed, and the error goes on. */
+static int close_failed (lua_State *L, pyq_queue *q) {
+  if (!q->closed) {
     cancel(L, q, &pyq_cancelled_reason);
     mark_closed(L, q);
-    return lua_error(L);
   }
-  lua_settop(L, 1);
-  if (q->closed) return 0;
-  if (!queue_idle(q)) return wait_on(L, &q->joiners, "pyq.Queue.close", close_k);
-  close_finish(L, q);
-  return 0;
+  return lua_error(L);
+}
+
+static int closed_or_idle (const pyq_queue *q) {
+  return q->closed || queue_idle(q);
+}
+
+static int close_k (lua_State *L, int status, lua_KContext ctx);
+
+static const waiter close_wait = {
+  "pyq.Queue.close", offsetof(pyq_queue, joiners), closed_or_idle,
+  close_finish, close_failed, 1, close_k
+};
+
+static int close_k (lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  return until_k(L, &close_wait);
 }
 
 /* __close(q, err) and queue:close(): joins (results dropped) and stops the
@@ -922,19 +1013,22 @@ static int queue_close (lua_State *L) {
   }
   lua_settop(L, 1);
   check_not_own(L, q, "pyq.Queue.close");
-  if (!queue_idle(q)) return wait_on(L, &q->joiners, "pyq.Queue.close", close_k);
-  close_finish(L, q);
-  return 0;
+  return until(L, q, &close_wait);
 }
 
+static int unwound (const pyq_queue *q) { return q->unwinding == 0; }
+static int cancel_done (lua_State *L, pyq_queue *q) { (void)L; (void)q; return 1; }
+
+static int cancel_k (lua_State *L, int status, lua_KContext ctx);
+
+static const waiter cancel_wait = {
+  "pyq.Queue.cancel", offsetof(pyq_queue, cancellers), unwound, cancel_done,
+  NULL, 2, cancel_k
+};
+
 static int cancel_k (lua_State *L, int status, lua_KContext ctx) {
-  pyq_queue *q = lua_touserdata(L, 1);
-  (void)status;
-  if (!pyq_resumed(L, (pyq_fiber *)ctx)) return lua_error(L);
-  lua_settop(L, 2);
-  if (q->unwinding > 0)
-    return wait_on(L, &q->cancellers, "pyq.Queue.cancel", cancel_k);
-  return 1;
+  (void)status; (void)ctx;
+  return until_k(L, &cancel_wait);
 }
 
 /* Returns once the cancelled running tasks have unwound (their <close>
@@ -950,7 +1044,7 @@ static int queue_cancel (lua_State *L) {
   if (q->unwinding == 0 || f == NULL || !lua_isyieldable(L) || own_task(L, q) ||
       pyq_cancelled(f) || (f->flags & PYQ_F_NOWAIT))
     return 1;
-  return wait_on(L, &q->cancellers, "pyq.Queue.cancel", cancel_k);
+  return until(L, q, &cancel_wait);
 }
 
 /* ---- creation and fields ---------------------------------------------- */
@@ -974,7 +1068,7 @@ static void check_handler (lua_State *L, int idx, const char *fname) {
     lua_pop(L, 1);
     return;
   }
-  luaL_error(L, "%s: exception_handler must be a function, got %s", fname,
+  pyq_usage(L, "%s: exception_handler must be a function, got %s", fname,
             luaL_typename(L, idx));
 }
 
@@ -988,10 +1082,10 @@ static lua_Integer opt_int (lua_State *L, const char *key, lua_Integer dflt,
   }
   v = lua_tointegerx(L, -1, &isint);
   if (lua_type(L, -1) != LUA_TNUMBER || !isint || v < min)
-    luaL_error(L, "pyq.Queue: %s must be %s, got %s", key, rule,
+    pyq_usage(L, "pyq.Queue: %s must be %s, got %s", key, rule,
               pyq_got(L, -1));
   if (v > COUNT_MAX)
-    luaL_error(L, "pyq.Queue: %s must be at most %d, got %s", key, COUNT_MAX,
+    pyq_usage(L, "pyq.Queue: %s must be at most %d, got %s", key, COUNT_MAX,
                lua_tostring(L, -1));
   lua_pop(L, 1);
   return v;
@@ -1007,12 +1101,12 @@ static void check_keys (lua_State *L) {
     int i;
     lua_pop(L, 1);
     if (lua_type(L, -1) != LUA_TSTRING)
-      luaL_error(L, "pyq.Queue: option names must be strings, got %s",
+      pyq_usage(L, "pyq.Queue: option names must be strings, got %s",
                 luaL_typename(L, -1));
     for (i = 0; known[i]; i++)
       if (strcmp(known[i], lua_tostring(L, -1)) == 0) break;
     if (!known[i])
-      luaL_error(L, "pyq.Queue: unknown option '%s' (expected workers, "
+      pyq_usage(L, "pyq.Queue: unknown option '%s' (expected workers, "
                 "maxsize, log_level, exception_handler, progress or total)",
                 lua_tostring(L, -1));
   }
@@ -1028,7 +1122,7 @@ static int queue_new (lua_State *L) {
     lua_newtable(L);
   }
   if (lua_type(L, 1) != LUA_TTABLE)
-    return luaL_error(L, "pyq.Queue: expected a table of options, got %s",
+    return pyq_usage(L, "pyq.Queue: expected a table of options, got %s",
                      luaL_typename(L, 1));
   lua_settop(L, 1);
   check_keys(L);
@@ -1041,7 +1135,7 @@ static int queue_new (lua_State *L) {
   total = opt_int(L, "total", 0, 1, "an integer greater than 0");
   lua_getfield(L, 1, "progress");
   if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
-    luaL_error(L, "pyq.Queue: progress must be a boolean, got %s",
+    pyq_usage(L, "pyq.Queue: progress must be a boolean, got %s",
                luaL_typename(L, -1));
   progress = lua_toboolean(L, -1) || h->progress_all;
   lua_pop(L, 1);
@@ -1053,13 +1147,14 @@ static int queue_new (lua_State *L) {
   }
   q = lua_newuserdatauv(L, sizeof *q, Q_NUV);
   memset(q, 0, sizeof *q);
+  if ((q->be = pyq_ring_open(L, lua_gettop(L), Q_BACKEND)) == NULL)
+    luaL_error(L, "not enough memory");
   if ((q->st = pyq_report_queue(h)) == NULL) luaL_error(L, "not enough memory");
   q->st->total = total;
   q->host = h;
   q->workers = workers;
   q->maxsize = maxsize;
   q->log_level = log_level;
-  q->cap = 8;
   q->dispatch.run = dispatch;
   pyq_list_init(&q->dispatch.link);
   pyq_list_init(&q->fibers);
@@ -1075,8 +1170,6 @@ static int queue_new (lua_State *L) {
   lua_setmetatable(L, -2);
   lua_rotate(L, -2, 1);
   lua_setiuservalue(L, -2, Q_HANDLER);
-  lua_createtable(L, (int)q->cap, 0);
-  lua_setiuservalue(L, -2, Q_RING);
   lua_newtable(L);
   lua_setiuservalue(L, -2, Q_RESULTS);
   lua_newtable(L);
@@ -1091,12 +1184,16 @@ static int queue_new (lua_State *L) {
   return 1;
 }
 
+/* q.name: a method (every queue:put goes through here, so before the
+ * check of self, which giving a method needs not: the method checks it),
+ * else a field. */
 static int queue_index (lua_State *L) {
-  pyq_queue *q = checkqueue(L, "pyq.Queue.__index");
+  pyq_queue *q;
   const char *k;
   lua_Integer v;
   lua_pushvalue(L, 2);
   if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
+  q = checkqueue(L, "pyq.Queue.__index");
   k = lua_tostring(L, 2);
   if (k == NULL) return 0;
   if (strcmp(k, "exception_handler") == 0) {
@@ -1126,9 +1223,12 @@ static int queue_index (lua_State *L) {
 static int queue_newindex (lua_State *L) {
   const char *k;
   checkqueue(L, "pyq.Queue.__newindex");
-  k = luaL_checkstring(L, 2);
+  if (lua_type(L, 2) != LUA_TSTRING)
+    return pyq_usage(L, "pyq.Queue: fields are named by strings, got %s",
+                     luaL_typename(L, 2));
+  k = lua_tostring(L, 2);
   if (strcmp(k, "exception_handler") != 0)
-    return luaL_error(L, "pyq.Queue: field '%s' is read-only", k);
+    return pyq_usage(L, "pyq.Queue: field '%s' is read-only", k);
   check_handler(L, 3, "pyq.Queue");
   lua_settop(L, 3);
   if (lua_isnil(L, 3)) lua_pushcfunction(L, default_handler);
@@ -1146,7 +1246,11 @@ static int queue_len (lua_State *L) {
  * too. */
 static int queue_gc (lua_State *L) {
   pyq_queue *q = toqueue(L, 1);
-  luaL_argexpected(L, q != NULL, 1, "pyq.Queue");
+  if (q == NULL)
+    return luaL_error(L, "pyq.Queue.__gc: expected a pyq.Queue, got %s",
+                      luaL_typename(L, 1));
+  if (q->be) q->be->ops->close(q->be, L, 1);
+  q->be = NULL;
   if (q->st == NULL) return 0;
   pyq_list_remove(&q->member);
   pyq_list_remove(&q->dispatch.link);
@@ -1221,6 +1325,7 @@ static void warn_unclosed (pyq_host *h) {
 void pyq_open_queue (lua_State *L) {
   pyq_host *h = pyq_host_of(L);
   queues *qs;
+  const void *mt;
   static const luaL_Reg methods[] = {
     {"put", queue_put}, {"join", queue_join}, {"close", queue_close},
     {"cancel", queue_cancel}, {"completed", queue_completed}, {NULL, NULL}
@@ -1249,11 +1354,13 @@ void pyq_open_queue (lua_State *L) {
   lua_setfield(L, -2, "__name");
   lua_pushliteral(L, "pyq.Queue");
   lua_setfield(L, -2, "__metatable");
+  mt = lua_topointer(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &queue_key);
   lua_pushcfunction(L, queue_new);
   lua_setfield(L, -2, "Queue");
   qs = lua_newuserdatauv(L, sizeof *qs, 0);   /* freed with the state */
   pyq_list_init(&qs->open);
+  qs->mt = mt;
   lua_rawsetp(L, LUA_REGISTRYINDEX, qs);
   h->tasks.ud = qs;
   h->tasks.cancel_all = cancel_queues;

@@ -423,3 +423,126 @@ describe("queue logging and lifetime (a real pyqhost process)", function()
     assert.matches("cannot yield to the host", r.err, 1, true)
   end)
 end)
+
+describe("the queue's errors", function()
+  local function usage(f, ...)
+    local ok, err = pcall(f, ...)
+    assert.is_false(ok)
+    assert.is_true(pyq.is_error(err, "usage"), tostring(err))
+    return tostring(err)
+  end
+
+  it("are pyq.Error objects of kind usage whose text is the old message", function()
+    assert.equal("pyq.Queue: workers must be an integer greater than 0, got 0",
+                 usage(pyq.Queue, { workers = 0 }))
+    assert.matches("queue_spec.lua:%d+: pyq.Queue: workers must be",
+                   usage(function() return pyq.Queue{ workers = 0 } end))
+    assert.matches("unknown option 'worker'", usage(pyq.Queue, { worker = 4 }), 1, true)
+    assert.matches("expected a table of options", usage(pyq.Queue, 25), 1, true)
+    assert.matches("progress must be a boolean", usage(pyq.Queue, { progress = 1 }), 1, true)
+    assert.matches("exception_handler must be a function",
+                   usage(pyq.Queue, { exception_handler = 5 }), 1, true)
+    local q <close> = pyq.Queue{}
+    assert.matches("pyq.Queue: field 'workers_num' is read-only",
+                   usage(function() q.workers_num = 3 end), 1, true)
+    assert.matches("fields are named by strings, got number",
+                   usage(function() q[1] = 3 end), 1, true)
+    assert.matches("unknown option 'al'", usage(q.join, q, { al = true }), 1, true)
+    assert.matches("all must be a boolean", usage(q.join, q, { all = 1 }), 1, true)
+    assert.matches("type_name must be a type() name", usage(q.join, q, "str"), 1, true)
+    q:put(echo(1))
+    assert.matches("result of task 1 is a number, expected string",
+                   usage(q.join, q, "string"), 1, true)
+    q:close()
+    assert.matches("pyq.Queue.put: the queue is closed", usage(q.put, q, echo(2)), 1, true)
+  end)
+
+  it("name a put that could never complete a deadlock", function()
+    local q <close> = pyq.Queue{ workers = 1, maxsize = 1 }
+    local seen
+    q:put(pyq.async(function()
+      q:put(echo(1))                        -- fills the queue
+      local _, err = pcall(function() q:put(echo(2)) end)
+      seen = err
+    end)())
+    q:join()
+    assert.is_true(pyq.is_error(seen, "deadlock"), tostring(seen))
+    assert.matches("queue_spec.lua:%d+: pyq.Queue.put: deadlock: the queue is full", tostring(seen))
+  end)
+
+  it("from another completed() loop and from the queue's own tasks are usage errors", function()
+    local q <close> = pyq.Queue{ maxsize = 0 }
+    q:put(echo(1, 0.01))
+    local seen
+    q:put(pyq.async(function() seen = select(2, pcall(q.join, q)) end)())
+    for _ in q:completed() do
+      assert.matches("another completed() loop", usage(q.completed, q), 1, true)
+    end
+    assert.is_true(pyq.is_error(seen, "usage"))
+    assert.matches("called from one of the queue's own tasks", tostring(seen), 1, true)
+  end)
+end)
+
+describe("join over many tasks", function()
+  -- join hands back the table the results were stored in: holes (nils,
+  -- failures, cancelled tasks) are closed up in place, or filled with
+  -- errors for join{ all = true }.
+  local mixed = pyq.async(function(i)
+    if i % 5 == 0 then error("e" .. i, 0) end
+    if i % 3 ~= 0 then return i end
+  end)
+
+  it("gives the non-nil results in put order, and no more", function()
+    local q <close> = pyq.Queue{ workers = 7, exception_handler = function() end }
+    for i = 1, 3000 do q:put(mixed(i)) end
+    local r = q:join()
+    local want = {}
+    for i = 1, 3000 do
+      if i % 5 ~= 0 and i % 3 ~= 0 then want[#want + 1] = i end
+    end
+    assert.equal(#want, #r)
+    assert.same(want, r)
+    assert.is_nil(next(q:join()), "the next round starts empty")
+  end)
+
+  it("gives one entry per put with all = true", function()
+    local q <close> = pyq.Queue{ workers = 7, exception_handler = function() end }
+    for i = 1, 3000 do q:put(mixed(i)) end
+    local r = q:join{ all = true }
+    assert.equal(3000, r.n)
+    for i = 1, 3000 do
+      if i % 5 == 0 then
+        assert.is_true(pyq.is_error(r[i], "failed"), "entry " .. i)
+        assert.equal(i, r[i].index)
+      elseif i % 3 == 0 then
+        assert.is_nil(r[i], "entry " .. i)
+      else
+        assert.equal(i, r[i], "entry " .. i)
+      end
+    end
+  end)
+
+  it("gives every result when none is missing, as a plain sequence", function()
+    local q <close> = pyq.Queue{ workers = 5 }
+    local sq = pyq.async(function(i) return i * i end)
+    for i = 1, 5000 do q:put(sq(i)) end
+    local r = q:join()
+    assert.equal(5000, #r)
+    for i = 1, 5000 do assert.equal(i * i, r[i]) end
+    for i = 1, 3 do q:put(sq(i)) end
+    local all = q:join{ all = true }
+    assert.same({ 1, 4, 9, n = 3 }, all)
+  end)
+end)
+
+describe("a closed queue", function()
+  it("cancels nothing and still answers its fields", function()
+    local q = pyq.Queue{ workers = 2 }
+    q:put(echo(1))
+    q:close()
+    assert.equal(0, q:cancel())
+    assert.same({ true, 0, 0, 1, 1 }, { q.closed, #q, q.running, q.done, q.puts })
+    assert.matches("closed", tostring(q), 1, true)
+    assert.same({}, q:join())
+  end)
+end)
