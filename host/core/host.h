@@ -78,6 +78,8 @@ struct pyq_host {
   void (*push_error) (lua_State *L, const char *kind, const char *msg);
   int warnings_on;        /* warn("@on") / warn("@off") */
   char warning[1024];     /* a Lua warning being put together */
+  const void *task_mt;    /* lua/task.c: the task metatable's address, so
+                             telling a task costs no registry lookup */
   /* subsystems, each NULL until opened */
   struct pyq_report *report;
   struct pyq_http *http;

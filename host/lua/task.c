@@ -62,13 +62,15 @@ static int pyq_async (lua_State *L) {
   return 1;
 }
 
+/* A task by its metatable's address (kept by pyq_open_task): every put
+ * checks and claims its task, and a registry lookup there cost ~10% of a
+ * task's whole run. */
 static pyq_task *totask (lua_State *L, int idx) {
   pyq_task *t = lua_touserdata(L, idx);
   int ok;
   if (t == NULL || !lua_getmetatable(L, idx)) return NULL;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &task_key);
-  ok = lua_rawequal(L, -1, -2);
-  lua_pop(L, 2);
+  ok = lua_topointer(L, -1) == pyq_host_of(L)->task_mt;
+  lua_pop(L, 1);
   return ok ? t : NULL;
 }
 
@@ -162,6 +164,7 @@ void pyq_open_task (lua_State *L) {
   lua_setfield(L, -2, "__tostring");
   lua_pushliteral(L, "pyq.task");
   lua_setfield(L, -2, "__metatable");
+  pyq_host_of(L)->task_mt = lua_topointer(L, -1);   /* anchored below */
   lua_rawsetp(L, LUA_REGISTRYINDEX, &task_key);
   lua_pushcfunction(L, pyq_async);
   lua_setfield(L, -2, "async");
