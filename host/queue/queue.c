@@ -1322,6 +1322,21 @@ static void warn_unclosed (pyq_host *h) {
   }
 }
 
+/* core._open_queues() -> the queues not yet closed, oldest first: the
+ * REPL closes them (joins) when the prompt ends. */
+static int list_open (lua_State *L) {
+  pyq_link *l, *open = open_queues(pyq_host_of(L));
+  int n = 0;
+  lua_newtable(L);
+  for (l = open->next; l != open; l = l->next) {
+    pyq_queue *q = pyq_container(l, pyq_queue, member);
+    if (q->ref == LUA_NOREF) continue;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, q->ref);
+    lua_rawseti(L, -2, ++n);
+  }
+  return 1;
+}
+
 void pyq_open_queue (lua_State *L) {
   pyq_host *h = pyq_host_of(L);
   queues *qs;
@@ -1367,4 +1382,6 @@ void pyq_open_queue (lua_State *L) {
   h->tasks.unstick = unstick_queues;
   h->tasks.live_fibers = live_workers;
   h->tasks.unclosed = warn_unclosed;
+  lua_pushcfunction(L, list_open);
+  lua_setfield(L, -2, "_open_queues");
 }

@@ -153,7 +153,12 @@ function M.main(readline, call)
     if not ok then report(more) elseif more == false then break end
   end
   std.io.stdout:write("\n")
-  if core._close_queues then core._close_queues() end
+  -- Ctrl-D: queues made at the prompt finish their tasks first (Ctrl-C
+  -- while they do cancels them)
+  for _, q in std.ipairs(core._open_queues()) do
+    local ok, err = call(function(e) return e end, function() q:close() end)
+    if not ok then report(err) end
+  end
 end
 
 return M

@@ -89,6 +89,21 @@ describe("the REPL", function()
     assert.matches("EXIT 0", out, 1, true)
   end)
 
+  it("lets the tasks of queues made at the prompt finish on Ctrl-D", function()
+    local out, ok = session("", {
+      { "expect", "> $" },
+      { "send", "q = pyq.Queue{ workers = 3 }\n" },
+      { "expect", PROMPT },
+      { "send", "for i = 1, 3 do q:put(pyq.async(function() pyq.sleep(0.3) print('task done', i) end)()) end\n" },
+      { "expect", PROMPT },
+      { "ctrl", "d" },
+    })
+    assert.is_true(ok, out)
+    for i = 1, 3 do assert.matches("task done\t" .. i, out, 1, true) end
+    assert.not_matches("never closed", out, 1, true)
+    assert.matches("EXIT 0", out, 1, true)
+  end)
+
   it("clears a half-typed line on Ctrl-C at the prompt", function()
     local out, ok = session("", {
       { "expect", "> $" },
