@@ -331,7 +331,7 @@ end)
 describe("metamethods", function()
   it("check self", function()
     local r = helper.run{ script = [[
-      local _, state = debug.getupvalue(require("pyq.core")._http.send, 1)
+      local _, state = debug.getupvalue(require("pyq.core")._http.get, 1)
       local mt = debug.getmetatable(state)
       print(pcall(mt.__gc, 42))
       print(pcall(mt.__gc, io.stdout))
@@ -343,7 +343,7 @@ describe("metamethods", function()
 
   it("refuse requests once the state is closed", function()
     local r = helper.run{ script = [[
-      local _, state = debug.getupvalue(require("pyq.core")._http.send, 1)
+      local _, state = debug.getupvalue(require("pyq.core")._http.get, 1)
       debug.getmetatable(state).__gc(state)
       print(pcall(pyq.http.get, "http://127.0.0.1:1/"))
     ]] }
