@@ -566,19 +566,15 @@ static int request_k (lua_State *L, int status, lua_KContext ctx) {
   }
   push_response(L, x);
   if (x->http->host->log_level <= PYQ_DEBUG) log_response(x);
-  if (x->hold_check) {
-    curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code);
-    x->hold_check = code == 429 || code == 503;
-  }
-  if (x->hold_check) {   /* http.lua's obey_retry_after(url, res) */
-    xfer_free(x);
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &hold_key);
-    lua_pushvalue(L, 6);   /* the request's URL */
-    lua_pushvalue(L, -3);
-    lua_call(L, 2, 0);
-    return 1;
-  }
+  if (x->hold_check) curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code);
   xfer_free(x);
+  if (code == 429 || code == 503) {   /* http.lua's obey_retry_after(url, res) */
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &hold_key) == LUA_TFUNCTION) {
+      lua_pushvalue(L, 6);   /* the request's URL */
+      lua_pushvalue(L, -3);
+      lua_call(L, 2, 0);
+    } else lua_pop(L, 1);
+  }
   return 1;
 }
 
@@ -853,7 +849,9 @@ static int to_retry_loop (lua_State *L, const session *s, pyq_http_opts *o) {
   }
   pyq_http_mask(lua_tostring(L, 6), shown, sizeof shown, s->qnames,
                 lua_tostring(L, 5));
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &retry_key);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &retry_key) != LUA_TFUNCTION)
+    return pyq_usage(L, "%s: the retry loop is in pyq.http: call it through "
+                     "pyq.http", o->fname);
   lua_pushvalue(L, 8);
   lua_pushstring(L, o->method);
   lua_pushvalue(L, 6);

@@ -82,6 +82,17 @@ describe("pyq.http errors", function()
     assert.equal(1, http.get(base .. "/seen/errs-scope"):json().count)
   end)
 
+  it("from pyq.core's half, before pyq.http is loaded, are clear (no hook to call yet)", function()
+    local r = helper.run{ script = [[
+      local C = require("pyq.core")._http
+      print(C.get(arg[1] .. "/status/429").status)
+      local ok, e = pcall(C.get, arg[1] .. "/status/200", { retries = 1 })
+      print(ok, pyq.is_error(e, "usage"), e)
+    ]], args = { base } }
+    assert.equal(0, r.code, r.err)
+    assert.matches("^429\nfalse\ttrue\t.*pyq%.http%.get: the retry loop is in pyq%.http", r.out)
+  end)
+
   describe("of bad options", function()
     it("are kind usage at the caller's line, naming the function and the option", function()
       local cases = {
