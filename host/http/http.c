@@ -45,9 +45,14 @@
 #define KEEP_BODY 32768
 #define LATENCY_BUCKETS 320
 
-/* A session's defaults.  gen changes with every change, so pooled handles
- * set the session's options again. */
+/* A session's defaults.  gen is new (from one counter) at every change of
+ * any session, so a pooled handle whose gen differs sets them again.  A
+ * session outside Lua memory is counted: its Lua object, each transfer in
+ * flight and each checked request hold it; pyq.http's default session
+ * lives in the state and is never freed by count. */
 typedef struct session {
+  int refs;
+  int closed;             /* close() or the collector: no new requests */
   char *user_agent;
   char *hnames, *qnames;  /* sensitive_headers, sensitive_query (packed) */
   long http_version;
@@ -59,8 +64,7 @@ typedef struct session {
 /* The options last set on a pooled easy handle. */
 typedef struct applied {
   int set;                /* 0: a new handle, nothing set yet */
-  const session *s;       /* the session and its gen they were set under */
-  unsigned gen;
+  unsigned gen;           /* the session gen they were set under */
   long timeout_ms, ctimeout_ms, verify, verifyhost;
   curl_off_t max_body;
   long fresh;             /* CURLOPT_FRESH_CONNECT */
@@ -74,7 +78,7 @@ struct xfer {
   CURL *easy;
   pyq_fiber *f;
   pyq_http *http;
-  const session *s;
+  session *s;
   pyq_sink *sink;         /* where the answer goes: &mem.sink for now */
   pyq_sink_mem mem;
   struct curl_slist *headers;
@@ -110,6 +114,27 @@ struct pyq_http {
 };
 
 static const char response_key = 'r', retry_key = 't', hold_key = 'h';
+
+static unsigned next_gen = 1;
+
+static session *session_ref (session *s) {
+  s->refs++;
+  return s;
+}
+
+static void session_free_fields (session *s) {
+  free(s->user_agent);
+  free(s->hnames);
+  free(s->qnames);
+  s->user_agent = s->hnames = s->qnames = NULL;
+}
+
+static void session_unref (session *s) {
+  if (--s->refs == 0) {
+    session_free_fields(s);
+    free(s);
+  }
+}
 
 static void xfer_done (CURL *e, CURLcode result, void *ud);
 
@@ -297,6 +322,8 @@ static void xfer_free (xfer *x) {
   free(x->hnames);
   free(x->qnames);
   x->url = x->why = x->hnames = x->qnames = NULL;
+  if (x->s) session_unref(x->s);
+  x->s = NULL;
   x->f = NULL;
   x->hops = 0;
   x->spent = 0;
@@ -612,13 +639,12 @@ static void setup (pyq_http *hp, xfer *x, const pyq_http_opts *o,
                    const char *body, size_t bodylen) {
   CURL *e = x->easy;
   applied *a = &x->applied;
-  const session *s = x->s;
+  session *s = x->s;
   int get = strcmp(x->method, "GET") == 0, plain = get && body == NULL;
   if (!a->set) setup_fixed(hp, x);
-  if (!a->set || a->s != s || a->gen != s->gen) {
+  if (!a->set || a->gen != s->gen) {
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, s->http_version);
     curl_easy_setopt(e, CURLOPT_USERAGENT, s->user_agent);
-    a->s = s;
     a->gen = s->gen;
   }
   curl_easy_setopt(e, CURLOPT_URL, x->url);
@@ -697,7 +723,7 @@ static char *copy_names (lua_State *L, int i) {
 }
 
 /* A timeout of 0 has expired before anything is sent. */
-static int expired (lua_State *L, pyq_http *hp, const session *s,
+static int expired (lua_State *L, pyq_http *hp, session *s,
                     const pyq_http_opts *o, double timeout, const char *url,
                     const char *qnames) {
   char shown[1024];
@@ -719,7 +745,7 @@ static int expired (lua_State *L, pyq_http *hp, const session *s,
 /* Sends a checked request and parks the task: headers (taken over), the
  * sensitive names at hn and qn (packed strings or nil), the URL at u and
  * the body at b (or nil); timeout in seconds for the whole request. */
-static int send_request (lua_State *L, pyq_http *hp, const session *s, pyq_fiber *f,
+static int send_request (lua_State *L, pyq_http *hp, session *s, pyq_fiber *f,
                  const pyq_http_opts *o, double timeout,
                  struct curl_slist *headers, int hn, int qn, int u, int b,
                  int hold_check) {
@@ -736,7 +762,7 @@ static int send_request (lua_State *L, pyq_http *hp, const session *s, pyq_fiber
   }
   x->headers = headers;
   x->f = f;
-  x->s = s;
+  x->s = session_ref(s);
   pyq_sink_mem_init(&x->mem, o->max_body);
   x->timeout_ms = ms(timeout);
   x->follow = o->follow;
@@ -780,7 +806,7 @@ static struct curl_slist *build_headers (lua_State *L, pyq_http_opts *o) {
 typedef struct prepared {
   pyq_http_opts o;
   struct curl_slist *headers;
-  const session *s;
+  session *s;
 } prepared;
 
 #define PREPARED "pyq.http.prepared"
@@ -789,6 +815,8 @@ static int prepared_gc (lua_State *L) {
   prepared *p = luaL_checkudata(L, 1, PREPARED);
   curl_slist_free_all(p->headers);
   p->headers = NULL;
+  if (p->s) session_unref(p->s);
+  p->s = NULL;
   return 0;
 }
 
@@ -829,7 +857,7 @@ static int retry_k (lua_State *L, int status, lua_KContext ctx) {
 /* Hands the checked request (stack 1-7, as pyq_http_check left it) to
  * http.lua's retry loop: retry(prepared, method, url, shown, timeout,
  * retries, backoff, retry_unsafe, attempt_timeout, max_retry_after). */
-static int to_retry_loop (lua_State *L, const session *s, pyq_http_opts *o) {
+static int to_retry_loop (lua_State *L, session *s, pyq_http_opts *o) {
   char shown[1024];
   prepared *p;
   struct curl_slist *headers = build_headers(L, o);
@@ -837,7 +865,7 @@ static int to_retry_loop (lua_State *L, const session *s, pyq_http_opts *o) {
   p = lua_newuserdatauv(L, sizeof *p, 4);   /* 8 */
   p->headers = headers;
   p->o = *o;
-  p->s = s;
+  p->s = session_ref(s);
   if (luaL_newmetatable(L, PREPARED)) {
     lua_pushcfunction(L, prepared_gc);
     lua_setfield(L, -2, "__gc");
@@ -869,13 +897,11 @@ static int to_retry_loop (lua_State *L, const session *s, pyq_http_opts *o) {
 
 /* ---- the verbs ------------------------------------------------------- */
 
-/* pyq.http.get(url [, opts]), ..., pyq.http.request(opts): upvalues are
- * the state, the method (nil for request) and the function's name.  A
- * request with no retry plan, no limits and no hold in force goes out
- * from here; any other goes through http.lua's retry loop. */
-static int http_verb (lua_State *L) {
-  pyq_http *hp = lua_touserdata(L, lua_upvalueindex(1));
-  const session *s = &hp->defaults;
+/* A request on session s: 1 url and 2 opts, or 1 opts when the method
+ * upvalue is nil (request).  A request with no retry plan, no limits and
+ * no hold in force goes out from here; any other goes through http.lua's
+ * retry loop. */
+static int perform (lua_State *L, pyq_http *hp, session *s) {
   pyq_http_opts o;
   pyq_fiber *f;
   o.fname = lua_tostring(L, lua_upvalueindex(3));
@@ -893,12 +919,63 @@ static int http_verb (lua_State *L) {
     lua_insert(L, 1);
   }
   if (hp->cu == NULL) return pyq_usage(L, "%s: pyq.http is closed", o.fname);
+  if (s->closed) return pyq_usage(L, "%s: the session is closed", o.fname);
   pyq_http_check(L, &o);   /* 4 hn, 5 qn, 6 url, 7 body */
   f = pyq_fiber_check(L, o.fname);
   if ((o.retries > 0 || (o.retries < 0 && s->retries > 0)) ||
       o.attempt_timeout > 0 || hp->limited || pyq_clock() < hp->hold_until)
     return to_retry_loop(L, s, &o);
   return send_request(L, hp, s, f, &o, o.timeout, build_headers(L, &o), 4, 5, 6, 7, 1);
+}
+
+/* pyq.http.get(url [, opts]), ..., pyq.http.request(opts) on the default
+ * session: upvalues are the state, the method (nil for request) and the
+ * function's name. */
+static int http_verb (lua_State *L) {
+  pyq_http *hp = lua_touserdata(L, lua_upvalueindex(1));
+  return perform(L, hp, &hp->defaults);
+}
+
+/* ---- sessions ----------------------------------------------------------- */
+
+#define SESSION_MT "pyq.http.session"
+
+typedef struct session_box { session *s; } session_box;
+
+static session *check_session (lua_State *L, const char *fname) {
+  session_box *b = luaL_testudata(L, 1, SESSION_MT);
+  if (b == NULL)
+    pyq_usage(L, "%s: expected a pyq.http.session as self (call it with ':'), "
+              "got %s", fname, luaL_typename(L, 1));
+  return b->s;
+}
+
+/* session:get(url [, opts]), ..., session:request(opts) */
+static int session_verb (lua_State *L) {
+  pyq_http *hp = lua_touserdata(L, lua_upvalueindex(1));
+  session *s = check_session(L, lua_tostring(L, lua_upvalueindex(3)));
+  lua_remove(L, 1);
+  if (s == NULL) return pyq_usage(L, "%s: the session is closed",
+                                  lua_tostring(L, lua_upvalueindex(3)));
+  return perform(L, hp, s);
+}
+
+/* session:close(), <close> and the collector: no more requests; those in
+ * flight finish (they hold the session). */
+static int session_close (lua_State *L) {
+  session_box *b = luaL_checkudata(L, 1, SESSION_MT);
+  if (b->s) {
+    b->s->closed = 1;
+    session_unref(b->s);
+    b->s = NULL;
+  }
+  return 0;
+}
+
+static int session_tostring (lua_State *L) {
+  session_box *b = luaL_checkudata(L, 1, SESSION_MT);
+  lua_pushfstring(L, "pyq.http.session (%s)", b->s ? "open" : "closed");
+  return 1;
 }
 
 /* C.gate(limited, hold_until): what http.lua knows that sends requests to
@@ -932,40 +1009,26 @@ static void set_names (lua_State *L, char **list, int i) {
   *list = names;
 }
 
-/* pyq.http.configure{...}: every option checked before any is applied. */
-static int http_configure (lua_State *L) {
-  static const char fname[] = "pyq.http.configure";
-  pyq_http *hp = lua_touserdata(L, lua_upvalueindex(1));
-  session *s = &hp->defaults;
-  pyq_http_value v[PYQ_HC_N];
-  unsigned present;
+/* Sets the session options of the table at t (checked by pyq_http_read
+ * into v and present) on s; every check is made before anything changes. */
+static void apply_session (lua_State *L, int t, session *s, const char *fname,
+                           const pyq_http_value *v, unsigned present) {
+  int top = lua_gettop(L);
   char *agent = NULL;
-  if (!lua_istable(L, 1))
-    return pyq_usage(L, "%s: expected a table of options, got %s", fname,
-                     luaL_typename(L, 1));
-  if (hp->cu == NULL) return pyq_usage(L, "%s: pyq.http is closed", fname);
-  lua_settop(L, 1);
-  present = pyq_http_read(L, 1, fname, pyq_http_configure_options, v);
 #define GOT(id) (present & (1u << PYQ_HC_##id))
-  lua_getfield(L, 1, "sensitive_headers");   /* 2 */
+  lua_getfield(L, t, "sensitive_headers");   /* top + 1 */
   if (GOT(SHEADERS)) pyq_http_names(L, fname, "sensitive_headers");
-  lua_getfield(L, 1, "sensitive_query");     /* 3 */
+  lua_getfield(L, t, "sensitive_query");     /* top + 2 */
   if (GOT(SQUERY)) pyq_http_names(L, fname, "sensitive_query");
-  lua_getfield(L, 1, "user_agent");          /* 4 */
-  if (GOT(AGENT) && (agent = strdup(lua_tostring(L, 4))) == NULL)
-    return luaL_error(L, "not enough memory");
+  lua_getfield(L, t, "user_agent");          /* top + 3 */
+  if (GOT(AGENT) && (agent = strdup(lua_tostring(L, top + 3))) == NULL)
+    luaL_error(L, "not enough memory");
   if (agent) {
     free(s->user_agent);
     s->user_agent = agent;
   }
-  if (GOT(SHEADERS)) set_names(L, &s->hnames, 2);
-  if (GOT(SQUERY)) set_names(L, &s->qnames, 3);
-  if (GOT(MAXCONN))
-    curl_multi_setopt(pyq_curl_uv_multi(hp->cu), CURLMOPT_MAX_TOTAL_CONNECTIONS,
-                      (long)v[PYQ_HC_MAXCONN].count);
-  if (GOT(PERHOST))
-    curl_multi_setopt(pyq_curl_uv_multi(hp->cu), CURLMOPT_MAX_HOST_CONNECTIONS,
-                      (long)v[PYQ_HC_PERHOST].count);
+  if (GOT(SHEADERS)) set_names(L, &s->hnames, top + 1);
+  if (GOT(SQUERY)) set_names(L, &s->qnames, top + 2);
   if (GOT(HTTP2))
     s->http_version = v[PYQ_HC_HTTP2].count ? CURL_HTTP_VERSION_2TLS
                                             : CURL_HTTP_VERSION_1_1;
@@ -973,8 +1036,84 @@ static int http_configure (lua_State *L) {
   if (GOT(BACKOFF)) s->backoff = v[PYQ_HC_BACKOFF].num;
   if (GOT(MAXRA)) s->max_retry_after = v[PYQ_HC_MAXRA].num;
 #undef GOT
-  s->gen++;
+  s->gen = next_gen++;
+  lua_settop(L, top);
+}
+
+/* pyq.http.configure{...}: the default session's options and the shared
+ * connection limits, every option checked before any is applied. */
+static int http_configure (lua_State *L) {
+  static const char fname[] = "pyq.http.configure";
+  pyq_http *hp = lua_touserdata(L, lua_upvalueindex(1));
+  pyq_http_value v[PYQ_HC_N];
+  unsigned present;
+  if (!lua_istable(L, 1))
+    return pyq_usage(L, "%s: expected a table of options, got %s", fname,
+                     luaL_typename(L, 1));
+  if (hp->cu == NULL) return pyq_usage(L, "%s: pyq.http is closed", fname);
+  lua_settop(L, 1);
+  present = pyq_http_read(L, 1, fname, pyq_http_configure_options, v);
+  apply_session(L, 1, &hp->defaults, fname, v, present);
+  if (present & (1u << PYQ_HC_MAXCONN))
+    curl_multi_setopt(pyq_curl_uv_multi(hp->cu), CURLMOPT_MAX_TOTAL_CONNECTIONS,
+                      (long)v[PYQ_HC_MAXCONN].count);
+  if (present & (1u << PYQ_HC_PERHOST))
+    curl_multi_setopt(pyq_curl_uv_multi(hp->cu), CURLMOPT_MAX_HOST_CONNECTIONS,
+                      (long)v[PYQ_HC_PERHOST].count);
   return 0;
+}
+
+/* A copy of what a packed list or string holds, or NULL for NULL. */
+static int dup_field (char **to, const char *from, size_t n) {
+  if (from == NULL) return 1;
+  if ((*to = malloc(n)) == NULL) return 0;
+  memcpy(*to, from, n);
+  return 1;
+}
+
+static size_t packed_len (const char *names) {
+  const char *p = names;
+  if (p == NULL) return 0;
+  while (*p) p += strlen(p) + 1;
+  return (size_t)(p - names) + 1;
+}
+
+/* pyq.http.session{ user_agent, http2, sensitive_headers, sensitive_query,
+ * retries, backoff, max_retry_after } -> a session: the verbs as methods,
+ * starting from http.configure's settings of the moment, with its own. */
+static int http_session (lua_State *L) {
+  static const char fname[] = "pyq.http.session";
+  pyq_http *hp = lua_touserdata(L, lua_upvalueindex(1));
+  pyq_http_value v[PYQ_HC_SESSION];
+  unsigned present;
+  session_box *b;
+  session *s, *d = &hp->defaults;
+  if (lua_isnoneornil(L, 1)) {
+    lua_settop(L, 0);
+    lua_newtable(L);
+  }
+  if (!lua_istable(L, 1))
+    return pyq_usage(L, "%s: expected a table of options, got %s", fname,
+                     luaL_typename(L, 1));
+  if (hp->cu == NULL) return pyq_usage(L, "%s: pyq.http is closed", fname);
+  lua_settop(L, 1);
+  present = pyq_http_read(L, 1, fname, pyq_http_session_options, v);
+  b = lua_newuserdatauv(L, sizeof *b, 0);   /* 2: frees s if a check raises */
+  b->s = NULL;
+  luaL_setmetatable(L, SESSION_MT);
+  if ((s = calloc(1, sizeof *s)) == NULL) return luaL_error(L, "not enough memory");
+  b->s = s;
+  s->refs = 1;
+  s->http_version = d->http_version;
+  s->retries = d->retries;
+  s->backoff = d->backoff;
+  s->max_retry_after = d->max_retry_after;
+  if (!dup_field(&s->user_agent, d->user_agent, strlen(d->user_agent) + 1) ||
+      !dup_field(&s->hnames, d->hnames, packed_len(d->hnames)) ||
+      !dup_field(&s->qnames, d->qnames, packed_len(d->qnames)))
+    return luaL_error(L, "not enough memory");
+  apply_session(L, 1, s, fname, v, present);
+  return 1;
 }
 
 static int http_parse_headers (lua_State *L) {
@@ -1037,23 +1176,22 @@ void pyq_http_close (pyq_http *hp) {
   pyq_curl_uv_close(hp->cu);
   hp->cu = NULL;
   curl_share_cleanup(hp->share);
-  free(hp->defaults.user_agent);
-  free(hp->defaults.hnames);
-  free(hp->defaults.qnames);
-  hp->defaults.user_agent = hp->defaults.hnames = hp->defaults.qnames = NULL;
+  session_free_fields(&hp->defaults);
 }
 
 static void report_section (void *ud, FILE *out) {
   pyq_http_report(ud, out);
 }
 
-/* The verbs as C closures: the state, the method, the name. */
-static void add_verb (lua_State *L, const char *method, const char *name) {
+/* A verb as a C closure of f into the table on top, below which is the
+ * state: upvalues the state, the method, the name for messages. */
+static void add_verb (lua_State *L, const char *method, const char *name,
+                      lua_CFunction f, const char *fmt) {
   lua_pushvalue(L, -2);   /* the state */
   if (method) lua_pushstring(L, method);
   else lua_pushnil(L);
-  lua_pushfstring(L, "pyq.http.%s", name);
-  lua_pushcclosure(L, http_verb, 3);
+  lua_pushfstring(L, fmt, name);
+  lua_pushcclosure(L, f, 3);
   lua_setfield(L, -2, name);
 }
 
@@ -1076,6 +1214,8 @@ void pyq_open_http (lua_State *L) {
   int i;
   memset(hp, 0, sizeof *hp);
   hp->host = h;
+  hp->defaults.refs = 1;   /* the state's: never released */
+  hp->defaults.gen = next_gen++;
   hp->defaults.http_version = CURL_HTTP_VERSION_2TLS;
   hp->defaults.backoff = 0.5;
   hp->defaults.max_retry_after = 300;
@@ -1097,8 +1237,28 @@ void pyq_open_http (lua_State *L) {
   lua_newtable(L);
   lua_pushvalue(L, -2);
   luaL_setfuncs(L, funcs, 1);
-  for (i = 0; verbs[i]; i += 2) add_verb(L, verbs[i], verbs[i + 1]);
-  add_verb(L, NULL, "request");
+  for (i = 0; verbs[i]; i += 2) add_verb(L, verbs[i], verbs[i + 1], http_verb, "pyq.http.%s");
+  add_verb(L, NULL, "request", http_verb, "pyq.http.%s");
+  lua_pushvalue(L, -2);
+  lua_pushcclosure(L, http_session, 1);
+  lua_setfield(L, -2, "session");
+  /* the session's metatable: the verbs as methods, close, <close>, __gc */
+  lua_pushvalue(L, -2);   /* the state, for add_verb */
+  lua_createtable(L, 0, 9);
+  for (i = 0; verbs[i]; i += 2) add_verb(L, verbs[i], verbs[i + 1], session_verb, "pyq.http.session:%s");
+  add_verb(L, NULL, "request", session_verb, "pyq.http.session:%s");
+  lua_pushcfunction(L, session_close);
+  lua_setfield(L, -2, "close");
+  luaL_newmetatable(L, SESSION_MT);
+  lua_insert(L, -2);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, session_close);
+  lua_setfield(L, -2, "__close");
+  lua_pushcfunction(L, session_close);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, session_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 2);   /* the metatable and the state's copy */
   lua_remove(L, -2);
   /* keep the userdata alive as long as the module */
   lua_setfield(L, -2, "_http");

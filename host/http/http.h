@@ -54,14 +54,16 @@ enum {
   PYQ_HO_SHEADERS, PYQ_HO_SQUERY, PYQ_HO_RETRIES, PYQ_HO_BACKOFF,
   PYQ_HO_UNSAFE, PYQ_HO_ATTEMPT, PYQ_HO_MAXRA, PYQ_HO_N
 };
-/* The configure options, in the order of these ids. */
+/* The configure options, in the order of these ids; a session's are the
+ * first PYQ_HC_SESSION of them (the rest set the shared multi handle). */
 enum {
-  PYQ_HC_AGENT, PYQ_HC_MAXCONN, PYQ_HC_PERHOST, PYQ_HC_HTTP2,
-  PYQ_HC_SHEADERS, PYQ_HC_SQUERY, PYQ_HC_RETRIES, PYQ_HC_BACKOFF,
-  PYQ_HC_MAXRA, PYQ_HC_N
+  PYQ_HC_AGENT, PYQ_HC_HTTP2, PYQ_HC_SHEADERS, PYQ_HC_SQUERY,
+  PYQ_HC_RETRIES, PYQ_HC_BACKOFF, PYQ_HC_MAXRA, PYQ_HC_SESSION,
+  PYQ_HC_MAXCONN = PYQ_HC_SESSION, PYQ_HC_PERHOST, PYQ_HC_N
 };
 extern const pyq_http_option pyq_http_request_options[PYQ_HO_N + 1];
 extern const pyq_http_option pyq_http_configure_options[PYQ_HC_N + 1];
+extern const pyq_http_option pyq_http_session_options[PYQ_HC_SESSION + 1];
 
 /* A checked scalar value; tables and strings stay in the Lua table. */
 typedef struct pyq_http_value {

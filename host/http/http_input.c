@@ -1,9 +1,9 @@
 /* http_input.c -- what pyq.http accepts from Lua, checked before anything
  * is sent.  One option table per API (pyq_http_request_options,
- * pyq_http_configure_options) names every option, how its value is
- * checked, where it goes and whether http.lua consumes it; pyq_http_read
- * walks the caller's table once against it, so the checks, the messages and
- * the fuzz target's keys cannot drift apart.  The rest builds what libcurl
+ * pyq_http_configure_options, pyq_http_session_options) names every
+ * option, how its value is checked, where it goes and whether http.lua
+ * consumes it; pyq_http_read walks the caller's table once against it, so
+ * the checks, the messages and the fuzz target's keys cannot drift apart.  The rest builds what libcurl
  * gets: the URL (scheme allow-list, the query encoded through libcurl's URL
  * API), the header list, the body (a json value encoded here), and masks
  * credentials in what gets logged.  Every refusal is a "usage" pyq.Error
@@ -56,13 +56,21 @@ const pyq_http_option pyq_http_request_options[PYQ_HO_N + 1] = {
   { NULL, 0, 0, 0 }
 };
 
+#define SESSION_OPTIONS \
+  O("user_agent", LINE, SESSION, 0),  O("http2", BOOL, SESSION, 0), \
+  O("sensitive_headers", NAMES, SESSION, 0), \
+  O("sensitive_query", NAMES, SESSION, 0), \
+  O("retries", COUNT, PLAN, 1),       O("backoff", DURATION, PLAN, 1), \
+  O("max_retry_after", DURATION, PLAN, 1)
+
 const pyq_http_option pyq_http_configure_options[PYQ_HC_N + 1] = {
-  O("user_agent", LINE, SESSION, 0),  O("max_connections", COUNT, MULTI, 0),
-  O("max_per_host", COUNT, MULTI, 0), O("http2", BOOL, SESSION, 0),
-  O("sensitive_headers", NAMES, SESSION, 0),
-  O("sensitive_query", NAMES, SESSION, 0),
-  O("retries", COUNT, PLAN, 1),       O("backoff", DURATION, PLAN, 1),
-  O("max_retry_after", DURATION, PLAN, 1),
+  SESSION_OPTIONS,
+  O("max_connections", COUNT, MULTI, 0), O("max_per_host", COUNT, MULTI, 0),
+  { NULL, 0, 0, 0 }
+};
+
+const pyq_http_option pyq_http_session_options[PYQ_HC_SESSION + 1] = {
+  SESSION_OPTIONS,
   { NULL, 0, 0, 0 }
 };
 

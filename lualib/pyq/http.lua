@@ -339,6 +339,12 @@ for _, name in next, { "request", "get", "head", "delete", "post", "put", "patch
   M[name] = C[name]
 end
 
+--- http.session{ user_agent =, http2 =, sensitive_headers =,
+-- sensitive_query =, retries =, backoff =, max_retry_after = } -> a
+-- session with the verbs as methods (s:get(url [, opts]), s:request(opts),
+-- ...) and close(); it starts from http.configure's settings.
+M.session = C.session
+
 --- http.configure{ user_agent =, max_connections =, max_per_host =,
 -- http2 =, sensitive_headers =, sensitive_query =, retries =, backoff =,
 -- max_retry_after = }: the default session's settings.
