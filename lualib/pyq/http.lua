@@ -203,7 +203,7 @@ local function fail(r, kind, fields, fmt, ...)
 end
 
 local function timed_out(r, during)
-  fail(r, "timeout", { attempts = r.attempts }, "timed out: timeout (%s s) covers the whole request and %s "
+  fail(r, "timeout", nil, "timed out: timeout (%s s) covers the whole request and %s "
     .. "(%d attempt%s made%s)", seconds(r.timeout), during, r.attempts,
     r.attempts == 1 and "" or "s", r.last and ", the last: " .. r.last or "")
 end
