@@ -1,30 +1,41 @@
-/* http.c -- pyq.http's transfers: libcurl's multi interface on the loop.
+/* http.c -- pyq.http's sessions, transfers and Lua verbs.
  *
- * One CURLM drives every request, so connections, DNS answers and TLS
- * sessions are reused across tasks.  libcurl says which sockets to watch
- * (socket_cb: one uv_poll_t each) and when to call it back (timer_cb: one
- * uv_timer_t); both feed curl_multi_socket_action, and a finished transfer
- * resumes its task at once.  The response table is built in the task's
- * continuation, inside its coroutine, never in a libuv callback.  Easy
- * handles are pooled and keep their options; the options are checked by
- * http_input.c.
+ * A transfer (xfer) is a pooled easy handle with the options last set on
+ * it, the session it runs under and a sink its answer goes into (the
+ * memory sink now).  It goes onto the loop through curl_uv.c, which calls
+ * xfer_done when it is over; that wakes the task, and the response table
+ * is built in the task's continuation, inside its coroutine, never in a
+ * libuv callback.
+ *
+ * A session owns the defaults of its requests: the user agent, the HTTP
+ * version, the names to mask, the retry plan.  The plain pyq.http.get/...
+ * are C functions on the default session: a request is one crossing from
+ * Lua, checked once (http_input.c) and sent.  Only a request that needs
+ * the retry loop (retries, attempt_timeout, rate limits or a Retry-After
+ * hold in force) goes to http.lua, with the checked request as a userdata
+ * that each attempt sends again without checking it again.
  *
  * Redirects are followed here, not by libcurl, so that credentials stay
- * with their origin: when a hop ends in a 3xx with a Location, check_done
+ * with their origin: when a hop ends in a 3xx with a Location, xfer_done
  * puts the same handle back with the new URL (the task sleeps on), after
  * dropping the secret headers if the scheme, host or port changes and
- * refusing https -> http unless allowed. */
+ * refusing https -> http unless allowed.
+ *
+ * Errors are pyq.Error objects: kind "transport", "timeout" or "too_big",
+ * with the method and the masked URL as fields; their text is the one
+ * scripts always saw. */
 #include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
-#include <unistd.h>
 #include <curl/curl.h>
 #include "http.h"
+#include "curl_uv.h"
+#include "sink.h"
 #include "core/log.h"
+#include "lua/error.h"
 #include "report/report.h"
 
 /* Finished transfers kept for reuse, and the body buffer each may keep:
@@ -34,19 +45,26 @@
 #define KEEP_BODY 32768
 #define LATENCY_BUCKETS 320
 
-typedef struct sock_watch {
-  uv_poll_t poll;
-  curl_socket_t fd;
-  int events;             /* what libcurl asked to watch */
-  pyq_http *http;
-} sock_watch;
-
-typedef struct buf { char *p; size_t len, cap; } buf;
+/* A session's defaults.  gen is new (from one counter) at every change of
+ * any session, so a pooled handle whose gen differs sets them again.  A
+ * session outside Lua memory is counted: its Lua object, each transfer in
+ * flight and each checked request hold it; pyq.http's default session
+ * lives in the state and is never freed by count. */
+typedef struct session {
+  int refs;
+  int closed;             /* close() or the collector: no new requests */
+  char *user_agent;
+  char *hnames, *qnames;  /* sensitive_headers, sensitive_query (packed) */
+  long http_version;
+  unsigned gen;
+  lua_Integer retries;    /* the retry plan of requests that set none */
+  double backoff, max_retry_after;
+} session;
 
 /* The options last set on a pooled easy handle. */
 typedef struct applied {
   int set;                /* 0: a new handle, nothing set yet */
-  unsigned gen;           /* pyq_http.config_gen they were set under */
+  unsigned gen;           /* the session gen they were set under */
   long timeout_ms, ctimeout_ms, verify, verifyhost;
   curl_off_t max_body;
   long fresh;             /* CURLOPT_FRESH_CONNECT */
@@ -60,80 +78,81 @@ struct xfer {
   CURL *easy;
   pyq_fiber *f;
   pyq_http *http;
+  session *s;
+  pyq_sink *sink;         /* where the answer goes: &mem.sink for now */
+  pyq_sink_mem mem;
   struct curl_slist *headers;
-  buf body, head;
-  curl_off_t max_body;
-  int too_big;
   CURLcode result;
   char method[24];
   char *url;
   char *why;              /* our own error text (a refused redirect) or NULL */
-  char *hnames, *qnames;  /* sensitive_headers, sensitive_query (packed) */
+  char *hnames, *qnames;  /* the request's sensitive_headers, sensitive_query */
   long timeout_ms;        /* for the whole request, every hop */
   long max_redirects, hops;
   curl_off_t spent;       /* microseconds in the hops before this one */
   int follow, allow_downgrade;
   int location;           /* this hop's answer has a Location header */
   int discard;            /* this hop's body is a redirect's: dropped */
+  int hold_check;         /* a 429 or 503 goes to http.lua's Retry-After */
   char err[CURL_ERROR_SIZE];
 };
 
 struct pyq_http {
   pyq_host *host;
-  CURLM *multi;
+  pyq_curl_uv *cu;
   CURLSH *share;
-  uv_timer_t *timer;      /* its own allocation: libuv may hold it after lua_close */
+  session defaults;       /* the session of the plain pyq.http functions */
   struct xfer *pool[POOL_MAX];   /* finished transfers, options kept */
   int npool;
-  int active;             /* transfers in the multi handle */
-  int sockets;            /* sockets libcurl has open */
-  unsigned config_gen;    /* bumped by configure: pooled handles re-apply */
-  char *user_agent;
-  char *hnames, *qnames;  /* configure's sensitive_headers, sensitive_query */
-  long http_version;
+  /* what sends a request to http.lua's retry loop (set by http.lua) */
+  int limited;            /* http.limit has limits */
+  double hold_until;      /* pyq_clock() until which a Retry-After holds */
   /* for the summary */
   uint64_t requests, bytes, retries, failures;
   uint64_t status[600];
   uint64_t latency[LATENCY_BUCKETS];   /* by log2(microseconds) in eighths */
 };
 
-static const char response_key = 'r';
+static const char response_key = 'r', retry_key = 't', hold_key = 'h';
 
-/* ---- buffers and curl callbacks -------------------------------------- */
+static unsigned next_gen = 1;
 
-static int buf_add (buf *b, const char *p, size_t n) {
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 1024;
-    char *np;
-    while (cap < b->len + n + 1) cap *= 2;
-    if ((np = realloc(b->p, cap)) == NULL) return 0;
-    b->p = np;
-    b->cap = cap;
-  }
-  memcpy(b->p + b->len, p, n);
-  b->len += n;
-  b->p[b->len] = '\0';
-  return 1;
+static session *session_ref (session *s) {
+  s->refs++;
+  return s;
 }
+
+static void session_free_fields (session *s) {
+  free(s->user_agent);
+  free(s->hnames);
+  free(s->qnames);
+  s->user_agent = s->hnames = s->qnames = NULL;
+}
+
+static void session_unref (session *s) {
+  if (--s->refs == 0) {
+    session_free_fields(s);
+    free(s);
+  }
+}
+
+static void xfer_done (CURL *e, CURLcode result, void *ud);
+
+/* ---- curl callbacks: the answer into the sink ------------------------- */
 
 static size_t on_body (char *p, size_t size, size_t n, void *ud) {
   xfer *x = ud;
   n *= size;
   if (x->discard) return n;
-  if ((curl_off_t)(x->body.len + n) > x->max_body) {
-    x->too_big = 1;
-    return 0;
-  }
-  return buf_add(&x->body, p, n) ? n : 0;
+  return x->sink->ops->data(x->sink, p, n) ? n : 0;
 }
 
-/* Keeps the last answer's header block; notes a Location, and at the end
- * of a redirect's headers decides that its body is not kept. */
+/* Notes a Location, and at the end of a redirect's headers decides that
+ * its body is not kept; the sink gets every line. */
 static size_t on_header (char *p, size_t size, size_t n, void *ud) {
   xfer *x = ud;
   n *= size;
   if (n >= 5 && memcmp(p, "HTTP/", 5) == 0) {   /* next answer */
-    x->head.len = 0;
     x->location = 0;
   } else if (n >= 9 && strncasecmp(p, "location:", 9) == 0) {
     x->location = 1;
@@ -143,23 +162,7 @@ static size_t on_header (char *p, size_t size, size_t n, void *ud) {
     curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code);
     x->discard = code >= 300 && code < 400 && code != 304;
   }
-  return buf_add(&x->head, p, n) ? n : 0;
-}
-
-/* ---- the multi handle on the loop ------------------------------------- */
-
-/* libcurl's timer keeps the loop alive only while transfers are in flight:
- * between jobs it may ask for housekeeping the process need not wait for. */
-static void xfer_add (xfer *x) {
-  pyq_http *hp = x->http;
-  curl_multi_add_handle(hp->multi, x->easy);
-  if (hp->active++ == 0) uv_ref((uv_handle_t *)hp->timer);
-}
-
-static void xfer_remove (xfer *x) {
-  pyq_http *hp = x->http;
-  curl_multi_remove_handle(hp->multi, x->easy);
-  if (--hp->active == 0) uv_unref((uv_handle_t *)hp->timer);
+  return x->sink->ops->headers(x->sink, p, n) ? n : 0;
 }
 
 /* ---- redirects ------------------------------------------------------------ */
@@ -192,7 +195,7 @@ static int origin_headers (xfer *x, struct curl_slist **out) {
   struct curl_slist *h, *kept = NULL, *n;
   for (h = x->headers; h; h = h->next) {
     size_t nlen = strcspn(h->data, ":;");
-    if (pyq_http_secret(h->data, nlen, x->http->hnames, x->hnames) ||
+    if (pyq_http_secret(h->data, nlen, x->s->hnames, x->hnames) ||
         (nlen == 4 && strncasecmp(h->data, "host", 4) == 0))
       continue;
     if ((n = curl_slist_append(kept, h->data)) == NULL) {
@@ -208,8 +211,8 @@ static int origin_headers (xfer *x, struct curl_slist **out) {
 /* A refused redirect: the transfer ends with this text as its error. */
 static int refuse (xfer *x, CURLcode code, const char *fmt, const char *to) {
   char from[1024], shown[1024], text[2560];
-  pyq_http_mask(x->url, from, sizeof from, x->http->qnames, x->qnames);
-  pyq_http_mask(to, shown, sizeof shown, x->http->qnames, x->qnames);
+  pyq_http_mask(x->url, from, sizeof from, x->s->qnames, x->qnames);
+  pyq_http_mask(to, shown, sizeof shown, x->s->qnames, x->qnames);
   snprintf(text, sizeof text, fmt, from, shown);
   x->why = strdup(text);
   x->result = code;
@@ -219,7 +222,6 @@ static int refuse (xfer *x, CURLcode code, const char *fmt, const char *to) {
 /* After a hop: a redirect to follow puts the handle back into the multi
  * handle with the new URL and returns 1; 0 when the transfer is over. */
 static int follow_redirect (xfer *x) {
-  pyq_http *hp = x->http;
   CURL *e = x->easy;
   long code = 0, left;
   char *loc = NULL, *to;
@@ -264,7 +266,6 @@ static int follow_redirect (xfer *x) {
     x->result = CURLE_OUT_OF_MEMORY;
     return 0;
   }
-  curl_multi_remove_handle(hp->multi, e);
   if (headers != x->headers) {
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
     curl_slist_free_all(x->headers);
@@ -290,90 +291,23 @@ static int follow_redirect (xfer *x) {
   free(x->url);
   x->url = to;
   x->hops++;
-  x->body.len = 0;
+  x->mem.body.len = 0;
   x->discard = x->location = 0;
-  if (curl_multi_add_handle(hp->multi, e) != CURLM_OK) {
+  if (!pyq_curl_uv_add(x->http->cu, e, xfer_done, x)) {
     x->result = CURLE_OUT_OF_MEMORY;
     return 0;
   }
   return 1;
 }
 
-static void check_done (pyq_http *hp) {
-  CURLMsg *m;
-  int left;
-  while ((m = curl_multi_info_read(hp->multi, &left)) != NULL) {
-    xfer *x;
-    if (m->msg != CURLMSG_DONE) continue;
-    curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
-    x->result = m->data.result;
-    if (x->discard && follow_redirect(x)) continue;
-    xfer_remove(x);
-    pyq_wake_now(x->f, 0);
-  }
-}
-
-/* A poll error (a reset connection) is passed on as readable and writable:
- * libcurl then reads the socket itself and reports what the read says
- * ("Recv failure: Connection reset by peer"), not "select/poll returned
- * error". */
-static void on_poll (uv_poll_t *p, int status, int events) {
-  sock_watch *w = p->data;
-  int flags = 0, running;
-  if (status < 0) events = w->events;
-  if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
-  if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
-  curl_multi_socket_action(w->http->multi, w->fd, flags, &running);
-  check_done(w->http);
-}
-
-static void watch_free (uv_handle_t *h) { free(h->data); }
-
-static int socket_cb (CURL *e, curl_socket_t fd, int what, void *ud,
-                      void *sockp) {
-  pyq_http *hp = ud;
-  sock_watch *w = sockp;
-  int events = 0;
+/* A hop is over: follow its redirect, or wake the task. */
+static void xfer_done (CURL *e, CURLcode result, void *ud) {
+  xfer *x = ud;
   (void)e;
-  if (what == CURL_POLL_REMOVE) {
-    if (w) {
-      uv_poll_stop(&w->poll);
-      uv_close((uv_handle_t *)&w->poll, watch_free);
-      curl_multi_assign(hp->multi, fd, NULL);
-    }
-    return 0;
-  }
-  if (w == NULL) {
-    if ((w = calloc(1, sizeof *w)) == NULL) return -1;
-    w->fd = fd;
-    w->http = hp;
-    w->poll.data = w;
-    if (uv_poll_init_socket(hp->host->loop, &w->poll, fd) != 0) {
-      free(w);
-      return -1;
-    }
-    curl_multi_assign(hp->multi, fd, w);
-  }
-  if (what & CURL_POLL_IN) events |= UV_READABLE;
-  if (what & CURL_POLL_OUT) events |= UV_WRITABLE;
-  w->events = events;
-  uv_poll_start(&w->poll, events, on_poll);
-  return 0;
-}
-
-static void on_timeout (uv_timer_t *t) {
-  pyq_http *hp = t->data;
-  int running;
-  curl_multi_socket_action(hp->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-  check_done(hp);
-}
-
-static int timer_cb (CURLM *m, long ms, void *ud) {
-  pyq_http *hp = ud;
-  (void)m;
-  if (ms < 0) uv_timer_stop(hp->timer);
-  else uv_timer_start(hp->timer, on_timeout, (uint64_t)ms, 0);
-  return 0;
+  x->result = result;
+  if (x->discard && follow_redirect(x)) return;
+  x->sink->ops->done(x->sink, x->result);
+  pyq_wake_now(x->f, 0);
 }
 
 /* ---- transfers ---------------------------------------------------------- */
@@ -388,25 +322,20 @@ static void xfer_free (xfer *x) {
   free(x->hnames);
   free(x->qnames);
   x->url = x->why = x->hnames = x->qnames = NULL;
+  if (x->s) session_unref(x->s);
+  x->s = NULL;
   x->f = NULL;
   x->hops = 0;
   x->spent = 0;
-  x->discard = x->location = 0;
-  if (x->easy && hp->npool < POOL_MAX) {
-    if (x->body.cap > KEEP_BODY) {
-      free(x->body.p);
-      x->body.p = NULL;
-      x->body.cap = 0;
-    }
-    x->body.len = x->head.len = 0;
-    x->too_big = 0;
+  x->discard = x->location = x->hold_check = 0;
+  if (x->easy && hp->cu && hp->npool < POOL_MAX) {
+    pyq_sink_mem_reset(&x->mem, KEEP_BODY);
     x->err[0] = '\0';
     hp->pool[hp->npool++] = x;
     return;
   }
   if (x->easy) curl_easy_cleanup(x->easy);
-  free(x->body.p);
-  free(x->head.p);
+  pyq_sink_mem_free(&x->mem);
   free(x);
 }
 
@@ -415,6 +344,7 @@ static xfer *xfer_new (pyq_http *hp) {
   if (hp->npool > 0) return hp->pool[--hp->npool];
   if ((x = calloc(1, sizeof *x)) == NULL) return NULL;
   x->http = hp;
+  x->sink = &x->mem.sink;
   if ((x->easy = curl_easy_init()) == NULL) {
     free(x);
     return NULL;
@@ -426,7 +356,7 @@ static xfer *xfer_new (pyq_http *hp) {
 static void xfer_disarm (pyq_fiber *f, void *on) {
   xfer *x = on;
   (void)f;
-  xfer_remove(x);
+  pyq_curl_uv_remove(x->http->cu, x->easy);
   xfer_free(x);
 }
 
@@ -531,9 +461,9 @@ static void push_response (lua_State *L, xfer *x) {
   lua_setfield(L, -2, "status");
   lua_pushboolean(L, status >= 200 && status < 300);
   lua_setfield(L, -2, "ok");
-  lua_pushlstring(L, x->body.p ? x->body.p : "", x->body.len);
+  lua_pushlstring(L, x->mem.body.p ? x->mem.body.p : "", x->mem.body.len);
   lua_setfield(L, -2, "body");
-  lua_pushlstring(L, x->head.p ? x->head.p : "", x->head.len);
+  lua_pushlstring(L, x->mem.head.p ? x->mem.head.p : "", x->mem.head.len);
   lua_setfield(L, -2, "raw_headers");   /* res.headers parses it on use */
   lua_pushstring(L, url ? url : x->url);
   lua_setfield(L, -2, "url");
@@ -553,7 +483,7 @@ static void count (xfer *x) {
   curl_off_t us = 0;
   int b;
   hp->requests++;
-  hp->bytes += x->body.len;
+  hp->bytes += x->mem.body.len;
   if (x->result != CURLE_OK) {
     hp->failures++;
     return;
@@ -608,9 +538,35 @@ static const char *error_text (xfer *x) {
   return x->err[0] ? x->err : curl_easy_strerror(x->result);
 }
 
+/* Pushes the message of a failed transfer and returns its kind. */
+static const char *push_failure (lua_State *L, xfer *x, const char *shown) {
+  char size[64];
+  long oserr = 0;
+  if (x->mem.too_big || x->result == CURLE_FILESIZE_EXCEEDED) {
+    snprintf(size, sizeof size, "%lld", (long long)x->mem.max);
+    lua_pushfstring(L, "pyq.http: %s %s: the response body is over max_body "
+                    "(%s bytes)", x->method, shown, size);
+    return "too_big";
+  }
+  if (x->why) {
+    lua_pushfstring(L, "pyq.http: %s %s: %s", x->method, shown, x->why);
+    return "transport";
+  }
+  if (x->result == CURLE_COULDNT_CONNECT)   /* say "Connection refused" */
+    curl_easy_getinfo(x->easy, CURLINFO_OS_ERRNO, &oserr);
+  lua_pushfstring(L, "pyq.http: %s %s: %s%s%s%s", x->method, shown,
+                  error_text(x), oserr ? " (" : "",
+                  oserr ? strerror((int)oserr) : "", oserr ? ")" : "");
+  return x->result == CURLE_OPERATION_TIMEDOUT ? "timeout" : "transport";
+}
+
+/* The continuation of a request: the response, or its error raised.  A
+ * 429 or 503 outside the retry loop still records its Retry-After (in
+ * http.lua), so later requests wait it out. */
 static int request_k (lua_State *L, int status, lua_KContext ctx) {
   pyq_fiber *f = (pyq_fiber *)ctx;
   xfer *x = f->on;
+  long code = 0;
   (void)status;
   f->on = NULL;
   if (!pyq_resumed(L, f)) {   /* cancelled or timed out after it finished */
@@ -619,52 +575,41 @@ static int request_k (lua_State *L, int status, lua_KContext ctx) {
   }
   count(x);
   if (x->result != CURLE_OK) {   /* errors get logged: no secrets in them */
-    char shown[1024], size[64];
-    long oserr = 0;
-    pyq_http_mask(x->url, shown, sizeof shown, x->http->qnames, x->qnames);
-    if (x->result == CURLE_COULDNT_CONNECT)   /* say "Connection refused" */
-      curl_easy_getinfo(x->easy, CURLINFO_OS_ERRNO, &oserr);
-    if (x->too_big || x->result == CURLE_FILESIZE_EXCEEDED) {
-      snprintf(size, sizeof size, "%lld", (long long)x->max_body);
-      lua_pushfstring(L, "pyq.http: %s %s: the response body is over max_body "
-                      "(%s bytes)", x->method, shown, size);
-    } else if (x->why)
-      lua_pushfstring(L, "pyq.http: %s %s: %s", x->method, shown, x->why);
-    else
-      lua_pushfstring(L, "pyq.http: %s %s: %s%s%s%s", x->method, shown,
-                      error_text(x), oserr ? " (" : "",
-                      oserr ? strerror((int)oserr) : "", oserr ? ")" : "");
+    char shown[1024];
+    const char *kind;
+    pyq_http_mask(x->url, shown, sizeof shown, x->s->qnames, x->qnames);
+    kind = push_failure(L, x, shown);
+    pyq_error_new(L, kind, lua_tostring(L, -1));
+    lua_pushstring(L, x->method);
+    lua_setfield(L, -2, "method");
+    lua_pushstring(L, shown);
+    lua_setfield(L, -2, "url");
+    if (x->why) {   /* refused again on a retry: http.lua does not retry */
+      lua_pushliteral(L, "redirect");
+      lua_setfield(L, -2, "refused");
+    }
     xfer_free(x);
     return lua_error(L);
   }
   push_response(L, x);
   if (x->http->host->log_level <= PYQ_DEBUG) log_response(x);
+  if (x->hold_check) curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code);
   xfer_free(x);
+  if (code == 429 || code == 503) {   /* http.lua's obey_retry_after(url, res) */
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &hold_key) == LUA_TFUNCTION) {
+      lua_pushvalue(L, 6);   /* the request's URL */
+      lua_pushvalue(L, -3);
+      lua_call(L, 2, 0);
+    } else lua_pop(L, 1);
+  }
   return 1;
 }
 
-/* ---- pyq.http.request ---------------------------------------------------- */
-
-/* libcurl's sockets are counted, to know when none can be idle. */
-static curl_socket_t open_socket (void *ud, curlsocktype purpose,
-                                  struct curl_sockaddr *a) {
-  pyq_http *hp = ud;
-  curl_socket_t fd = socket(a->family, a->socktype, a->protocol);
-  (void)purpose;
-  if (fd != CURL_SOCKET_BAD) hp->sockets++;
-  return fd;
-}
-
-static int close_socket (void *ud, curl_socket_t fd) {
-  pyq_http *hp = ud;
-  hp->sockets--;
-  return close(fd);
-}
+/* ---- sending ---------------------------------------------------------- */
 
 /* Options that never change on a handle of ours. */
 static void setup_fixed (pyq_http *hp, xfer *x) {
   CURL *e = x->easy;
-  curl_easy_setopt(e, CURLOPT_PRIVATE, x);
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->err);
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -675,17 +620,14 @@ static void setup_fixed (pyq_http *hp, xfer *x) {
   curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
   curl_easy_setopt(e, CURLOPT_SHARE, hp->share);
-  curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket);
-  curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, hp);
-  curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, close_socket);
-  curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, hp);
+  pyq_curl_uv_count_sockets(hp->cu, e);
 }
 
-/* A pooled handle keeps its options: each is set again only when this
- * request wants another value, which spares most setopt calls. */
 /* Seconds as libcurl's milliseconds, rounded up: 0 would mean no limit. */
 static long ms (double seconds) { return (long)ceil(seconds * 1000); }
 
+/* A pooled handle keeps its options: each is set again only when this
+ * request wants another value, which spares most setopt calls. */
 #define APPLY(field, opt, value) do { \
     if (!a->set || a->field != (value)) { \
       a->field = (value); \
@@ -697,25 +639,26 @@ static void setup (pyq_http *hp, xfer *x, const pyq_http_opts *o,
                    const char *body, size_t bodylen) {
   CURL *e = x->easy;
   applied *a = &x->applied;
+  session *s = x->s;
   int get = strcmp(x->method, "GET") == 0, plain = get && body == NULL;
   if (!a->set) setup_fixed(hp, x);
-  if (!a->set || a->gen != hp->config_gen) {
-    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, hp->http_version);
-    curl_easy_setopt(e, CURLOPT_USERAGENT, hp->user_agent);
-    a->gen = hp->config_gen;
+  if (!a->set || a->gen != s->gen) {
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, s->http_version);
+    curl_easy_setopt(e, CURLOPT_USERAGENT, s->user_agent);
+    a->gen = s->gen;
   }
   curl_easy_setopt(e, CURLOPT_URL, x->url);
   APPLY(timeout_ms, CURLOPT_TIMEOUT_MS, x->timeout_ms);
   APPLY(ctimeout_ms, CURLOPT_CONNECTTIMEOUT_MS, ms(o->connect_timeout));
   APPLY(verify, CURLOPT_SSL_VERIFYPEER, (long)o->verify);
   APPLY(verifyhost, CURLOPT_SSL_VERIFYHOST, o->verify ? 2L : 0L);
-  APPLY(max_body, CURLOPT_MAXFILESIZE_LARGE, x->max_body);
+  APPLY(max_body, CURLOPT_MAXFILESIZE_LARGE, o->max_body);
   /* With every socket busy there is no connection to reuse, and looking for
    * one costs libcurl a walk over all of the host's connections: with
    * thousands in flight that walk dominates.  Plain http only: an https
    * connection may take more transfers (HTTP/2). */
   APPLY(fresh, CURLOPT_FRESH_CONNECT,
-        (long)(hp->sockets <= hp->active && strncasecmp(x->url, "http:", 5) == 0));
+        (long)(pyq_curl_uv_busy(hp->cu) && strncasecmp(x->url, "http:", 5) == 0));
   if (x->headers || a->headers) {
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers);
     a->headers = x->headers != NULL;
@@ -742,12 +685,12 @@ static void log_request (pyq_http *hp, xfer *x) {
   char url[1024], line[2048];
   size_t n;
   struct curl_slist *h;
-  pyq_http_mask(x->url, url, sizeof url, hp->qnames, x->qnames);
+  pyq_http_mask(x->url, url, sizeof url, x->s->qnames, x->qnames);
   n = (size_t)snprintf(line, sizeof line, "%s %s", x->method, url);
   for (h = x->headers; h && n < sizeof line; h = h->next) {
     const char *colon = strchr(h->data, ':');
     size_t nlen = colon ? (size_t)(colon - h->data) : strlen(h->data);
-    int secret = pyq_http_secret(h->data, nlen, hp->hnames, x->hnames);
+    int secret = pyq_http_secret(h->data, nlen, x->s->hnames, x->hnames);
     n += (size_t)snprintf(line + n, sizeof line - n, "%s%.*s%s%s",
                           h == x->headers ? " [" : ", ", (int)nlen, h->data,
                           colon ? ":" : "", colon ? (secret ? " ***" : colon + 1) : "");
@@ -764,7 +707,7 @@ static void log_response (xfer *x) {
   curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
   curl_easy_getinfo(x->easy, CURLINFO_TOTAL_TIME_T, &us);
   us += x->spent;
-  pyq_http_mask(x->url, url, sizeof url, x->http->qnames, x->qnames);
+  pyq_http_mask(x->url, url, sizeof url, x->s->qnames, x->qnames);
   pyq_log(x->http->host, PYQ_DEBUG, "pyq.http", "%s %s -> %ld in %.1f ms",
           x->method, url, status, (double)us / 1000.0);
 }
@@ -780,46 +723,38 @@ static char *copy_names (lua_State *L, int i) {
 }
 
 /* A timeout of 0 has expired before anything is sent. */
-static int expired (lua_State *L, pyq_http *hp, const pyq_http_opts *o,
-                    const char *url, const char *qnames) {
+static int expired (lua_State *L, pyq_http *hp, session *s,
+                    const pyq_http_opts *o, double timeout, const char *url,
+                    const char *qnames) {
   char shown[1024];
-  pyq_http_mask(url, shown, sizeof shown, hp->qnames, qnames);
+  pyq_http_mask(url, shown, sizeof shown, s->qnames, qnames);
   hp->requests++;
   hp->failures++;
   lua_pushfstring(L, "pyq.http: %s %s: %s timed out after 0 milliseconds "
                   "(%s = 0)", o->method, shown,
-                  o->timeout == 0 ? "Operation" : "Connection",
-                  o->timeout == 0 ? "timeout" : "connect_timeout");
+                  timeout == 0 ? "Operation" : "Connection",
+                  timeout == 0 ? "timeout" : "connect_timeout");
+  pyq_error_new(L, "timeout", lua_tostring(L, -1));
+  lua_pushstring(L, o->method);
+  lua_setfield(L, -2, "method");
+  lua_pushstring(L, shown);
+  lua_setfield(L, -2, "url");
   return lua_error(L);
 }
 
-static int http_request (lua_State *L) {
-  pyq_http *hp = lua_touserdata(L, lua_upvalueindex(1));
-  pyq_http_opts o;
-  pyq_fiber *f;
-  struct curl_slist *headers;
-  xfer *x;
+/* Sends a checked request and parks the task: headers (taken over), the
+ * sensitive names at hn and qn (packed strings or nil), the URL at u and
+ * the body at b (or nil); timeout in seconds for the whole request. */
+static int send_request (lua_State *L, pyq_http *hp, session *s, pyq_fiber *f,
+                 const pyq_http_opts *o, double timeout,
+                 struct curl_slist *headers, int hn, int qn, int u, int b,
+                 int hold_check) {
   size_t bodylen = 0;
-  const char *body;
-  /* send(method, url, opts, fname): http.lua's verbs and request() */
-  o.fname = lua_type(L, 4) == LUA_TSTRING ? lua_tostring(L, 4) : "pyq.http.request";
-  lua_settop(L, 3);
-  if (hp->multi == NULL) return luaL_error(L, "%s: pyq.http is closed", o.fname);
-  /* 4: sensitive_headers, 5: sensitive_query, 6: url, 7: body */
-  pyq_http_check(L, &o);
-  f = pyq_fiber_check(L, o.fname);
-  if (o.timeout == 0 || o.connect_timeout == 0)
-    return expired(L, hp, &o, lua_tostring(L, 6), lua_tostring(L, 5));
-  body = lua_tolstring(L, 7, &bodylen);
-  headers = pyq_http_headers(L, 3, &o);
-  if (body != NULL && !o.has_type) {   /* not libcurl's x-www-form-urlencoded */
-    struct curl_slist *h = curl_slist_append(headers,
-                                             "Content-Type: application/octet-stream");
-    if (h == NULL) {
-      curl_slist_free_all(headers);
-      return luaL_error(L, "not enough memory");
-    }
-    headers = h;
+  const char *body = lua_tolstring(L, b, &bodylen);
+  xfer *x;
+  if (timeout == 0 || o->connect_timeout == 0) {
+    curl_slist_free_all(headers);
+    return expired(L, hp, s, o, timeout, lua_tostring(L, u), lua_tostring(L, qn));
   }
   if ((x = xfer_new(hp)) == NULL) {
     curl_slist_free_all(headers);
@@ -827,78 +762,358 @@ static int http_request (lua_State *L) {
   }
   x->headers = headers;
   x->f = f;
-  x->max_body = o.max_body;
-  x->timeout_ms = ms(o.timeout);
-  x->follow = o.follow;
-  x->max_redirects = o.max_redirects;
-  x->allow_downgrade = o.allow_downgrade;
-  strcpy(x->method, o.method);
-  if ((x->url = strdup(lua_tostring(L, 6))) == NULL) {
+  x->s = session_ref(s);
+  pyq_sink_mem_init(&x->mem, o->max_body);
+  x->timeout_ms = ms(timeout);
+  x->follow = o->follow;
+  x->max_redirects = o->max_redirects;
+  x->allow_downgrade = o->allow_downgrade;
+  x->hold_check = hold_check;
+  strcpy(x->method, o->method);
+  if ((x->url = strdup(lua_tostring(L, u))) == NULL ||
+      (!lua_isnil(L, hn) && (x->hnames = copy_names(L, hn)) == NULL) ||
+      (!lua_isnil(L, qn) && (x->qnames = copy_names(L, qn)) == NULL)) {
     xfer_free(x);
     return luaL_error(L, "not enough memory");
   }
-  if ((!lua_isnil(L, 4) && (x->hnames = copy_names(L, 4)) == NULL) ||
-      (!lua_isnil(L, 5) && (x->qnames = copy_names(L, 5)) == NULL)) {
-    xfer_free(x);
-    return luaL_error(L, "not enough memory");
-  }
-  setup(hp, x, &o, body, bodylen);
+  setup(hp, x, o, body, bodylen);
   if (hp->host->log_level <= PYQ_DEBUG) log_request(hp, x);
-  xfer_add(x);
+  if (!pyq_curl_uv_add(hp->cu, x->easy, xfer_done, x)) {
+    xfer_free(x);
+    return luaL_error(L, "not enough memory");
+  }
   return pyq_park(L, f, &xfer_wait, x, request_k);
 }
 
-/* Replaces a configure list (sensitive_headers, ...) by the value on top. */
-static void set_names (lua_State *L, char **list, const char *key) {
-  char *names;
-  pyq_http_names(L, "pyq.http.configure", key);
-  if ((names = copy_names(L, lua_gettop(L))) == NULL)
+/* The headers option as libcurl's list, with the Content-Type a body
+ * needs when the headers name none. */
+static struct curl_slist *build_headers (lua_State *L, pyq_http_opts *o) {
+  struct curl_slist *headers = pyq_http_headers(L, 3, o), *h;
+  const char *type = (o->present & (1u << PYQ_HO_JSON)) ? "Content-Type: application/json"
+                   : "Content-Type: application/octet-stream";
+  if (lua_isnil(L, 7) || o->has_type) return headers;
+  if ((h = curl_slist_append(headers, type)) == NULL) {   /* not libcurl's form type */
+    curl_slist_free_all(headers);
     luaL_error(L, "not enough memory");
+  }
+  return h;
+}
+
+/* ---- the request a retry loop sends again ------------------------------ */
+
+/* Checked once; each attempt sends it with what is left of the time.  The
+ * sensitive names, URL and body are its user values 1-4. */
+typedef struct prepared {
+  pyq_http_opts o;
+  struct curl_slist *headers;
+  session *s;
+} prepared;
+
+#define PREPARED "pyq.http.prepared"
+
+static int prepared_gc (lua_State *L) {
+  prepared *p = luaL_checkudata(L, 1, PREPARED);
+  curl_slist_free_all(p->headers);
+  p->headers = NULL;
+  if (p->s) session_unref(p->s);
+  p->s = NULL;
+  return 0;
+}
+
+/* A copy of the list for one attempt (a redirect may change its own). */
+static struct curl_slist *copy_list (lua_State *L, const struct curl_slist *l) {
+  struct curl_slist *c = NULL, *n;
+  for (; l; l = l->next) {
+    if ((n = curl_slist_append(c, l->data)) == NULL) {
+      curl_slist_free_all(c);
+      luaL_error(L, "not enough memory");
+    }
+    c = n;
+  }
+  return c;
+}
+
+/* C.attempt(prepared, timeout) -> response; raises the attempt's error. */
+static int http_attempt (lua_State *L) {
+  pyq_http *hp = lua_touserdata(L, lua_upvalueindex(1));
+  prepared *p = luaL_checkudata(L, 1, PREPARED);
+  double timeout = luaL_checknumber(L, 2);
+  pyq_fiber *f = pyq_fiber_check(L, p->o.fname);
+  int i;
+  if (hp->cu == NULL) return pyq_raise(L, "usage", "%s: pyq.http is closed", p->o.fname);
+  lua_settop(L, 3);
+  for (i = 1; i <= 4; i++) lua_getiuservalue(L, 1, i);   /* 4 hn, 5 qn, 6 url, 7 body */
+  return send_request(L, hp, p->s, f, &p->o, timeout, copy_list(L, p->headers),
+              4, 5, 6, 7, 0);
+}
+
+/* The retry loop's result is the request's. */
+static int retry_k (lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  return 1;
+}
+
+/* Hands the checked request (stack 1-7, as pyq_http_check left it) to
+ * http.lua's retry loop: retry(prepared, method, url, shown, timeout,
+ * retries, backoff, retry_unsafe, attempt_timeout, max_retry_after). */
+static int to_retry_loop (lua_State *L, session *s, pyq_http_opts *o) {
+  char shown[1024];
+  prepared *p;
+  struct curl_slist *headers = build_headers(L, o);
+  int i;
+  p = lua_newuserdatauv(L, sizeof *p, 4);   /* 8 */
+  p->headers = headers;
+  p->o = *o;
+  p->s = session_ref(s);
+  if (luaL_newmetatable(L, PREPARED)) {
+    lua_pushcfunction(L, prepared_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_setmetatable(L, -2);
+  for (i = 4; i <= 7; i++) {
+    lua_pushvalue(L, i);
+    lua_setiuservalue(L, 8, i - 3);
+  }
+  pyq_http_mask(lua_tostring(L, 6), shown, sizeof shown, s->qnames,
+                lua_tostring(L, 5));
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &retry_key) != LUA_TFUNCTION)
+    return pyq_usage(L, "%s: the retry loop is in pyq.http: call it through "
+                     "pyq.http", o->fname);
+  lua_pushvalue(L, 8);
+  lua_pushstring(L, o->method);
+  lua_pushvalue(L, 6);
+  lua_pushstring(L, shown);
+  lua_pushnumber(L, o->timeout);
+  lua_pushinteger(L, o->retries >= 0 ? o->retries : s->retries);
+  lua_pushnumber(L, o->backoff >= 0 ? o->backoff : s->backoff);
+  lua_pushboolean(L, o->retry_unsafe);
+  if (o->attempt_timeout > 0) lua_pushnumber(L, o->attempt_timeout);
+  else lua_pushnil(L);
+  lua_pushnumber(L, o->max_retry_after >= 0 ? o->max_retry_after : s->max_retry_after);
+  lua_callk(L, 10, 1, 0, retry_k);
+  return 1;
+}
+
+/* ---- the verbs ------------------------------------------------------- */
+
+/* A request on session s: 1 url and 2 opts, or 1 opts when the method
+ * upvalue is nil (request).  A request with no retry plan, no limits and
+ * no hold in force goes out from here; any other goes through http.lua's
+ * retry loop. */
+static int perform (lua_State *L, pyq_http *hp, session *s) {
+  pyq_http_opts o;
+  pyq_fiber *f;
+  o.fname = lua_tostring(L, lua_upvalueindex(3));
+  if (lua_isnil(L, lua_upvalueindex(2))) {   /* request(opts) */
+    if (!lua_istable(L, 1))
+      return pyq_usage(L, "%s: expected a table of options, got %s", o.fname,
+                       luaL_typename(L, 1));
+    lua_settop(L, 1);
+    lua_pushnil(L);
+    lua_pushnil(L);
+    lua_rotate(L, 1, 2);
+  } else {
+    lua_settop(L, 2);
+    lua_pushvalue(L, lua_upvalueindex(2));
+    lua_insert(L, 1);
+  }
+  if (hp->cu == NULL) return pyq_usage(L, "%s: pyq.http is closed", o.fname);
+  if (s->closed) return pyq_usage(L, "%s: the session is closed", o.fname);
+  pyq_http_check(L, &o);   /* 4 hn, 5 qn, 6 url, 7 body */
+  f = pyq_fiber_check(L, o.fname);
+  if ((o.retries > 0 || (o.retries < 0 && s->retries > 0)) ||
+      o.attempt_timeout > 0 || hp->limited || pyq_clock() < hp->hold_until)
+    return to_retry_loop(L, s, &o);
+  return send_request(L, hp, s, f, &o, o.timeout, build_headers(L, &o), 4, 5, 6, 7, 1);
+}
+
+/* pyq.http.get(url [, opts]), ..., pyq.http.request(opts) on the default
+ * session: upvalues are the state, the method (nil for request) and the
+ * function's name. */
+static int http_verb (lua_State *L) {
+  pyq_http *hp = lua_touserdata(L, lua_upvalueindex(1));
+  return perform(L, hp, &hp->defaults);
+}
+
+/* ---- sessions ----------------------------------------------------------- */
+
+#define SESSION_MT "pyq.http.session"
+
+typedef struct session_box { session *s; } session_box;
+
+static session *check_session (lua_State *L, const char *fname) {
+  session_box *b = luaL_testudata(L, 1, SESSION_MT);
+  if (b == NULL)
+    pyq_usage(L, "%s: expected a pyq.http.session as self (call it with ':'), "
+              "got %s", fname, luaL_typename(L, 1));
+  return b->s;
+}
+
+/* session:get(url [, opts]), ..., session:request(opts) */
+static int session_verb (lua_State *L) {
+  pyq_http *hp = lua_touserdata(L, lua_upvalueindex(1));
+  session *s = check_session(L, lua_tostring(L, lua_upvalueindex(3)));
+  lua_remove(L, 1);
+  if (s == NULL) return pyq_usage(L, "%s: the session is closed",
+                                  lua_tostring(L, lua_upvalueindex(3)));
+  return perform(L, hp, s);
+}
+
+/* session:close(), <close> and the collector: no more requests; those in
+ * flight finish (they hold the session). */
+static int session_close (lua_State *L) {
+  session_box *b = luaL_checkudata(L, 1, SESSION_MT);
+  if (b->s) {
+    b->s->closed = 1;
+    session_unref(b->s);
+    b->s = NULL;
+  }
+  return 0;
+}
+
+static int session_tostring (lua_State *L) {
+  session_box *b = luaL_checkudata(L, 1, SESSION_MT);
+  lua_pushfstring(L, "pyq.http.session (%s)", b->s ? "open" : "closed");
+  return 1;
+}
+
+/* C.gate(limited, hold_until): what http.lua knows that sends requests to
+ * its retry loop. */
+static int http_gate (lua_State *L) {
+  pyq_http *hp = lua_touserdata(L, lua_upvalueindex(1));
+  double until = luaL_optnumber(L, 2, 0);
+  hp->limited = lua_toboolean(L, 1);
+  if (until > hp->hold_until) hp->hold_until = until;
+  return 0;
+}
+
+/* C.set_hooks(retry, obey_retry_after) */
+static int http_set_hooks (lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_pushvalue(L, 1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &retry_key);
+  lua_pushvalue(L, 2);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &hold_key);
+  return 0;
+}
+
+/* ---- configure ------------------------------------------------------- */
+
+/* Replaces a packed list (the Lua string at i) of the session. */
+static void set_names (lua_State *L, char **list, int i) {
+  char *names;
+  if ((names = copy_names(L, i)) == NULL) luaL_error(L, "not enough memory");
   free(*list);
   *list = names;
 }
 
-/* pyq.http.configure{ user_agent, max_connections, max_per_host, http2,
- * sensitive_headers, sensitive_query } */
+/* Sets the session options of the table at t (checked by pyq_http_read
+ * into v and present) on s; every check is made before anything changes. */
+static void apply_session (lua_State *L, int t, session *s, const char *fname,
+                           const pyq_http_value *v, unsigned present) {
+  int top = lua_gettop(L);
+  char *agent = NULL;
+#define GOT(id) (present & (1u << PYQ_HC_##id))
+  lua_getfield(L, t, "sensitive_headers");   /* top + 1 */
+  if (GOT(SHEADERS)) pyq_http_names(L, fname, "sensitive_headers");
+  lua_getfield(L, t, "sensitive_query");     /* top + 2 */
+  if (GOT(SQUERY)) pyq_http_names(L, fname, "sensitive_query");
+  lua_getfield(L, t, "user_agent");          /* top + 3 */
+  if (GOT(AGENT) && (agent = strdup(lua_tostring(L, top + 3))) == NULL)
+    luaL_error(L, "not enough memory");
+  if (agent) {
+    free(s->user_agent);
+    s->user_agent = agent;
+  }
+  if (GOT(SHEADERS)) set_names(L, &s->hnames, top + 1);
+  if (GOT(SQUERY)) set_names(L, &s->qnames, top + 2);
+  if (GOT(HTTP2))
+    s->http_version = v[PYQ_HC_HTTP2].count ? CURL_HTTP_VERSION_2TLS
+                                            : CURL_HTTP_VERSION_1_1;
+  if (GOT(RETRIES)) s->retries = v[PYQ_HC_RETRIES].count;
+  if (GOT(BACKOFF)) s->backoff = v[PYQ_HC_BACKOFF].num;
+  if (GOT(MAXRA)) s->max_retry_after = v[PYQ_HC_MAXRA].num;
+#undef GOT
+  s->gen = next_gen++;
+  lua_settop(L, top);
+}
+
+/* pyq.http.configure{...}: the default session's options and the shared
+ * connection limits, every option checked before any is applied. */
 static int http_configure (lua_State *L) {
-  static const char *const keys[] = {
-    "user_agent", "max_connections", "max_per_host", "http2",
-    "sensitive_headers", "sensitive_query", NULL
-  };
+  static const char fname[] = "pyq.http.configure";
   pyq_http *hp = lua_touserdata(L, lua_upvalueindex(1));
-  luaL_checktype(L, 1, LUA_TTABLE);
-  if (hp->multi == NULL) return luaL_error(L, "pyq.http.configure: pyq.http is closed");
-  lua_pushnil(L);
-  while (lua_next(L, 1)) {
-    pyq_http_key_index(L, "pyq.http.configure", keys);
-    lua_pop(L, 1);
-  }
-  if (lua_getfield(L, 1, "user_agent") != LUA_TNIL) {
-    size_t n;
-    const char *ua = lua_tolstring(L, -1, &n);
-    char *copy;
-    if (lua_type(L, -1) != LUA_TSTRING || !pyq_http_header_safe(ua, n))
-      return luaL_error(L, "pyq.http.configure: user_agent must be a string "
-                        "without CR or LF");
-    if ((copy = strdup(ua)) == NULL) return luaL_error(L, "not enough memory");
-    free(hp->user_agent);
-    hp->user_agent = copy;
-  }
-  if (lua_getfield(L, 1, "max_connections") != LUA_TNIL)
-    curl_multi_setopt(hp->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
-                      (long)pyq_http_to_count(L, "pyq.http.configure", "max_connections"));
-  if (lua_getfield(L, 1, "max_per_host") != LUA_TNIL)
-    curl_multi_setopt(hp->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
-                      (long)pyq_http_to_count(L, "pyq.http.configure", "max_per_host"));
-  if (lua_getfield(L, 1, "http2") != LUA_TNIL)
-    hp->http_version = pyq_http_to_bool(L, "pyq.http.configure", "http2")
-                       ? CURL_HTTP_VERSION_2TLS : CURL_HTTP_VERSION_1_1;
-  lua_getfield(L, 1, "sensitive_headers");   /* nil leaves the list alone */
-  if (!lua_isnil(L, -1)) set_names(L, &hp->hnames, "sensitive_headers");
-  lua_getfield(L, 1, "sensitive_query");
-  if (!lua_isnil(L, -1)) set_names(L, &hp->qnames, "sensitive_query");
-  hp->config_gen++;
+  pyq_http_value v[PYQ_HC_N];
+  unsigned present;
+  if (!lua_istable(L, 1))
+    return pyq_usage(L, "%s: expected a table of options, got %s", fname,
+                     luaL_typename(L, 1));
+  if (hp->cu == NULL) return pyq_usage(L, "%s: pyq.http is closed", fname);
+  lua_settop(L, 1);
+  present = pyq_http_read(L, 1, fname, pyq_http_configure_options, v);
+  apply_session(L, 1, &hp->defaults, fname, v, present);
+  if (present & (1u << PYQ_HC_MAXCONN))
+    curl_multi_setopt(pyq_curl_uv_multi(hp->cu), CURLMOPT_MAX_TOTAL_CONNECTIONS,
+                      (long)v[PYQ_HC_MAXCONN].count);
+  if (present & (1u << PYQ_HC_PERHOST))
+    curl_multi_setopt(pyq_curl_uv_multi(hp->cu), CURLMOPT_MAX_HOST_CONNECTIONS,
+                      (long)v[PYQ_HC_PERHOST].count);
   return 0;
+}
+
+/* A copy of what a packed list or string holds, or NULL for NULL. */
+static int dup_field (char **to, const char *from, size_t n) {
+  if (from == NULL) return 1;
+  if ((*to = malloc(n)) == NULL) return 0;
+  memcpy(*to, from, n);
+  return 1;
+}
+
+static size_t packed_len (const char *names) {
+  const char *p = names;
+  if (p == NULL) return 0;
+  while (*p) p += strlen(p) + 1;
+  return (size_t)(p - names) + 1;
+}
+
+/* pyq.http.session{ user_agent, http2, sensitive_headers, sensitive_query,
+ * retries, backoff, max_retry_after } -> a session: the verbs as methods,
+ * starting from http.configure's settings of the moment, with its own. */
+static int http_session (lua_State *L) {
+  static const char fname[] = "pyq.http.session";
+  pyq_http *hp = lua_touserdata(L, lua_upvalueindex(1));
+  pyq_http_value v[PYQ_HC_SESSION];
+  unsigned present;
+  session_box *b;
+  session *s, *d = &hp->defaults;
+  if (lua_isnoneornil(L, 1)) {
+    lua_settop(L, 0);
+    lua_newtable(L);
+  }
+  if (!lua_istable(L, 1))
+    return pyq_usage(L, "%s: expected a table of options, got %s", fname,
+                     luaL_typename(L, 1));
+  if (hp->cu == NULL) return pyq_usage(L, "%s: pyq.http is closed", fname);
+  lua_settop(L, 1);
+  present = pyq_http_read(L, 1, fname, pyq_http_session_options, v);
+  b = lua_newuserdatauv(L, sizeof *b, 0);   /* 2: frees s if a check raises */
+  b->s = NULL;
+  luaL_setmetatable(L, SESSION_MT);
+  if ((s = calloc(1, sizeof *s)) == NULL) return luaL_error(L, "not enough memory");
+  b->s = s;
+  s->refs = 1;
+  s->http_version = d->http_version;
+  s->retries = d->retries;
+  s->backoff = d->backoff;
+  s->max_retry_after = d->max_retry_after;
+  if (!dup_field(&s->user_agent, d->user_agent, strlen(d->user_agent) + 1) ||
+      !dup_field(&s->hnames, d->hnames, packed_len(d->hnames)) ||
+      !dup_field(&s->qnames, d->qnames, packed_len(d->qnames)))
+    return luaL_error(L, "not enough memory");
+  apply_session(L, 1, s, fname, v, present);
+  return 1;
 }
 
 static int http_parse_headers (lua_State *L) {
@@ -911,7 +1126,7 @@ static int http_parse_headers (lua_State *L) {
 static int http_mask_url (lua_State *L) {
   pyq_http *hp = lua_touserdata(L, lua_upvalueindex(1));
   char out[2048];
-  pyq_http_mask(luaL_checkstring(L, 1), out, sizeof out, hp->qnames, NULL);
+  pyq_http_mask(luaL_checkstring(L, 1), out, sizeof out, hp->defaults.qnames, NULL);
   lua_pushstring(L, out);
   return 1;
 }
@@ -949,63 +1164,70 @@ static int http_gc (lua_State *L) {
   return 0;
 }
 
-static void timer_closed (uv_handle_t *h) { free(h); }
-
 void pyq_http_close (pyq_http *hp) {
   int i;
-  if (hp->multi == NULL) return;
+  if (hp->cu == NULL) return;
   for (i = 0; i < hp->npool; i++) {
     curl_easy_cleanup(hp->pool[i]->easy);
-    free(hp->pool[i]->body.p);
-    free(hp->pool[i]->head.p);
+    pyq_sink_mem_free(&hp->pool[i]->mem);
     free(hp->pool[i]);
   }
   hp->npool = 0;
-  curl_multi_cleanup(hp->multi);
+  pyq_curl_uv_close(hp->cu);
+  hp->cu = NULL;
   curl_share_cleanup(hp->share);
-  hp->multi = NULL;
-  free(hp->user_agent);
-  free(hp->hnames);
-  free(hp->qnames);
-  hp->user_agent = hp->hnames = hp->qnames = NULL;
-  uv_close((uv_handle_t *)hp->timer, timer_closed);
-  hp->timer = NULL;
+  session_free_fields(&hp->defaults);
 }
 
 static void report_section (void *ud, FILE *out) {
   pyq_http_report(ud, out);
 }
 
+/* A verb as a C closure of f into the table on top, below which is the
+ * state: upvalues the state, the method, the name for messages. */
+static void add_verb (lua_State *L, const char *method, const char *name,
+                      lua_CFunction f, const char *fmt) {
+  lua_pushvalue(L, -2);   /* the state */
+  if (method) lua_pushstring(L, method);
+  else lua_pushnil(L);
+  lua_pushfstring(L, fmt, name);
+  lua_pushcclosure(L, f, 3);
+  lua_setfield(L, -2, name);
+}
+
 void pyq_open_http (lua_State *L) {
   static const luaL_Reg funcs[] = {
-    {"send", http_request}, {"configure", http_configure},
+    {"attempt", http_attempt}, {"configure", http_configure},
+    {"gate", http_gate}, {"set_hooks", http_set_hooks},
     {"stats", http_stats}, {"set_response_mt", http_set_response_mt},
     {"parse_headers", http_parse_headers}, {"count_retry", http_count_retry},
     {"mask_url", http_mask_url},
     {NULL, NULL}
   };
+  static const char *const verbs[] = {
+    "GET", "get", "HEAD", "head", "DELETE", "delete", "POST", "post",
+    "PUT", "put", "PATCH", "patch", "OPTIONS", "options", NULL
+  };
   pyq_host *h = pyq_host_of(L);
   pyq_http *hp = lua_newuserdatauv(L, sizeof *hp, 0);
   char agent[128];
+  int i;
   memset(hp, 0, sizeof *hp);
   hp->host = h;
-  hp->http_version = CURL_HTTP_VERSION_2TLS;
+  hp->defaults.refs = 1;   /* the state's: never released */
+  hp->defaults.gen = next_gen++;
+  hp->defaults.http_version = CURL_HTTP_VERSION_2TLS;
+  hp->defaults.backoff = 0.5;
+  hp->defaults.max_retry_after = 300;
   snprintf(agent, sizeof agent, "pyqhost/%s libcurl/%s", PYQ_VERSION,
            curl_version_info(CURLVERSION_NOW)->version);
-  hp->user_agent = strdup(agent);
-  hp->multi = curl_multi_init();
+  hp->defaults.user_agent = strdup(agent);
+  if ((hp->cu = pyq_curl_uv_open(h->loop)) == NULL || hp->defaults.user_agent == NULL)
+    luaL_error(L, "not enough memory");
   hp->share = curl_share_init();
   curl_share_setopt(hp->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
-  curl_multi_setopt(hp->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
-  curl_multi_setopt(hp->multi, CURLMOPT_SOCKETDATA, hp);
-  curl_multi_setopt(hp->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
-  curl_multi_setopt(hp->multi, CURLMOPT_TIMERDATA, hp);
-  curl_multi_setopt(hp->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
-  if ((hp->timer = malloc(sizeof *hp->timer)) == NULL)
-    luaL_error(L, "not enough memory");
-  uv_timer_init(h->loop, hp->timer);
-  uv_unref((uv_handle_t *)hp->timer);
-  hp->timer->data = hp;
+  curl_multi_setopt(pyq_curl_uv_multi(hp->cu), CURLMOPT_PIPELINING,
+                    CURLPIPE_MULTIPLEX);
   h->http = hp;
   pyq_report_section(h, report_section, hp);
   luaL_newmetatable(L, HTTP_MT);
@@ -1015,6 +1237,28 @@ void pyq_open_http (lua_State *L) {
   lua_newtable(L);
   lua_pushvalue(L, -2);
   luaL_setfuncs(L, funcs, 1);
+  for (i = 0; verbs[i]; i += 2) add_verb(L, verbs[i], verbs[i + 1], http_verb, "pyq.http.%s");
+  add_verb(L, NULL, "request", http_verb, "pyq.http.%s");
+  lua_pushvalue(L, -2);
+  lua_pushcclosure(L, http_session, 1);
+  lua_setfield(L, -2, "session");
+  /* the session's metatable: the verbs as methods, close, <close>, __gc */
+  lua_pushvalue(L, -2);   /* the state, for add_verb */
+  lua_createtable(L, 0, 9);
+  for (i = 0; verbs[i]; i += 2) add_verb(L, verbs[i], verbs[i + 1], session_verb, "pyq.http.session:%s");
+  add_verb(L, NULL, "request", session_verb, "pyq.http.session:%s");
+  lua_pushcfunction(L, session_close);
+  lua_setfield(L, -2, "close");
+  luaL_newmetatable(L, SESSION_MT);
+  lua_insert(L, -2);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, session_close);
+  lua_setfield(L, -2, "__close");
+  lua_pushcfunction(L, session_close);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, session_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 2);   /* the metatable and the state's copy */
   lua_remove(L, -2);
   /* keep the userdata alive as long as the module */
   lua_setfield(L, -2, "_http");

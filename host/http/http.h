@@ -1,5 +1,9 @@
-/* http.h -- pyq.http's C side: transfers (http.c) and the checks of what
- * Lua passes (http_input.c), shared with the fuzz target. */
+/* http.h -- pyq.http's C side.
+ *
+ * Layers inside host/http/, lowest first: curl_uv.c (libcurl's multi
+ * handle on the loop, no Lua), sink.c (where an answer goes), http_input.c
+ * (the option tables and the checks of what Lua passes; the fuzz target's
+ * entry), http.c (sessions, transfers and the Lua verbs). */
 #ifndef PYQ_HTTP_H
 #define PYQ_HTTP_H
 
@@ -10,28 +14,96 @@
 
 typedef struct pyq_http pyq_http;
 
+/* How an option's value is checked. */
+enum {
+  PYQ_HT_URL, PYQ_HT_METHOD, PYQ_HT_TABLE, PYQ_HT_STRING, PYQ_HT_ANY,
+  PYQ_HT_SECONDS,     /* 0 .. 1e9 */
+  PYQ_HT_ATTEMPT,     /* above 0 .. 1e9 */
+  PYQ_HT_DURATION,    /* 0 .. math.huge */
+  PYQ_HT_COUNT,       /* an integer >= 0 */
+  PYQ_HT_BOOL,
+  PYQ_HT_NAMES,       /* a list of non-empty strings */
+  PYQ_HT_LINE         /* a string without CR, LF or NUL */
+};
+
+/* Where a value goes once checked. */
+enum {
+  PYQ_HTO_URL,        /* the request line: URL, method, query */
+  PYQ_HTO_HEADERS,    /* the header list */
+  PYQ_HTO_BODY,       /* the body (json encoded here) */
+  PYQ_HTO_EASY,       /* an option of the easy handle */
+  PYQ_HTO_MULTI,      /* an option of the multi handle */
+  PYQ_HTO_SESSION,    /* the session's defaults, masking lists */
+  PYQ_HTO_PLAN        /* the retry plan */
+};
+
+/* One row per option of an API: the checks, the messages, the fuzz
+ * target's keys and the README all come from these tables. */
+typedef struct pyq_http_option {
+  const char *name;
+  unsigned char type;     /* PYQ_HT_* */
+  unsigned char to;       /* PYQ_HTO_* */
+  unsigned char lua;      /* 1: consumed by http.lua (the retry loop) */
+} pyq_http_option;
+
+/* The request options, in the order of these ids. */
+enum {
+  PYQ_HO_URL, PYQ_HO_METHOD, PYQ_HO_HEADERS, PYQ_HO_BODY, PYQ_HO_JSON,
+  PYQ_HO_QUERY, PYQ_HO_TIMEOUT, PYQ_HO_CTIMEOUT, PYQ_HO_FOLLOW,
+  PYQ_HO_MAXREDIR, PYQ_HO_MAXBODY, PYQ_HO_VERIFY, PYQ_HO_DOWNGRADE,
+  PYQ_HO_SHEADERS, PYQ_HO_SQUERY, PYQ_HO_RETRIES, PYQ_HO_BACKOFF,
+  PYQ_HO_UNSAFE, PYQ_HO_ATTEMPT, PYQ_HO_MAXRA, PYQ_HO_N
+};
+/* The configure options, in the order of these ids; a session's are the
+ * first PYQ_HC_SESSION of them (the rest set the shared multi handle). */
+enum {
+  PYQ_HC_AGENT, PYQ_HC_HTTP2, PYQ_HC_SHEADERS, PYQ_HC_SQUERY,
+  PYQ_HC_RETRIES, PYQ_HC_BACKOFF, PYQ_HC_MAXRA, PYQ_HC_SESSION,
+  PYQ_HC_MAXCONN = PYQ_HC_SESSION, PYQ_HC_PERHOST, PYQ_HC_N
+};
+extern const pyq_http_option pyq_http_request_options[PYQ_HO_N + 1];
+extern const pyq_http_option pyq_http_configure_options[PYQ_HC_N + 1];
+extern const pyq_http_option pyq_http_session_options[PYQ_HC_SESSION + 1];
+
+/* A checked scalar value; tables and strings stay in the Lua table. */
+typedef struct pyq_http_value {
+  double num;             /* SECONDS, ATTEMPT, DURATION */
+  lua_Integer count;      /* COUNT, BOOL (0 or 1) */
+} pyq_http_value;
+
+/* Checks every key and scalar value of the options table at t against
+ * `table` (ended by a NULL name); fills v by option id and returns the
+ * bit set of the options present.  Raises a "usage" pyq.Error naming
+ * fname and the option. */
+unsigned pyq_http_read (lua_State *L, int t, const char *fname,
+                        const pyq_http_option *table, pyq_http_value *v);
+
 typedef struct pyq_http_opts {
   const char *fname;      /* for errors: pyq.http.request, pyq.http.get, ... */
   char method[24];
+  unsigned present;       /* bit per PYQ_HO_* option given */
   double timeout, connect_timeout;
-  int follow, verify, has_headers, allow_downgrade;
-  int has_type, has_agent;   /* Content-Type, User-Agent among the headers */
+  int follow, verify, allow_downgrade;
+  int has_type;           /* a Content-Type among the headers */
   long max_redirects;
   curl_off_t max_body;
+  /* the retry plan; < 0: the session's default */
+  lua_Integer retries;
+  double backoff, max_retry_after, attempt_timeout;   /* attempt: 0 none */
+  int retry_unsafe;
 } pyq_http_opts;
 
 /* The names a user marks sensitive (sensitive_headers, sensitive_query) are
  * kept packed: lower-case, each ended by a NUL, the list by another NUL
  * ("x-sig\0x-pin\0\0").  NULL is the empty list. */
 
-/* http_input.c: checking what Lua passes */
+/* http_input.c: checking what Lua passes.  pyq_http_check takes 1: method
+ * or nil, 2: url or nil, 3: the options or nil and pushes 4: the packed
+ * sensitive_headers, 5: sensitive_query (or nils), 6: the final URL, 7:
+ * the body or nil. */
 int pyq_http_check (lua_State *L, pyq_http_opts *o);
 struct curl_slist *pyq_http_headers (lua_State *L, int t, pyq_http_opts *o);
 const char *pyq_http_names (lua_State *L, const char *fname, const char *key);
-int pyq_http_key_index (lua_State *L, const char *fname,
-                        const char *const *known);
-lua_Integer pyq_http_to_count (lua_State *L, const char *fname, const char *key);
-int pyq_http_to_bool (lua_State *L, const char *fname, const char *key);
 int pyq_http_header_safe (const char *s, size_t n);
 int pyq_http_header_ok (const char *name, size_t nlen, const char *value,
                         size_t vlen);
@@ -42,7 +114,7 @@ void pyq_http_mask (const char *url, char *out, size_t size,
                     const char *names1, const char *names2);
 void pyq_http_mask_url (const char *url, char *out, size_t size);
 
-/* http.c: the transfers */
+/* http.c: sessions, transfers, the Lua verbs */
 void pyq_open_http (lua_State *L);
 void pyq_http_close (pyq_http *hp);
 void pyq_http_report (pyq_http *hp, FILE *out);

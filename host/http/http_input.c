@@ -1,15 +1,22 @@
 /* http_input.c -- what pyq.http accepts from Lua, checked before anything
- * is sent: the request options, the URL (scheme
- * allow-list, query encoding through libcurl's URL API), header names and
- * values, and the masking of credentials in what gets logged.  Everything
- * here raises a Lua error naming the function and the option, and is what
- * tests/fuzz/fuzz_input.c exercises. */
+ * is sent.  One option table per API (pyq_http_request_options,
+ * pyq_http_configure_options, pyq_http_session_options) names every
+ * option, how its value is checked, where it goes and whether http.lua
+ * consumes it; pyq_http_read walks the caller's table once against it, so
+ * the checks, the messages and the fuzz target's keys cannot drift apart.  The rest builds what libcurl
+ * gets: the URL (scheme allow-list, the query encoded through libcurl's URL
+ * API), the header list, the body (a json value encoded here), and masks
+ * credentials in what gets logged.  Every refusal is a "usage" pyq.Error
+ * naming the function and the option, at the caller's line; this file is
+ * what tests/fuzz/fuzz_input.c exercises. */
 #include <ctype.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include "http.h"
+#include "json/json.h"
+#include "lua/error.h"
 
 /* 1 when s (n bytes) holds no CR, LF or NUL: a header cannot be split. */
 int pyq_http_header_safe (const char *s, size_t n) {
@@ -29,75 +36,115 @@ int pyq_http_header_ok (const char *name, size_t nlen, const char *value,
   return pyq_http_header_safe(value, vlen);
 }
 
+/* ---- the option tables ------------------------------------------------ */
 
-/* Raises at the user's line: the first Lua frame outside lualib's pyq/. */
-static int bad (lua_State *L, const char *fmt, ...) {
-  lua_Debug ar;
-  va_list ap;
-  int level;
-  for (level = 1; lua_getstack(L, level, &ar); level++) {
-    lua_getinfo(L, "S", &ar);
-    if (*ar.what != 'C' && strstr(ar.short_src, "pyq/http.lua") == NULL) break;
-  }
-  luaL_where(L, level);
-  va_start(ap, fmt);
-  lua_pushvfstring(L, fmt, ap);
-  va_end(ap);
-  lua_concat(L, 2);
-  return lua_error(L);
-}
+#define O(name, type, to, lua) { name, PYQ_HT_##type, PYQ_HTO_##to, lua }
 
-/* Validators for the value on top of the stack, named `key` in errors. */
-static double to_seconds (lua_State *L, const char *fname, const char *key) {
-  double v = lua_tonumber(L, -1);
-  if (lua_type(L, -1) != LUA_TNUMBER || !(v >= 0) || v > 1e9)
-    bad(L, "%s: %s must be a number of seconds from 0 to 1e+09, "
-        "got %s", fname, key, pyq_got(L, -1));
-  return v;
-}
-
-lua_Integer pyq_http_to_count (lua_State *L, const char *fname, const char *key) {
-  int isint;
-  lua_Integer v = lua_tointegerx(L, -1, &isint);
-  if (lua_type(L, -1) != LUA_TNUMBER || !isint || v < 0) {
-    const char *got = pyq_got(L, -1);
-    lua_pushfstring(L, "%s: %s must be a non-negative integer, got %s", fname,
-                    key, got);
-    bad(L, "%s", lua_tostring(L, -1));
-  }
-  return v;
-}
-
-int pyq_http_to_bool (lua_State *L, const char *fname, const char *key) {
-  if (lua_type(L, -1) != LUA_TBOOLEAN) {
-    lua_pushfstring(L, "%s: %s must be a boolean, got %s", fname, key,
-                    luaL_typename(L, -1));
-    bad(L, "%s", lua_tostring(L, -1));
-  }
-  return lua_toboolean(L, -1);
-}
-
-/* The index in `known` of the key below the value on top, or an error. */
-int pyq_http_key_index (lua_State *L, const char *fname,
-                        const char *const *known) {
-  int i;
-  if (lua_type(L, -2) != LUA_TSTRING)
-    bad(L, "%s: option names must be strings, got %s", fname,
-        luaL_typename(L, -2));
-  for (i = 0; known[i]; i++)
-    if (strcmp(known[i], lua_tostring(L, -2)) == 0) return i;
-  return bad(L, "%s: unknown option '%s'", fname, lua_tostring(L, -2));
-}
-
-enum { K_URL, K_METHOD, K_HEADERS, K_BODY, K_QUERY, K_TIMEOUT, K_CTIMEOUT,
-       K_FOLLOW, K_MAXREDIR, K_MAXBODY, K_VERIFY, K_DOWNGRADE, K_SHEADERS,
-       K_SQUERY };
-
-static const char *const request_keys[] = {
-  "url", "method", "headers", "body", "query", "timeout", "connect_timeout",
-  "follow_redirects", "max_redirects", "max_body", "verify", "allow_downgrade",
-  "sensitive_headers", "sensitive_query", NULL
+const pyq_http_option pyq_http_request_options[PYQ_HO_N + 1] = {
+  O("url", URL, URL, 0),              O("method", METHOD, URL, 0),
+  O("headers", TABLE, HEADERS, 0),    O("body", STRING, BODY, 0),
+  O("json", ANY, BODY, 0),            O("query", TABLE, URL, 0),
+  O("timeout", SECONDS, EASY, 0),     O("connect_timeout", SECONDS, EASY, 0),
+  O("follow_redirects", BOOL, EASY, 0), O("max_redirects", COUNT, EASY, 0),
+  O("max_body", COUNT, EASY, 0),      O("verify", BOOL, EASY, 0),
+  O("allow_downgrade", BOOL, EASY, 0),
+  O("sensitive_headers", NAMES, SESSION, 0),
+  O("sensitive_query", NAMES, SESSION, 0),
+  O("retries", COUNT, PLAN, 1),       O("backoff", DURATION, PLAN, 1),
+  O("retry_unsafe", BOOL, PLAN, 1),   O("attempt_timeout", ATTEMPT, PLAN, 1),
+  O("max_retry_after", DURATION, PLAN, 1),
+  { NULL, 0, 0, 0 }
 };
+
+#define SESSION_OPTIONS \
+  O("user_agent", LINE, SESSION, 0),  O("http2", BOOL, SESSION, 0), \
+  O("sensitive_headers", NAMES, SESSION, 0), \
+  O("sensitive_query", NAMES, SESSION, 0), \
+  O("retries", COUNT, PLAN, 1),       O("backoff", DURATION, PLAN, 1), \
+  O("max_retry_after", DURATION, PLAN, 1)
+
+const pyq_http_option pyq_http_configure_options[PYQ_HC_N + 1] = {
+  SESSION_OPTIONS,
+  O("max_connections", COUNT, MULTI, 0), O("max_per_host", COUNT, MULTI, 0),
+  { NULL, 0, 0, 0 }
+};
+
+const pyq_http_option pyq_http_session_options[PYQ_HC_SESSION + 1] = {
+  SESSION_OPTIONS,
+  { NULL, 0, 0, 0 }
+};
+
+/* Checks the value on top against its row; scalars go into v. */
+static void check_value (lua_State *L, const char *fname,
+                         const pyq_http_option *o, pyq_http_value *v) {
+  int type = lua_type(L, -1), isint;
+  double d = lua_tonumber(L, -1);
+  switch (o->type) {
+    case PYQ_HT_SECONDS: case PYQ_HT_ATTEMPT:
+      if (type != LUA_TNUMBER || !(d >= 0) || d > 1e9)
+        pyq_usage(L, "%s: %s must be a number of seconds from 0 to 1e+09, "
+                  "got %s", fname, o->name, pyq_got(L, -1));
+      if (o->type == PYQ_HT_ATTEMPT && d == 0)
+        pyq_usage(L, "%s: %s must be greater than 0 (timeout = 0 is the "
+                  "request that is already out of time)", fname, o->name);
+      v->num = d;
+      break;
+    case PYQ_HT_DURATION:
+      if (type != LUA_TNUMBER || !(d >= 0))
+        pyq_usage(L, "%s: %s must be a non-negative number of seconds, "
+                  "got %s", fname, o->name, pyq_got(L, -1));
+      v->num = d;
+      break;
+    case PYQ_HT_COUNT:
+      v->count = lua_tointegerx(L, -1, &isint);
+      if (type != LUA_TNUMBER || !isint || v->count < 0)
+        pyq_usage(L, "%s: %s must be a non-negative integer, got %s", fname,
+                  o->name, pyq_got(L, -1));
+      break;
+    case PYQ_HT_BOOL:
+      if (type != LUA_TBOOLEAN)
+        pyq_usage(L, "%s: %s must be a boolean, got %s", fname, o->name,
+                  luaL_typename(L, -1));
+      v->count = lua_toboolean(L, -1);
+      break;
+    case PYQ_HT_STRING:
+      if (type != LUA_TSTRING)
+        pyq_usage(L, "%s: %s must be a string, got %s", fname, o->name,
+                  luaL_typename(L, -1));
+      break;
+    case PYQ_HT_LINE: {
+      size_t n;
+      const char *s = lua_tolstring(L, -1, &n);
+      if (type != LUA_TSTRING || !pyq_http_header_safe(s, n))
+        pyq_usage(L, "%s: %s must be a string without CR or LF", fname,
+                  o->name);
+      break;
+    }
+    default: break;   /* tables, names, url, method: where they are used */
+  }
+}
+
+unsigned pyq_http_read (lua_State *L, int t, const char *fname,
+                        const pyq_http_option *table, pyq_http_value *v) {
+  unsigned present = 0;
+  t = lua_absindex(L, t);
+  lua_pushnil(L);
+  while (lua_next(L, t)) {
+    const char *key;
+    int i;
+    if (lua_type(L, -2) != LUA_TSTRING)
+      pyq_usage(L, "%s: option names must be strings, got %s", fname,
+                luaL_typename(L, -2));
+    key = lua_tostring(L, -2);
+    for (i = 0; table[i].name && strcmp(table[i].name, key) != 0; i++) ;
+    if (table[i].name == NULL)
+      pyq_usage(L, "%s: unknown option '%s'", fname, key);
+    check_value(L, fname, &table[i], &v[i]);
+    present |= 1u << i;
+    lua_pop(L, 1);
+  }
+  return present;
+}
 
 /* The headers option as a list for libcurl; notes a Content-Type. */
 /* libcurl objects under construction sit in a box on the Lua stack, so a
@@ -133,13 +180,13 @@ struct curl_slist *pyq_http_headers (lua_State *L, int t, pyq_http_opts *o) {
   const char *fname = o->fname;
   box *b;
   o->has_type = 0;
-  if (!o->has_headers) return NULL;
+  if (!(o->present & (1u << PYQ_HO_HEADERS))) return NULL;
   if (lua_getfield(L, t, "headers") == LUA_TNIL) {
     lua_pop(L, 1);
     return NULL;
   }
   if (!lua_istable(L, -1))
-    bad(L, "%s: headers must be a table, got %s", fname,
+    pyq_usage(L, "%s: headers must be a table, got %s", fname,
         luaL_typename(L, -1));
   b = push_box(L);
   lua_pushnil(L);
@@ -148,12 +195,12 @@ struct curl_slist *pyq_http_headers (lua_State *L, int t, pyq_http_opts *o) {
     const char *name, *value;
     if (lua_type(L, -2) != LUA_TSTRING ||
         (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER))
-      bad(L, "%s: headers must map names to strings, got %s = "
+      pyq_usage(L, "%s: headers must map names to strings, got %s = "
           "%s", fname, luaL_typename(L, -2), luaL_typename(L, -1));
     name = lua_tolstring(L, -2, &nlen);
     value = lua_tolstring(L, -1, &vlen);
     if (!pyq_http_header_ok(name, nlen, value, vlen))
-      bad(L, "%s: header '%s' has a bad name or a CR, LF or "
+      pyq_usage(L, "%s: header '%s' has a bad name or a CR, LF or "
           "NUL in its value", fname, name);
     if (nlen == 12 && strcasecmp(name, "content-type") == 0) o->has_type = 1;
     lua_pushfstring(L, vlen ? "%s: %s" : "%s;", name, value);
@@ -175,14 +222,14 @@ const char *pyq_http_names (lua_State *L, const char *fname, const char *key) {
   lua_Integer i, n;
   int t = lua_gettop(L);
   if (!lua_istable(L, t))
-    bad(L, "%s: %s must be a list of names, got %s", fname, key,
+    pyq_usage(L, "%s: %s must be a list of names, got %s", fname, key,
         luaL_typename(L, t));
   n = (lua_Integer)lua_rawlen(L, t);
   for (i = 1; i <= n; i++) {   /* checked first: no buffer on the stack */
     size_t len;
     const char *s = lua_rawgeti(L, t, i) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
     if (s == NULL || len == 0 || memchr(s, '\0', len) != NULL)
-      bad(L, "%s: %s must be a list of non-empty strings, got %s at %d",
+      pyq_usage(L, "%s: %s must be a list of non-empty strings, got %s at %d",
           fname, key, luaL_typename(L, -1), (int)i);
     lua_pop(L, 1);
   }
@@ -235,11 +282,11 @@ static void add_query (lua_State *L, CURLU *u, int name, const char *fname) {
   else if (type == LUA_TSTRING || type == LUA_TNUMBER)
     lua_pushvalue(L, -1);
   else
-    bad(L, "%s: query value for '%s' must be a string, number "
+    pyq_usage(L, "%s: query value for '%s' must be a string, number "
         "or boolean, got %s", fname, k, luaL_typename(L, -1));
   v = lua_tolstring(L, -1, &vlen);
   if (memchr(v, '\0', vlen) != NULL)
-    bad(L, "%s: query value for '%s' contains a NUL byte", fname, k);
+    pyq_usage(L, "%s: query value for '%s' contains a NUL byte", fname, k);
   luaL_buffinit(L, &b);
   add_encoded(&b, k, nlen);
   luaL_addchar(&b, '=');
@@ -272,18 +319,18 @@ static void build_query (lua_State *L, int t, CURLU *u, const char *fname) {
   }
   q = lua_gettop(L);
   if (!lua_istable(L, q))
-    bad(L, "%s: query must be a table, got %s", fname, luaL_typename(L, q));
+    pyq_usage(L, "%s: query must be a table, got %s", fname, luaL_typename(L, q));
   lua_pushnil(L);
   while (lua_next(L, q)) {
     size_t len;
     const char *k;
     lua_pop(L, 1);
     if (lua_type(L, -1) != LUA_TSTRING)
-      bad(L, "%s: query names must be strings, got %s", fname,
+      pyq_usage(L, "%s: query names must be strings, got %s", fname,
           luaL_typename(L, -1));
     k = lua_tolstring(L, -1, &len);
     if (memchr(k, '\0', len) != NULL)
-      bad(L, "%s: query name '%s' contains a NUL byte", fname, k);
+      pyq_usage(L, "%s: query name '%s' contains a NUL byte", fname, k);
     n++;
   }
   /* the names stay alive as the table's keys */
@@ -353,27 +400,27 @@ static void build_url (lua_State *L, int t, int has_query, const char *fname,
   int type = lua_type(L, 2) != LUA_TNIL ? (lua_pushvalue(L, 2), lua_type(L, 2))
            : lua_istable(L, t) ? lua_getfield(L, t, "url") : (lua_pushnil(L), LUA_TNIL);
   if (type != LUA_TSTRING)
-    bad(L, "%s: url must be a string, got %s", fname,
+    pyq_usage(L, "%s: url must be a string, got %s", fname,
         luaL_typename(L, -1));
   url = lua_tolstring(L, -1, &n);
   if (!has_query && plain_http(url, n)) return;
   if (!has_scheme(url))
-    bad(L, "%s: url '%s' has no scheme: write http:// or https://", fname,
+    pyq_usage(L, "%s: url '%s' has no scheme: write http:// or https://", fname,
         masked(url, shown, sizeof shown, qnames));
   if (strncasecmp(url, "http:", 5) != 0 && strncasecmp(url, "https:", 6) != 0)
-    bad(L, "%s: url '%s' is not http or https", fname,
+    pyq_usage(L, "%s: url '%s' is not http or https", fname,
         masked(url, shown, sizeof shown, qnames));
   b = push_box(L);
   if ((u = b->url = curl_url()) == NULL) luaL_error(L, "not enough memory");
   rc = curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME);
   if (rc != CURLUE_OK)
-    bad(L, "%s: bad url '%s': %s", fname,
+    pyq_usage(L, "%s: bad url '%s': %s", fname,
         masked(url, shown, sizeof shown, qnames), curl_url_strerror(rc));
   curl_url_get(u, CURLUPART_SCHEME, &scheme, 0);
   if (scheme == NULL || (strcasecmp(scheme, "http") != 0 &&
                          strcasecmp(scheme, "https") != 0)) {
     curl_free(scheme);
-    bad(L, "%s: url '%s' is not http or https", fname,
+    pyq_usage(L, "%s: url '%s' is not http or https", fname,
         masked(url, shown, sizeof shown, qnames));
   }
   curl_free(scheme);
@@ -389,27 +436,41 @@ static void build_url (lua_State *L, int t, int has_query, const char *fname,
 
 static void check_method (lua_State *L, int t, unsigned present, char *out,
                           size_t size, const char *fname) {
-  const char *m = (present & (1u << K_BODY)) ? "POST" : "GET";
+  const char *m = (present & (1u << PYQ_HO_BODY | 1u << PYQ_HO_JSON)) ? "POST" : "GET";
   size_t i, n;
   int type = lua_type(L, 1) != LUA_TNIL ? (lua_pushvalue(L, 1), lua_type(L, 1))
-           : (present & (1u << K_METHOD)) ? lua_getfield(L, t, "method")
+           : (present & (1u << PYQ_HO_METHOD)) ? lua_getfield(L, t, "method")
            : (lua_pushnil(L), LUA_TNIL);
   if (type == LUA_TNIL) {
   } else if (type == LUA_TSTRING) {
     m = lua_tostring(L, -1);
   } else {
-    bad(L, "%s: method must be a string, got %s", fname,
+    pyq_usage(L, "%s: method must be a string, got %s", fname,
         luaL_typename(L, -1));
   }
   n = strlen(m);
   if (n == 0 || n >= size)
-    bad(L, "%s: bad method '%s'", fname, m);
+    pyq_usage(L, "%s: bad method '%s'", fname, m);
   for (i = 0; i < n; i++) {
     if (!isalpha((unsigned char)m[i]) && m[i] != '-' && m[i] != '_')
-      bad(L, "%s: bad method '%s'", fname, m);
+      pyq_usage(L, "%s: bad method '%s'", fname, m);
     out[i] = (char)toupper((unsigned char)m[i]);
   }
   out[n] = '\0';
+  lua_pop(L, 1);
+}
+
+/* The json option, encoded, replaces the body slot on top. */
+static void encode_json (lua_State *L, int t, const char *fname) {
+  pyq_jbuf b = { NULL, 0, 0 };
+  lua_getfield(L, t, "json");
+  if (!pyq_json_encode(L, lua_gettop(L), &b, 0)) {
+    pyq_jbuf_free(&b);
+    pyq_usage(L, "%s: json: %s", fname, lua_tostring(L, -1));
+  }
+  lua_pushlstring(L, b.p ? b.p : "", b.n);
+  pyq_jbuf_free(&b);
+  lua_replace(L, -3);
   lua_pop(L, 1);
 }
 
@@ -420,50 +481,54 @@ static void check_method (lua_State *L, int t, unsigned present, char *out,
  * is allocated outside Lua. */
 int pyq_http_check (lua_State *L, pyq_http_opts *o) {
   const char *fname = o->fname, *qnames = NULL;
+  pyq_http_value v[PYQ_HO_N];
   unsigned present = 0;
   if (!lua_isnil(L, 3) && !lua_istable(L, 3))
-    bad(L, "%s: expected a table of options, got %s", fname,
-        luaL_typename(L, 3));
+    pyq_usage(L, "%s: expected a table of options, got %s", fname,
+              luaL_typename(L, 3));
   o->timeout = 30;
   o->connect_timeout = 10;
   o->follow = o->verify = 1;
   o->allow_downgrade = 0;
   o->max_redirects = 10;
   o->max_body = 64 * 1024 * 1024;
-  if (lua_istable(L, 3)) lua_pushnil(L);
-  while (lua_istable(L, 3) && lua_next(L, 3)) {
-    int k = pyq_http_key_index(L, fname, request_keys);
-    present |= 1u << k;
-    switch (k) {
-      case K_TIMEOUT: o->timeout = to_seconds(L, fname, "timeout"); break;
-      case K_CTIMEOUT: o->connect_timeout = to_seconds(L, fname, "connect_timeout"); break;
-      case K_FOLLOW: o->follow = pyq_http_to_bool(L, fname, "follow_redirects"); break;
-      case K_VERIFY: o->verify = pyq_http_to_bool(L, fname, "verify"); break;
-      case K_DOWNGRADE: o->allow_downgrade = pyq_http_to_bool(L, fname, "allow_downgrade"); break;
-      case K_MAXREDIR: o->max_redirects = (long)pyq_http_to_count(L, fname, "max_redirects"); break;
-      case K_MAXBODY: o->max_body = (curl_off_t)pyq_http_to_count(L, fname, "max_body"); break;
-      case K_BODY:
-        if (lua_type(L, -1) != LUA_TSTRING)
-          bad(L, "%s: body must be a string, got %s", fname,
-              luaL_typename(L, -1));
-        break;
-      default: break;
-    }
-    lua_pop(L, 1);
+  o->retries = -1;
+  o->backoff = o->max_retry_after = -1;
+  o->attempt_timeout = 0;
+  o->retry_unsafe = 0;
+  if (lua_istable(L, 3)) {
+    present = pyq_http_read(L, 3, fname, pyq_http_request_options, v);
+#define GOT(id) (present & (1u << PYQ_HO_##id))
+    if (GOT(TIMEOUT)) o->timeout = v[PYQ_HO_TIMEOUT].num;
+    if (GOT(CTIMEOUT)) o->connect_timeout = v[PYQ_HO_CTIMEOUT].num;
+    if (GOT(FOLLOW)) o->follow = (int)v[PYQ_HO_FOLLOW].count;
+    if (GOT(VERIFY)) o->verify = (int)v[PYQ_HO_VERIFY].count;
+    if (GOT(DOWNGRADE)) o->allow_downgrade = (int)v[PYQ_HO_DOWNGRADE].count;
+    if (GOT(MAXREDIR)) o->max_redirects = (long)v[PYQ_HO_MAXREDIR].count;
+    if (GOT(MAXBODY)) o->max_body = (curl_off_t)v[PYQ_HO_MAXBODY].count;
+    if (GOT(RETRIES)) o->retries = v[PYQ_HO_RETRIES].count;
+    if (GOT(BACKOFF)) o->backoff = v[PYQ_HO_BACKOFF].num;
+    if (GOT(MAXRA)) o->max_retry_after = v[PYQ_HO_MAXRA].num;
+    if (GOT(ATTEMPT)) o->attempt_timeout = v[PYQ_HO_ATTEMPT].num;
+    if (GOT(UNSAFE)) o->retry_unsafe = (int)v[PYQ_HO_UNSAFE].count;
+    if (GOT(BODY) && GOT(JSON))
+      pyq_usage(L, "%s: give body or json, not both", fname);
   }
-  o->has_headers = (present & (1u << K_HEADERS)) != 0;
+  o->present = present;
   check_method(L, 3, present, o->method, sizeof o->method, fname);
-  if (present & (1u << K_SHEADERS)) {
+  if (GOT(SHEADERS)) {
     lua_getfield(L, 3, "sensitive_headers");
     pyq_http_names(L, fname, "sensitive_headers");
   } else lua_pushnil(L);
-  if (present & (1u << K_SQUERY)) {
+  if (GOT(SQUERY)) {
     lua_getfield(L, 3, "sensitive_query");
     qnames = pyq_http_names(L, fname, "sensitive_query");
   } else lua_pushnil(L);
-  build_url(L, 3, (present & (1u << K_QUERY)) != 0, fname, qnames);
-  if (present & (1u << K_BODY)) lua_getfield(L, 3, "body");
+  build_url(L, 3, GOT(QUERY) != 0, fname, qnames);
+  if (GOT(BODY)) lua_getfield(L, 3, "body");
   else lua_pushnil(L);
+  if (GOT(JSON)) encode_json(L, 3, fname);
+#undef GOT
   return 4;
 }
 

@@ -1,30 +1,42 @@
--- pyq.http: HTTP requests from tasks.  The transfers are C's (host/http.c,
--- libcurl's multi interface on the host's loop); this file adds the verbs,
--- JSON bodies, the response methods, retries, Retry-After holds, per-host
--- rate limits and the whole-request timeout.  A request with no retries,
--- no limits and no hold goes straight to C; any other runs the retry loop
--- against one deadline, each attempt sent with C's timeout cut to what is
--- left of it.  Everything here comes from pyq.std and pyq.core, captured
--- at load time: this module is loaded on first use, after a script may
--- have replaced any global.
+-- pyq.http: HTTP requests from tasks.  The verbs are C's (host/http/http.c:
+-- checked once against the option table, sent on libcurl's multi handle on
+-- the host's loop); this file adds the response methods, retries,
+-- Retry-After holds, per-host rate limits and the whole-request timeout.
+-- C sends a request with no retries, no limits and no hold in force
+-- itself; any other comes to retry() below as a checked request that each
+-- attempt sends again (C.attempt), with C's timeout cut to what is left of
+-- one deadline.  Errors are pyq.Error objects (kind "transport", "timeout",
+-- "too_big", "status", "decode", "usage") with the method and the masked
+-- URL as fields.  Everything here comes from pyq.std and pyq.core,
+-- captured at load time: this module is loaded on first use, after a
+-- script may have replaced any global.
 local std = require "pyq.std"
 local core = require "pyq.core"
 local json = require "pyq.json"
 
-local type, pairs, ipairs, next, select = std.type, std.pairs, std.ipairs, std.next, std.select
+local type, next, select = std.type, std.next, std.select
 local tostring, tonumber, error, pcall = std.tostring, std.tonumber, std.error, std.pcall
 local rawget, rawset, rawequal = std.rawget, std.rawset, std.rawequal
-local getmetatable = std.debug.getmetatable
-local format, lower, upper, match, gsub, find, sub = std.string.format, std.string.lower,
-  std.string.upper, std.string.match, std.string.gsub, std.string.find, std.string.sub
-local mtype, max, min, floor, random, tointeger, huge =
-  std.math.type, std.math.max, std.math.min, std.math.floor, std.math.random, std.math.tointeger, std.math.huge
+local getmetatable, getinfo = std.debug.getmetatable, std.debug.getinfo
+local format, lower, match, gsub, find, sub = std.string.format, std.string.lower,
+  std.string.match, std.string.gsub, std.string.find, std.string.sub
+local max, min, floor, random, tointeger =
+  std.math.max, std.math.min, std.math.floor, std.math.random, std.math.tointeger
 local os_time, os_date = std.os.time, std.os.date
 local now, sleep = core.now, core.sleep
 local warning = core.log.warning
+local Error, is_error = core.Error, core.is_error
 
 local C = core._http
 local M = {}
+
+-- A "usage" error at the caller `level` frames up, positioned as error()
+-- would position a string.
+local function usage(level, msg)
+  local info = getinfo(level + 1, "Sl")
+  local where = info and info.currentline > 0 and format("%s:%d: ", info.short_src, info.currentline) or ""
+  error(Error("usage", where .. msg), 0)
+end
 
 local Response = { __name = "pyq.http.response" }
 
@@ -34,8 +46,8 @@ local function check_response(res, fname)
   if not rawequal(getmetatable(res), Response) then
     local mt = getmetatable(res)
     local name = type(mt) == "table" and rawget(mt, "__name")
-    error(format("bad argument #1 to '%s' (pyq.http.response expected, got %s)",
-      fname, type(name) == "string" and name or type(res)), 3)
+    usage(3, format("bad argument #1 to '%s' (pyq.http.response expected, got %s)",
+      fname, type(name) == "string" and name or type(res)))
   end
 end
 
@@ -52,13 +64,17 @@ function Response.__index(res, key)
   return Response[key]
 end
 
---- Decodes the body as JSON; an invalid body raises an error naming the URL.
+--- Decodes the body as JSON; an invalid body raises a "decode" error
+-- naming the URL.
 function Response:json()
   check_response(self, "json")
   local ok, value = pcall(json.decode, self.body)
   if not ok then
-    error(format("pyq.http: %s %s: the response is not valid JSON (%s)",
-      self.method, C.mask_url(self.url), value), 2)
+    local url = C.mask_url(self.url)
+    local info = getinfo(2, "Sl")
+    local where = info and info.currentline > 0 and format("%s:%d: ", info.short_src, info.currentline) or ""
+    error(Error("decode", format("%spyq.http: %s %s: the response is not valid JSON (%s)",
+      where, self.method, url, tostring(value)), { method = self.method, url = url }), 0)
   end
   return value
 end
@@ -70,108 +86,6 @@ function Response:__tostring()
 end
 
 C.set_response_mt(Response)
-
-local function has_header(headers, name)
-  name = lower(name)
-  for k in pairs(headers) do
-    if type(k) == "string" and lower(k) == name then return true end
-  end
-  return false
-end
-
-local function copy(t)
-  local c = {}
-  for k, v in pairs(t) do c[k] = v end
-  return c
-end
-
--- `json = value` becomes the body and a Content-Type header, in o (a copy
--- of the caller's options).  Called by prepare: level 4 is the user.
-local function with_json(o, fname)
-  local value = o.json
-  o.json = nil
-  if o.body ~= nil then error(fname .. ": give body or json, not both", 4) end
-  local ok, body = pcall(json.encode, value)
-  if not ok then error(fname .. ": json: " .. tostring(body), 4) end
-  o.body = body
-  o.headers = copy(o.headers or {})
-  if not has_header(o.headers, "content-type") then
-    o.headers["Content-Type"] = "application/json"
-  end
-  return o
-end
-
--- ---- options -----------------------------------------------------------
-
-local send = C.send
-local TIMEOUT = 30   -- C's default for `timeout` (host/http_input.c)
--- Process-wide defaults (http.configure); also the plan of a request that
--- sets none of the options this file consumes.
-local defaults = { retries = 0, backoff = 0.5, retry_unsafe = false, max_retry_after = 300 }
-
--- How a bad value shows in a message: a string quoted, so "1" is not 1.
-local function got(v)
-  return type(v) == "string" and format("%q", v) or tostring(v)
-end
-
-local function check_count(fname, key, v, level)
-  if mtype(v) ~= "integer" or v < 0 then
-    error(format("%s: %s must be a non-negative integer, got %s", fname, key, got(v)), level)
-  end
-  return v
-end
-
--- limit: the largest value allowed (C refuses timeouts over 1e9 s).
-local function check_seconds(fname, key, v, level, limit)
-  if type(v) ~= "number" or not (v >= 0) or v > (limit or huge) then
-    error(limit and format("%s: %s must be a number of seconds from 0 to %g, got %s", fname, key, limit, got(v))
-          or format("%s: %s must be a non-negative number of seconds, got %s", fname, key, got(v)), level)
-  end
-  return v
-end
-
--- One try needs some time: 0 would be a request that can never succeed.
-local function check_attempt(fname, v)
-  check_seconds(fname, "attempt_timeout", v, 5, 1e9)
-  if v == 0 then
-    error(format("%s: attempt_timeout must be greater than 0 (timeout = 0 is the request that is already out of time)", fname), 5)
-  end
-  return v
-end
-
--- Splits pyq.http's own options (json, retries, backoff, retry_unsafe,
--- attempt_timeout, max_retry_after) off the table that C validates.
--- Returns the options for C and the plan: the defaults, or a table with
--- the request's values.  Level 3 is the caller of the verb (perform is
--- tail-called).
-local function prepare(opts, fname)
-  if opts == nil then return nil, defaults end
-  if type(opts) ~= "table" then
-    error(format("%s: expected a table of options, got %s", fname, type(opts)), 3)
-  end
-  if opts.json == nil and opts.retries == nil and opts.backoff == nil and opts.retry_unsafe == nil
-     and opts.attempt_timeout == nil and opts.max_retry_after == nil then
-    return opts, defaults
-  end
-  local o = copy(opts)
-  local plan = {
-    retries = o.retries == nil and defaults.retries or check_count(fname, "retries", o.retries, 4),
-    backoff = o.backoff == nil and defaults.backoff or check_seconds(fname, "backoff", o.backoff, 4),
-    retry_unsafe = o.retry_unsafe,
-    max_retry_after = o.max_retry_after == nil and defaults.max_retry_after
-                      or check_seconds(fname, "max_retry_after", o.max_retry_after, 4),
-    attempt_timeout = o.attempt_timeout ~= nil
-                      and check_attempt(fname, o.attempt_timeout) or nil,
-  }
-  if plan.retry_unsafe == nil then
-    plan.retry_unsafe = false
-  elseif type(plan.retry_unsafe) ~= "boolean" then
-    error(fname .. ": retry_unsafe must be a boolean, got " .. type(plan.retry_unsafe), 3)
-  end
-  o.retries, o.backoff, o.retry_unsafe, o.attempt_timeout, o.max_retry_after = nil, nil, nil, nil, nil
-  if o.json ~= nil then with_json(o, fname) end
-  return o, plan
-end
 
 -- ---- Retry-After -------------------------------------------------------
 
@@ -273,6 +187,7 @@ local function obey_retry_after(key, res)
           utc_after(secs)))
       end
       blocked[key] = { at = t + secs, value = value }
+      C.gate(next(limits) ~= nil, t + secs)   -- C's fast path waits it out here
     end
   end
   return secs, value
@@ -281,13 +196,14 @@ end
 -- ---- the retry loop ------------------------------------------------------
 
 -- A request's errors name its method and (masked) URL like C's do.
-local function fail(r, fmt, ...)
-  local url = type(r.target) == "string" and C.mask_url(r.target) or tostring(r.target)
-  error(format("pyq.http: %s %s: " .. fmt, r.verb, url, ...), 0)
+local function fail(r, kind, fields, fmt, ...)
+  fields = fields or {}
+  fields.method, fields.url = r.verb, r.shown
+  error(Error(kind, format("pyq.http: %s %s: " .. fmt, r.verb, r.shown, ...), fields), 0)
 end
 
 local function timed_out(r, during)
-  fail(r, "timed out: timeout (%s s) covers the whole request and %s "
+  fail(r, "timeout", nil, "timed out: timeout (%s s) covers the whole request and %s "
     .. "(%d attempt%s made%s)", seconds(r.timeout), during, r.attempts,
     r.attempts == 1 and "" or "s", r.last and ", the last: " .. r.last or "")
 end
@@ -296,14 +212,16 @@ end
 -- the taking of that slot.  Split so that a request that would have to
 -- wait past its deadline fails without using up a slot.
 local function slot(limit, t)
-  for _, w in ipairs(limit) do
+  for i = 1, #limit do
+    local w = limit[i]
     if w.count == w.n and w.times[w.next] + w.d > t then t = w.times[w.next] + w.d end
   end
   return t
 end
 
 local function take(limit, t)
-  for _, w in ipairs(limit) do
+  for i = 1, #limit do
+    local w = limit[i]
     w.times[w.next] = t
     w.next = w.next % w.n + 1
     if w.count < w.n then w.count = w.count + 1 end
@@ -322,7 +240,7 @@ local function wait_turn(r, key, name)
     local hold = blocked[key]
     if hold and hold.at > t then
       if hold.at - t > r.max_retry_after then
-        fail(r, "requests to %s are held for %s s more (Retry-After: %s), over max_retry_after (%s s)",
+        fail(r, "status", nil, "requests to %s are held for %s s more (Retry-After: %s), over max_retry_after (%s s)",
           key, seconds(hold.at - t), shown_value(hold.value), seconds(r.max_retry_after))
       end
       if hold.at > r.deadline then
@@ -343,59 +261,38 @@ local function wait_turn(r, key, name)
   end
 end
 
-local function is_transport_error(err)
-  return type(err) == "string" and find(err, "^pyq%.http: ") ~= nil
-end
-
--- A body over max_body will be over it next time too, and a refused
--- https -> http redirect will be refused again.
-local function is_final(err)
-  return find(err, " over max_body", 1, true) ~= nil
-      or find(err, ": refused the redirect from ", 1, true) ~= nil
+-- What another attempt may cure: a transport failure or a timeout of
+-- pyq.http's own (they carry a url; a pyq.timeout scope's do not), but not
+-- a body over max_body (it would be over it again) or a refused https ->
+-- http redirect (refused again).
+local function retryable(err)
+  local kind = is_error(err) and err.kind
+  return (kind == "transport" or kind == "timeout") and err.url ~= nil and err.refused == nil
 end
 
 local function backoff_delay(base, attempt)
   return base * 2 ^ (attempt - 1) * (0.75 + 0.5 * random())
 end
 
--- Whether any Retry-After hold is in force; expired ones are dropped, so
--- one 429 from a host the job never calls again does not keep every
--- request off the fast path.
-local function holding()
-  local t
-  for key, hold in next, blocked do
-    t = t or now()
-    if hold.at > t then return true end
-    blocked[key] = nil
-  end
-  return false
-end
+local SENT = "pyq%.http: %S+ %S+: (.*)$"
 
-local function perform(method, url, opts, fname)
-  local o, plan = prepare(opts, fname)
-  if plan.retries == 0 and plan.attempt_timeout == nil and next(limits) == nil and not holding() then
-    local res = send(method, url, o, fname)
-    if res.status == 429 or res.status == 503 then obey_retry_after(host_key(url or (o and o.url)), res) end
-    return res
-  end
-  if o == nil then o = {} elseif o == opts then o = copy(o) end   -- o.timeout is set per attempt
-  local target = url or o.url
-  local timeout = o.timeout == nil and TIMEOUT or check_seconds(fname, "timeout", o.timeout, 3, 1e9)
-  local m = method or o.method
+-- The loop C hands a request to when it has retries, an attempt_timeout,
+-- or limits or a hold in force: req is the checked request, sent again by
+-- C.attempt(req, timeout) with no checks; shown its masked URL.
+local function retry(req, verb, url, shown, timeout, retries, backoff, retry_unsafe,
+                     attempt_timeout, max_retry_after)
   local r = {   -- what the errors name, and how far the request has got
-    verb = type(m) == "string" and upper(m) or (o.body and "POST" or "GET"),
-    target = target, timeout = timeout, deadline = now() + timeout,
-    max_retry_after = plan.max_retry_after, attempts = 0, last = nil,
+    verb = verb, shown = shown, timeout = timeout, deadline = now() + timeout,
+    max_retry_after = max_retry_after, attempts = 0, last = nil,
   }
-  local retries = (SAFE[r.verb] or plan.retry_unsafe) and plan.retries or 0
-  local key, name = host_key(target)
+  if not (SAFE[verb] or retry_unsafe) then retries = 0 end
+  local key, name = host_key(url)
   while true do
     if key then wait_turn(r, key, name) end
     local left = r.deadline - now()
     if left <= 0 then timed_out(r, "ran out before the request was sent") end
     -- at least 1 ms: libcurl reads a timeout that rounds to 0 ms as none
-    o.timeout = max(0.001, plan.attempt_timeout and min(plan.attempt_timeout, left) or left)
-    local ok, res = pcall(send, method, url, o, fname)
+    local ok, res = pcall(C.attempt, req, max(0.001, attempt_timeout and min(attempt_timeout, left) or left))
     local attempt = r.attempts
     r.attempts = attempt + 1
     local delay
@@ -407,14 +304,15 @@ local function perform(method, url, opts, fname)
         return res
       end
       if wait and wait > r.max_retry_after then
-        fail(r, "%s answered %d with Retry-After: %s (%s s), over max_retry_after (%s s)",
+        fail(r, "status", { status = res.status }, "%s answered %d with Retry-After: %s (%s s), over max_retry_after (%s s)",
           key, res.status, shown_value(value), seconds(wait), seconds(r.max_retry_after))
       end
       r.last = format("status %d", res.status)
-      delay = max(wait or 0, backoff_delay(plan.backoff, attempt + 1))
-    elseif is_transport_error(res) and attempt < retries and not is_final(res) then
-      r.last = match(res, "^pyq%.http: %S+ %S+: (.*)$") or res
-      delay = backoff_delay(plan.backoff, attempt + 1)
+      delay = max(wait or 0, backoff_delay(backoff, attempt + 1))
+    elseif retryable(res) and attempt < retries then
+      local msg = res.message
+      r.last = match(msg, SENT) or msg
+      delay = backoff_delay(backoff, attempt + 1)
     else
       error(res, 0)
     end
@@ -424,50 +322,33 @@ local function perform(method, url, opts, fname)
   end
 end
 
+-- A 429 or 503 that C sent itself still sets the hold for later requests.
+local function obey(url, res)
+  obey_retry_after(host_key(url), res)
+end
+
+C.set_hooks(retry, obey)
+
 --- http.request{ url =, method =, headers =, body =, json =, query =,
 -- timeout =, attempt_timeout =, connect_timeout =, follow_redirects =,
--- max_redirects =, max_body =, verify =, retries =, backoff =,
--- retry_unsafe =, max_retry_after = } -> response
-function M.request(opts)
-  if type(opts) ~= "table" then
-    error("pyq.http.request: expected a table of options, got " .. type(opts), 2)
-  end
-  return perform(nil, nil, opts, "pyq.http.request")
+-- max_redirects =, max_body =, verify =, allow_downgrade =,
+-- sensitive_headers =, sensitive_query =, retries =, backoff =,
+-- retry_unsafe =, max_retry_after = } -> response; http.get(url [, opts])
+-- and the other verbs: C's, checked against one option table.
+for _, name in next, { "request", "get", "head", "delete", "post", "put", "patch", "options" } do
+  M[name] = C[name]
 end
 
-local function verb(method)
-  local fname = "pyq.http." .. lower(method)
-  return function(url, opts)
-    return perform(method, url, opts, fname)
-  end
-end
-
-M.get = verb("GET")
-M.head = verb("HEAD")
-M.delete = verb("DELETE")
-M.post = verb("POST")
-M.put = verb("PUT")
-M.patch = verb("PATCH")
-M.options = verb("OPTIONS")
+--- http.session{ user_agent =, http2 =, sensitive_headers =,
+-- sensitive_query =, retries =, backoff =, max_retry_after = } -> a
+-- session with the verbs as methods (s:get(url [, opts]), s:request(opts),
+-- ...) and close(); it starts from http.configure's settings.
+M.session = C.session
 
 --- http.configure{ user_agent =, max_connections =, max_per_host =,
--- http2 =, retries =, backoff =, max_retry_after = }: process-wide defaults.
-function M.configure(opts)
-  if type(opts) ~= "table" then
-    error("pyq.http.configure: expected a table of options, got " .. type(opts), 2)
-  end
-  local fname = "pyq.http.configure"
-  local o = copy(opts)
-  if o.retries ~= nil then check_count(fname, "retries", o.retries, 3) end
-  if o.backoff ~= nil then check_seconds(fname, "backoff", o.backoff, 3) end
-  if o.max_retry_after ~= nil then check_seconds(fname, "max_retry_after", o.max_retry_after, 3) end
-  local retries, backoff, max_retry_after = o.retries, o.backoff, o.max_retry_after
-  o.retries, o.backoff, o.max_retry_after = nil, nil, nil
-  C.configure(o)
-  defaults.retries = retries or defaults.retries
-  defaults.backoff = backoff or defaults.backoff
-  defaults.max_retry_after = max_retry_after or defaults.max_retry_after
-end
+-- http2 =, sensitive_headers =, sensitive_query =, retries =, backoff =,
+-- max_retry_after = }: the default session's settings.
+M.configure = C.configure
 
 local UNITS = { ms = 0.001, s = 1, m = 60, h = 3600 }
 
@@ -478,8 +359,8 @@ local function parse_rate(rate)
   end
   n, d = tonumber(n), (d == "" and 1 or tonumber(d))
   if not n or n < 1 or not d or d <= 0 or not UNITS[unit] then
-    error(format("pyq.http.limit: bad rate %s (expected \"N/D\" such as \"20/1s\", "
-      .. "\"100/2m\" or \"5/500ms\")", type(rate) == "string" and format("%q", rate) or tostring(rate)), 3)
+    usage(3, format("pyq.http.limit: bad rate %s (expected \"N/D\" such as \"20/1s\", "
+      .. "\"100/2m\" or \"5/500ms\")", type(rate) == "string" and format("%q", rate) or tostring(rate)))
   end
   return { n = tointeger(n), d = d * UNITS[unit], times = {}, next = 1, count = 0 }
 end
@@ -489,17 +370,19 @@ end
 -- them; http.limit(host, nil) removes the limits.
 function M.limit(host, ...)
   if type(host) ~= "string" or host == "" or find(host, "[/%s]") then
-    error("pyq.http.limit: host must be \"name\" or \"name:port\", got " .. tostring(host), 2)
+    usage(2, "pyq.http.limit: host must be \"name\" or \"name:port\", got " .. tostring(host))
   end
   host = lower(host)
   local n = select("#", ...)
   if n == 0 or (n == 1 and (...) == nil) then
     limits[host] = nil
+    C.gate(next(limits) ~= nil)
     return
   end
   local windows = {}
   for i = 1, n do windows[i] = parse_rate((select(i, ...))) end
   limits[host] = windows
+  C.gate(true)
 end
 
 M.stats = C.stats

@@ -2,7 +2,7 @@
  *
  * The first byte picks what the rest feeds: the option table of pyq.Queue,
  * the option table of pyq.http.request (validated by pyq_http_check, no
- * transfer), a rate string for pyq.http.limit, a URL and a header for
+ * transfer), that of pyq.http.configure (pyq_http_read), a rate string for pyq.http.limit, a URL and a header for
  * the URL check, the header check and the credential masking, or a URL
  * built around a known secret (mask_case).  Tables are built from the
  * bytes: known keys or random ones, values of every type.  Bad input must
@@ -34,13 +34,24 @@ static void push_string (lua_State *L, input *in) {
   in->n -= len;
 }
 
-static const char *const keys[] = {
-  "workers", "maxsize", "log_level", "exception_handler", "progress", "total",
-  "url", "method", "headers", "body", "query", "timeout", "connect_timeout",
-  "follow_redirects", "max_redirects", "max_body", "verify", "json",
-  "retries", "backoff", "retry_unsafe", "allow_downgrade",
-  "sensitive_headers", "sensitive_query"
+/* pyq.Queue's option names, then those of pyq.http's option tables:
+ * the fuzzer meets every option the host knows, and no list to update. */
+static const char *const queue_keys[] = {
+  "workers", "maxsize", "log_level", "exception_handler", "progress", "total"
 };
+static const char *keys[64];
+static size_t nkeys;
+
+static void collect_keys (void) {
+  const pyq_http_option *tables[] = { pyq_http_request_options,
+                                      pyq_http_configure_options };
+  size_t i, t;
+  for (i = 0; i < sizeof queue_keys / sizeof *queue_keys; i++)
+    keys[nkeys++] = queue_keys[i];
+  for (t = 0; t < 2; t++)
+    for (i = 0; tables[t][i].name && nkeys < sizeof keys / sizeof *keys; i++)
+      keys[nkeys++] = tables[t][i].name;
+}
 
 static void push_value (lua_State *L, input *in, int depth);
 
@@ -49,7 +60,7 @@ static void push_table (lua_State *L, input *in, int depth) {
   lua_createtable(L, 0, n);
   for (i = 0; i < n && in->n > 0; i++) {
     int k = byte(in);
-    if (k < 200) lua_pushstring(L, keys[k % (sizeof keys / sizeof *keys)]);
+    if (k < 200) lua_pushstring(L, keys[(size_t)k % nkeys]);
     else if (k < 240) push_string(L, in);
     else lua_pushinteger(L, k - 239);
     push_value(L, in, depth + 1);
@@ -93,6 +104,14 @@ static int request_case (lua_State *L) {
   push_table(L, in, 0);
   o.fname = "fuzz";
   pyq_http_check(L, &o);
+  return 0;
+}
+
+static int configure_case (lua_State *L) {
+  input *in = lua_touserdata(L, 1);
+  pyq_http_value v[PYQ_HC_N];
+  push_table(L, in, 0);
+  pyq_http_read(L, -1, "fuzz", pyq_http_configure_options, v);
   return 0;
 }
 
@@ -223,17 +242,18 @@ static int mask_case (lua_State *L) {
 
 int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size) {
   static lua_CFunction cases[] = { queue_case, request_case, limit_case, url_case,
-                                   mask_case };
+                                   mask_case, configure_case };
   input in = { data, size };
   lua_State *L;
   if (!ready) {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     if (!pyq_host_open(&host, PYQ_CRITICAL + 10)) abort();
+    collect_keys();
     ready = 1;
   }
   L = host.L;
   lua_settop(L, 0);
-  lua_pushcfunction(L, cases[byte(&in) % 5]);
+  lua_pushcfunction(L, cases[byte(&in) % 6]);
   lua_pushlightuserdata(L, &in);
   lua_pcall(L, 1, 0, 0);
   lua_settop(L, 0);

@@ -208,7 +208,7 @@ describe("pyqhost command line", function()
         out:write(doc)
       end
       print(pyq.json.encode(doc), io.open(arg[2]):read("a") == pyq.json.encode(doc) .. "\n")
-      print(debug.getinfo(pyq.http.request, "S").source, (package.searchpath("pyq", package.path)))
+      print(debug.getinfo(pyq.http.limit, "S").source, (package.searchpath("pyq", package.path)))
     ]])
     local out = bare(("./pyqhost %s %s %s/out.jsonl"):format(helper.quote(script), api.base, dir), dir)
     api.stop()
@@ -229,7 +229,7 @@ describe("pyqhost command line", function()
     assert.matches("module 'pyq.http' not found:\n\tno field package.preload['pyq.http']\n\tno file '"
                    .. lib .. "/pyq/http.lua' (PYQ_LUALIB)", run_with(lib, "require 'pyq.http'"), 1, true)
     assert.equal("@" .. helper.source .. "/lualib/pyq/http.lua\n0\n",
-                 run_with(helper.source .. "/lualib", "print(debug.getinfo(pyq.http.request, 'S').source)"))
+                 run_with(helper.source .. "/lualib", "print(debug.getinfo(pyq.http.limit, 'S').source)"))
   end)
 
   it("installs a binary that needs nothing else, with its man page and docs beside it", function()
