@@ -15,6 +15,9 @@
 ---| "io"          # pyq.jsonl opening, reading or writing a file
 ---| "sqlite"      # pyq.sqlite
 ---| "url"         # pyq.url: a URL libcurl refuses
+---| "transport"   # pyq.http: the connection failed or broke
+---| "too_big"     # pyq.http: the body passed max_body
+---| "status"      # pyq.http: a Retry-After longer than max_retry_after
 ---| "failed"      # a task's outcome in join{ all = true } and completed()
 ---| string        # a kind of your own
 
@@ -26,7 +29,10 @@
 ---@field error any? a task outcome's ("failed", "cancelled"): what the task raised
 ---@field index integer? a task outcome's: its put index
 ---@field code integer? kind "sqlite": SQLite's extended result code
----@field url string? kind "url": the URL refused
+---@field url string? kinds "url" (the URL refused) and pyq.http's (masked)
+---@field method string? pyq.http's kinds: the request's method
+---@field status integer? kind "status": the HTTP status
+---@field refused string? kind "transport": "redirect" for a refused downgrade
 ---@field reason string? kind "url": curl's reason
 
 ---Makes an error object (raise it with `error`).

@@ -125,3 +125,77 @@ function pyq.http.limit(host, rate, ...) end
 ---The process's figures so far.
 ---@return pyq.http.Stats
 function pyq.http.stats() end
+
+---A session's settings (the process-wide defaults of http.configure at the
+---time it is made, these changed).
+---@class pyq.http.SessionOptions
+---@field user_agent string?
+---@field http2 boolean?
+---@field sensitive_headers string[]?
+---@field sensitive_query string[]?
+---@field retries integer?
+---@field backoff number?
+---@field max_retry_after number?
+
+---Requests with settings of their own; the plain pyq.http functions are
+---the default session.  Connections, limits and holds are shared.
+---```lua
+---local s <close> = pyq.http.session{ user_agent = "my-job/1.0", retries = 5 }
+---local res = s:get(url)
+---```
+---@param opts pyq.http.SessionOptions?
+---@return pyq.http.Session
+function pyq.http.session(opts) end
+
+---@class pyq.http.Session: userdata
+local Session = {}
+
+---@async
+---@param opts pyq.http.Options
+---@return pyq.http.Response
+function Session:request(opts) end
+
+---@async
+---@param url string
+---@param opts pyq.http.Options?
+---@return pyq.http.Response
+function Session:get(url, opts) end
+
+---@async
+---@param url string
+---@param opts pyq.http.Options?
+---@return pyq.http.Response
+function Session:head(url, opts) end
+
+---@async
+---@param url string
+---@param opts pyq.http.Options?
+---@return pyq.http.Response
+function Session:delete(url, opts) end
+
+---@async
+---@param url string
+---@param opts pyq.http.Options?
+---@return pyq.http.Response
+function Session:options(url, opts) end
+
+---@async
+---@param url string
+---@param opts pyq.http.Options?
+---@return pyq.http.Response
+function Session:post(url, opts) end
+
+---@async
+---@param url string
+---@param opts pyq.http.Options?
+---@return pyq.http.Response
+function Session:put(url, opts) end
+
+---@async
+---@param url string
+---@param opts pyq.http.Options?
+---@return pyq.http.Response
+function Session:patch(url, opts) end
+
+---Refuses later requests; requests in flight finish.  Twice is harmless.
+function Session:close() end

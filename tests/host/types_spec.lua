@@ -219,6 +219,15 @@ local function runtime(api, dir, closers)
     return probe(res)(names, d)
   end
   rt["pyq.http.Stats"] = function(names) return keys(pyq.http.stats(), names) end
+  local session = pyq.http.session{}
+  closers[#closers + 1] = session
+  rt["pyq.http.Session"] = function(names, d)
+    index_keys(debug.getmetatable(session).__index, names)
+    return probe(session)(names, d)
+  end
+  rt["pyq.http.SessionOptions"] = options(function(o)
+    closers[#closers + 1] = pyq.http.session(o)
+  end)
   rt["pyq.http.Options"] = options(function(o)
     if o.url == nil then o.url = api.base .. "/status/200" end
     return pyq.http.request(o)
@@ -273,6 +282,12 @@ local function runtime(api, dir, closers)
     select(2, pcall(db.exec, db, "SELEC 1")),
     select(2, pcall(pyq.url.parse, "http://a/b c")),
     select(2, pcall(pyq.http.get, api.base .. "/reset")),   -- a transport error
+    select(2, pcall(pyq.http.get, api.base .. "/big", { max_body = 10 })),
+    select(2, pcall(pyq.http.get, api.base .. "/retry-after/types/100",
+                    { retries = 1, max_retry_after = 1 })),
+    select(2, pcall(pyq.http.get, "https://127.0.0.1:" .. api.tls.port .. "/redirect-to?url="
+                    .. api.base .. "/echo", { verify = false })),   -- a refused downgrade
+    select(2, pcall(pyq.http.get, api.base .. "/delay/2", { timeout = 0.05 })),
     outcome(function() error("boom") end),
     outcome(function() pyq.sleep(1) end, true),
   }
@@ -326,16 +341,21 @@ local function readme_kinds()
 end
 
 describe("the editor definitions (meta/)", function()
-  local api, dir, rt
+  local api, tls, dir, rt
   local closers = {}
   setup(function()
     api = helper.start_api()
     dir = helper.tempdir()
+    assert(os.execute("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 -keyout "
+      .. dir .. "/key.pem -out " .. dir .. "/cert.pem >/dev/null 2>&1"))
+    tls = helper.start_api{ "--tls-cert", dir .. "/cert.pem", "--tls-key", dir .. "/key.pem" }
+    api.tls = tls
     rt = runtime(api, dir, closers)
   end)
   teardown(function()
     for i = #closers, 1, -1 do closers[i]:close() end
     api.stop()
+    tls.stop()
   end)
 
   it("declare every name of the pyq API, and none it lacks", function()
