@@ -111,6 +111,17 @@ describe("pyq.Error", function()
     assert.matches("pyq: interrupted (SIGINT)", err, 1, true)
   end)
 
+  it("has kind exit while os.exit unwinds, seen by an xpcall handler", function()
+    local r = helper.run{ script = [[
+      xpcall(function() os.exit(7) end, function(e)
+        io.stderr:write("kind=", tostring(pyq.is_error(e) and e.kind), "\n")
+        return e
+      end)
+    ]] }
+    assert.equal(7, r.code)
+    assert.matches("kind=exit", r.err, 1, true)
+  end)
+
   it("can be made by scripts with pyq.Error(kind, message, fields)", function()
     local e = pyq.Error("quota", "daily quota used up", { remaining = 0, kind = "ignored" })
     assert.is_true(pyq.is_error(e, "quota"))

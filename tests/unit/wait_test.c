@@ -33,7 +33,17 @@ static void close_handle (uv_handle_t *h, void *arg) {
   if (!uv_is_closing(h)) uv_close(h, NULL);
 }
 
+static void count_open (uv_handle_t *h, void *arg) {
+  if (!uv_is_closing(h)) ++*(int *)arg;
+}
+
+/* Every wait's handles are gone once the fibers are: a sleeper timer or a
+ * deadline left behind would be counted here. */
 static void host_close (void) {
+  int open = 0;
+  uv_run(host.loop, UV_RUN_NOWAIT);   /* close callbacks still pending */
+  uv_walk(host.loop, count_open, &open);
+  CHECK_INT(open, 0);
   lua_close(host.L);
   uv_walk(host.loop, close_handle, NULL);
   uv_run(host.loop, UV_RUN_DEFAULT);
@@ -214,6 +224,6 @@ int main (void) {
   test_cancel();
   test_free_parked();
   test_deadline();
-  uv_loop_close(uv_default_loop());
+  CHECK_INT(uv_loop_close(uv_default_loop()), 0);
   return unit_done("wait");
 }
