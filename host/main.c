@@ -220,9 +220,6 @@ int main (int argc, char **argv) {
   if (code == 0 && (o.script || o.from_stdin) && !host.exit_requested)
     code = run_script(&host, argc, argv, o.script ? o.script : argc);
   if (o.interactive && code == 0 && !host.exit_requested && !host.signal) {
-    if (!isatty(STDIN_FILENO))
-      pyq_log(&host, PYQ_WARNING, "pyqhost", "-i: stdin is not a terminal; "
-              "reading lines from it all the same");
     code = pyq_repl_run(&host);
   }
   /* -v asks for the summary; a level the script sets for itself does not */

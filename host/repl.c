@@ -107,7 +107,8 @@ static int read_plain (lua_State *L, repl *r) {
   return 1;
 }
 
-/* core.readline(prompt) -> the line, or nil at end of input (Ctrl-D) */
+/* core.readline(prompt) -> the line, nil at end of input (Ctrl-D), or
+ * false when Ctrl-C dropped what was being typed */
 static int repl_readline (lua_State *L) {
   repl *r = lua_touserdata(L, lua_upvalueindex(1));
   pyq_fiber *f;
@@ -133,6 +134,7 @@ static void hold_screen (pyq_host *h) {
   if (!r->installed || r->held) return;
   r->held = 1;
   rl_clear_visible_line();
+  fflush(rl_outstream ? rl_outstream : stdout);   /* before stderr's line */
 }
 
 static void release_screen (pyq_host *h) {
@@ -146,13 +148,19 @@ static void release_screen (pyq_host *h) {
 /* Ctrl-C: a fresh prompt, or the running line stops. */
 static void soft_sigint (pyq_host *h) {
   repl *r = the_repl;
-  if (r->installed) {
+  if (r->installed) {   /* the line, and a statement begun, are dropped */
+    pyq_fiber *f = r->waiter;
     rl_free_line_state();
     rl_callback_sigcleanup();
     rl_replace_line("", 0);
     fputs("^C\n", rl_outstream ? rl_outstream : stdout);
-    rl_on_new_line();
-    rl_redisplay();
+    fflush(rl_outstream ? rl_outstream : stdout);
+    stop_reading(r);
+    r->waiter = NULL;
+    if (f != NULL) {
+      lua_pushboolean(f->L, 0);   /* readline's answer: start over */
+      pyq_wake(f, 1);
+    }
     return;
   }
   pyq_soft_interrupt(h);

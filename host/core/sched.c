@@ -47,11 +47,13 @@ void pyq_fiber_free (pyq_fiber *f) {
 }
 
 /* A yield that did not come through pyq_park: plain coroutine.yield. */
+static const pyq_reason stray = {"usage", "coroutine.yield: a task cannot "
+  "yield to the host by itself; wait with pyq.sleep, queue:put, queue:join, "
+  "pyq.await or pyq.http"};
+
 static void stray_yield (pyq_fiber *f, int nres) {
   lua_pop(f->L, nres);
-  lua_pushliteral(f->L, "coroutine.yield: a task cannot yield to the host "
-                  "by itself; wait with pyq.sleep, queue:put, queue:join, "
-                  "pyq.await or pyq.http");
+  pyq_push_error(f->L, &stray);
   f->finish(f, LUA_ERRRUN);
 }
 

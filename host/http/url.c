@@ -292,7 +292,7 @@ static int url_build (lua_State *L) {
   while (lua_next(L, 1)) {
     if (lua_type(L, -2) != LUA_TSTRING || part_index(lua_tostring(L, -2)) < 0)
       return pyq_usage(L, "pyq.url.build: unknown field %s (scheme, user, "
-                       "password, host, port, path, query, fragment)",
+                       "password, options, host, zoneid, port, path, query, fragment)",
                        pyq_got(L, -2));
     lua_pop(L, 1);
   }

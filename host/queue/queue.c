@@ -292,15 +292,17 @@ static void call_handler (lua_State *L, pyq_fiber *f) {
 static void report_escaped (pyq_host *h, pyq_queue *q, lua_State *co) {
   lua_State *H = h->L;
   int top = lua_gettop(H);
-  const char *msg = lua_tostring(co, -1);
+  lua_pushvalue(co, -1);
+  lua_xmove(co, H, 1);   /* the error itself (a pyq.Error keeps its kind) */
   if (q->ref == LUA_NOREF) {
     h->unhandled++;
-    pyq_log(h, PYQ_ERROR, q->st->where, "task failed: %s", msg ? msg : "?");
+    pyq_log(h, PYQ_ERROR, q->st->where, "task failed: %s", pyq_errstr(H, -1));
+    lua_settop(H, top);
     return;
   }
   lua_rawgeti(H, LUA_REGISTRYINDEX, q->ref);
   lua_getiuservalue(H, -1, Q_HANDLER);
-  lua_pushstring(H, msg ? msg : "task failed");
+  lua_pushvalue(H, top + 1);
   lua_pushliteral(H, "stack traceback: (not available: the task's "
                   "coroutine ended)");
   if (lua_pcall(H, 2, 0, 0) != LUA_OK) {

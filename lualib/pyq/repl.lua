@@ -109,10 +109,12 @@ end
 local function run_line(readline, call)
   local text = readline("> ")
   if text == nil then return false end
+  if text == false then return true end   -- Ctrl-C: a fresh prompt
   local f, err = compile(text)
   while not f and err == "more" do
     local more = readline(">> ")
     if more == nil then return false end
+    if more == false then return true end   -- Ctrl-C drops the statement
     text = text .. "\n" .. more
     f, err = compile(text)
   end

@@ -12,7 +12,7 @@ local JOB = [[
 local http = pyq.http
 
 local BASE = "https://api.example.org"
--- http.limit("api.example.org", "20/1", "100/120")   -- the API's rate limits
+-- http.limit("api.example.org", "20/1s", "100/120s")   -- the API's rate limits
 
 -- One task per item: fetch it, return what to keep.
 local fetch = pyq.async(function(id)
@@ -24,9 +24,6 @@ local out <close> = pyq.jsonl.open("items.jsonl")   -- one JSON document a line
 -- local db <close> = pyq.sqlite.open("items.sqlite")  -- or rows in SQLite:
 -- db:exec("CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, doc TEXT)")
 
--- The job store and the response cache make a rerun resume where it stopped:
--- local queue <close> = pyq.Queue{ workers = 25, store = "job.sqlite", name = "items" }
--- http.configure{ cache = "cache.sqlite" }
 local queue <close> = pyq.Queue{ workers = 25, progress = true }
 
 for id = 1, 100 do
@@ -97,7 +94,8 @@ function M.main(dir, meta)
     out:close()
     std.io.stdout:write("wrote ", path, "\n")
   end
-  std.io.stdout:write("next: pyqhost ", dir == "." and "" or dir .. "/", "job.lua\n")
+  std.io.stdout:write("next: ", dir == "." and "" or "cd " .. dir .. " && ",
+                      "pyqhost job.lua\n")
   return 0
 end
 

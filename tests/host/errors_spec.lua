@@ -111,6 +111,15 @@ describe("pyq.Error", function()
     assert.matches("pyq: interrupted (SIGINT)", err, 1, true)
   end)
 
+  it("has kind usage for a task that yields by itself", function()
+    local got
+    local q <close> = pyq.Queue{ exception_handler = function(e) got = e end }
+    q:put(pyq.async(function() coroutine.yield() end)())
+    q:join()
+    assert.is_true(pyq.is_error(got, "usage"), tostring(got))
+    assert.matches("a task cannot yield to the host by itself", tostring(got), 1, true)
+  end)
+
   it("has kind exit while os.exit unwinds, seen by an xpcall handler", function()
     local r = helper.run{ script = [[
       xpcall(function() os.exit(7) end, function(e)

@@ -104,6 +104,23 @@ describe("the REPL", function()
     assert.matches("EXIT 0", out, 1, true)
   end)
 
+  it("drops a statement begun on earlier lines on Ctrl-C at the >> prompt", function()
+    local out, ok = session("", {
+      { "expect", "> $" },
+      { "send", "x = \n" },
+      { "expect", ">> $" },
+      { "ctrl", "c" },
+      { "expect", "\\^C\r?\n.*> $" },
+      { "send", "7\n" },
+      { "expect", "7\r?\n.*> $" },
+      { "send", "x == nil\n" },
+      { "expect", "true" },
+      { "expect", PROMPT },
+      { "ctrl", "d" },
+    })
+    assert.is_true(ok, out)
+  end)
+
   it("clears a half-typed line on Ctrl-C at the prompt", function()
     local out, ok = session("", {
       { "expect", "> $" },
