@@ -243,6 +243,14 @@ http {
   }
 end
 
+--- Calls f(...) and returns the error value it must raise (a pyq.Error
+-- stays one, for its kind and fields).
+function M.error_of(f, ...)
+  local ok, err = pcall(f, ...)
+  assert(not ok, "expected an error")
+  return err
+end
+
 --- Calls f(...) and returns the error it must raise, as a string.
 function M.failure(f, ...)
   local ok, err = pcall(f, ...)

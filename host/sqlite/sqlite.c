@@ -513,25 +513,33 @@ static int run_row (lua_State *L, const char *fname, ldb *db,
   return 1;
 }
 
+/* "INSERT INTO "t" ("a","b") VALUES (?,?" -- the closing parenthesis is
+ * the caller's (upsert goes on with its conflict clause). */
+static void insert_head (luaL_Buffer *b, const char *table, const char **cols,
+                         int n) {
+  int i;
+  luaL_addstring(b, "INSERT INTO ");
+  push_ident(b, table);
+  luaL_addstring(b, " (");
+  for (i = 0; i < n; i++) {
+    if (i) luaL_addchar(b, ',');
+    push_ident(b, cols[i]);
+  }
+  luaL_addstring(b, ") VALUES (");
+  for (i = 0; i < n; i++) luaL_addstring(b, i ? ",?" : "?");
+}
+
 /* db:insert(table, row) -> rowid */
 static int db_insert (lua_State *L) {
   ldb *db = check_db(L, "pyq.sqlite.insert");
   const char **cols;
-  int i, n;
+  int n;
   luaL_Buffer b;
   check_row_args(L, "pyq.sqlite.insert");
   lua_settop(L, 3);
   n = columns(L, "pyq.sqlite.insert", 3, &cols);
   luaL_buffinit(L, &b);
-  luaL_addstring(&b, "INSERT INTO ");
-  push_ident(&b, lua_tostring(L, 2));
-  luaL_addstring(&b, " (");
-  for (i = 0; i < n; i++) {
-    if (i) luaL_addchar(&b, ',');
-    push_ident(&b, cols[i]);
-  }
-  luaL_addstring(&b, ") VALUES (");
-  for (i = 0; i < n; i++) luaL_addstring(&b, i ? ",?" : "?");
+  insert_head(&b, lua_tostring(L, 2), cols, n);
   luaL_addchar(&b, ')');
   luaL_pushresult(&b);
   return run_row(L, "pyq.sqlite.insert", db, cols, n);
@@ -569,15 +577,7 @@ static int db_upsert (lua_State *L) {
   }
   n = columns(L, "pyq.sqlite.upsert", 3, &cols);
   luaL_buffinit(L, &b);
-  luaL_addstring(&b, "INSERT INTO ");
-  push_ident(&b, lua_tostring(L, 2));
-  luaL_addstring(&b, " (");
-  for (i = 0; i < n; i++) {
-    if (i) luaL_addchar(&b, ',');
-    push_ident(&b, cols[i]);
-  }
-  luaL_addstring(&b, ") VALUES (");
-  for (i = 0; i < n; i++) luaL_addstring(&b, i ? ",?" : "?");
+  insert_head(&b, lua_tostring(L, 2), cols, n);
   luaL_addstring(&b, ") ON CONFLICT (");
   for (k = 1; k <= nk; k++) {
     const char *key;

@@ -3,11 +3,7 @@ require "busted.runner"()
 -- tostring is the message scripts saw when errors were strings.
 local helper = require "tests.helper"
 
-local function failure(f, ...)
-  local ok, err = pcall(f, ...)
-  assert.is_false(ok, "expected an error")
-  return err
-end
+local failure = helper.error_of
 
 describe("pyq.Error", function()
   it("is raised for bad arguments with kind usage and the caller's position", function()

@@ -1,11 +1,7 @@
 require "busted.runner"()
 local helper = require "tests.helper"
 
-local function failure(f, ...)
-  local ok, err = pcall(f, ...)
-  assert.is_false(ok, "expected an error")
-  return err
-end
+local failure = helper.error_of
 
 local function fresh_db(opts)
   local path = helper.fresh(".sqlite")
