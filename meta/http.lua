@@ -49,11 +49,24 @@
 ---@field elapsed number seconds, every hop
 ---@field http_version string
 ---@field retries integer retries it took
+---@field content_type string? the media type ("application/json"), lower case, no parameters
 local Response = {}
 
 ---Decodes the body as JSON; an invalid body raises an error naming the URL.
 ---@return any
 function Response:json() end
+
+---Raises a "status" pyq.Error (method, masked url, status) unless 2xx.
+---@return pyq.http.Response self
+function Response:raise_for_status() end
+
+---The body's lines, without their end of line.
+---@return fun(): string?
+function Response:lines() end
+
+---The body parsed as HTML, links resolving against res.url.
+---@return pyq.html.Document
+function Response:html() end
 
 ---@class pyq.http.Stats
 ---@field requests integer

@@ -40,8 +40,8 @@ for dir in "$root"/*/; do
   fi
   for f in "$dir"*.c "$dir"*.h; do
     [ -e "$f" ] || continue
-    grep -n '^#include "' "$f" | while IFS= read -r line; do
-      inc=$(printf '%s\n' "$line" | sed 's/.*#include "\([^"]*\)".*/\1/')
+    grep -nE '^#[[:space:]]*include[[:space:]]+"' "$f" | while IFS= read -r line; do
+      inc=$(printf '%s\n' "$line" | sed 's/^[0-9]*:#[[:space:]]*include[[:space:]]*"\([^"]*\)".*/\1/')
       case $inc in
         ../*) echo "host/$layer/$(basename "$f"):${line%%:*}: \"$inc\": name the layer, not a relative path" ;;
         */*)

@@ -60,6 +60,9 @@ function Response.__index(res, key)
     return headers
   elseif key == "retries" then
     return 0
+  elseif key == "content_type" then   -- the media type, lower case, no parameters
+    local value = rawget(res.headers, "content-type")
+    return value and lower((match(value, "^%s*([^;%s]+)"))) or nil
   end
   return Response[key]
 end
@@ -77,6 +80,40 @@ function Response:json()
       where, self.method, url, tostring(value)), { method = self.method, url = url }), 0)
   end
   return value
+end
+
+--- Raises a "status" error (method, masked url, status) unless the
+-- status is 2xx; returns the response, so `http.get(u):raise_for_status()`
+-- chains.
+function Response:raise_for_status()
+  check_response(self, "raise_for_status")
+  local status = self.status
+  if status >= 200 and status < 300 then return self end
+  local url = C.mask_url(self.url)
+  local info = getinfo(2, "Sl")
+  local where = info and info.currentline > 0 and format("%s:%d: ", info.short_src, info.currentline) or ""
+  error(Error("status", format("%spyq.http: %s %s -> %d", where, self.method, url, status),
+    { method = self.method, url = url, status = status }), 0)
+end
+
+--- for line in res:lines() do ... end: the body's lines, without their
+-- end of line ("\n" or "\r\n"); a last line without one comes too.
+function Response:lines()
+  check_response(self, "lines")
+  local body, pos = self.body, 1
+  return function()
+    if pos > #body then return nil end
+    local nl = find(body, "\n", pos, true)
+    local line = sub(body, pos, (nl or #body + 1) - 1)
+    pos = nl and nl + 1 or #body + 1
+    return (gsub(line, "\r$", ""))
+  end
+end
+
+--- The body parsed as HTML (pyq.html), links resolving against res.url.
+function Response:html()
+  check_response(self, "html")
+  return std.require("pyq.html").parse(self.body, self.url)
 end
 
 function Response:__tostring()
