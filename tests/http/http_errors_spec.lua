@@ -6,12 +6,7 @@ require 'busted.runner'()
 local helper = require 'tests.helper'
 local http = pyq.http
 
--- The error f(...) raises.
-local function caught(f, ...)
-  local ok, err = pcall(f, ...)
-  assert.is_false(ok, "expected an error")
-  return err
-end
+local caught = helper.error_of   -- the error value f(...) raises
 
 describe("pyq.http errors", function()
   local api, base
