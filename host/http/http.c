@@ -789,7 +789,7 @@ static int send_request (lua_State *L, pyq_http *hp, session *s, pyq_fiber *f,
  * needs when the headers name none. */
 static struct curl_slist *build_headers (lua_State *L, pyq_http_opts *o) {
   struct curl_slist *headers = pyq_http_headers(L, 3, o), *h;
-  const char *type = (o->present & (1u << PYQ_HO_JSON)) ? "Content-Type: application/json"
+  const char *type = (o->present & PYQ_BIT(PYQ_HO_JSON)) ? "Content-Type: application/json"
                    : "Content-Type: application/octet-stream";
   if (lua_isnil(L, 7) || o->has_type) return headers;
   if ((h = curl_slist_append(headers, type)) == NULL) {   /* not libcurl's form type */
@@ -1012,10 +1012,10 @@ static void set_names (lua_State *L, char **list, int i) {
 /* Sets the session options of the table at t (checked by pyq_http_read
  * into v and present) on s; every check is made before anything changes. */
 static void apply_session (lua_State *L, int t, session *s, const char *fname,
-                           const pyq_http_value *v, unsigned present) {
+                           const pyq_http_value *v, pyq_http_set present) {
   int top = lua_gettop(L);
   char *agent = NULL;
-#define GOT(id) (present & (1u << PYQ_HC_##id))
+#define GOT(id) (present & PYQ_BIT(PYQ_HC_##id))
   lua_getfield(L, t, "sensitive_headers");   /* top + 1 */
   if (GOT(SHEADERS)) pyq_http_names(L, fname, "sensitive_headers");
   lua_getfield(L, t, "sensitive_query");     /* top + 2 */
@@ -1046,7 +1046,7 @@ static int http_configure (lua_State *L) {
   static const char fname[] = "pyq.http.configure";
   pyq_http *hp = lua_touserdata(L, lua_upvalueindex(1));
   pyq_http_value v[PYQ_HC_N];
-  unsigned present;
+  pyq_http_set present;
   if (!lua_istable(L, 1))
     return pyq_usage(L, "%s: expected a table of options, got %s", fname,
                      luaL_typename(L, 1));
@@ -1054,10 +1054,10 @@ static int http_configure (lua_State *L) {
   lua_settop(L, 1);
   present = pyq_http_read(L, 1, fname, pyq_http_configure_options, v);
   apply_session(L, 1, &hp->defaults, fname, v, present);
-  if (present & (1u << PYQ_HC_MAXCONN))
+  if (present & PYQ_BIT(PYQ_HC_MAXCONN))
     curl_multi_setopt(pyq_curl_uv_multi(hp->cu), CURLMOPT_MAX_TOTAL_CONNECTIONS,
                       (long)v[PYQ_HC_MAXCONN].count);
-  if (present & (1u << PYQ_HC_PERHOST))
+  if (present & PYQ_BIT(PYQ_HC_PERHOST))
     curl_multi_setopt(pyq_curl_uv_multi(hp->cu), CURLMOPT_MAX_HOST_CONNECTIONS,
                       (long)v[PYQ_HC_PERHOST].count);
   return 0;
@@ -1085,7 +1085,7 @@ static int http_session (lua_State *L) {
   static const char fname[] = "pyq.http.session";
   pyq_http *hp = lua_touserdata(L, lua_upvalueindex(1));
   pyq_http_value v[PYQ_HC_SESSION];
-  unsigned present;
+  pyq_http_set present;
   session_box *b;
   session *s, *d = &hp->defaults;
   if (lua_isnoneornil(L, 1)) {

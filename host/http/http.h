@@ -7,6 +7,7 @@
 #ifndef PYQ_HTTP_H
 #define PYQ_HTTP_H
 
+#include <stdint.h>
 #include <stdio.h>
 #include <curl/curl.h>
 #include "core/sched.h"
@@ -23,7 +24,10 @@ enum {
   PYQ_HT_COUNT,       /* an integer >= 0 */
   PYQ_HT_BOOL,
   PYQ_HT_NAMES,       /* a list of non-empty strings */
-  PYQ_HT_LINE         /* a string without CR, LF or NUL */
+  PYQ_HT_LINE,        /* a string without CR, LF or NUL */
+  PYQ_HT_FUNCTION,
+  PYQ_HT_PROXY,       /* a proxy URL, or false: none (not even the env's) */
+  PYQ_HT_VERSION      /* "1.0", "1.1", "2", "2-prior-knowledge" */
 };
 
 /* Where a value goes once checked. */
@@ -34,7 +38,8 @@ enum {
   PYQ_HTO_EASY,       /* an option of the easy handle */
   PYQ_HTO_MULTI,      /* an option of the multi handle */
   PYQ_HTO_SESSION,    /* the session's defaults, masking lists */
-  PYQ_HTO_PLAN        /* the retry plan */
+  PYQ_HTO_PLAN,       /* the retry plan */
+  PYQ_HTO_SINK        /* where the body goes: a file, a callback */
 };
 
 /* One row per option of an API: the checks, the messages, the fuzz
@@ -52,14 +57,21 @@ enum {
   PYQ_HO_QUERY, PYQ_HO_TIMEOUT, PYQ_HO_CTIMEOUT, PYQ_HO_FOLLOW,
   PYQ_HO_MAXREDIR, PYQ_HO_MAXBODY, PYQ_HO_VERIFY, PYQ_HO_DOWNGRADE,
   PYQ_HO_SHEADERS, PYQ_HO_SQUERY, PYQ_HO_RETRIES, PYQ_HO_BACKOFF,
-  PYQ_HO_UNSAFE, PYQ_HO_ATTEMPT, PYQ_HO_MAXRA, PYQ_HO_N
+  PYQ_HO_UNSAFE, PYQ_HO_ATTEMPT, PYQ_HO_MAXRA,
+  PYQ_HO_FORM, PYQ_HO_MULTIPART, PYQ_HO_AUTH, PYQ_HO_BEARER, PYQ_HO_PROXY,
+  PYQ_HO_VERSION, PYQ_HO_OUTPUT, PYQ_HO_KEEP, PYQ_HO_RESUME, PYQ_HO_ONDATA,
+  PYQ_HO_N
 };
+/* A set of options present, one bit per id. */
+typedef uint64_t pyq_http_set;
+#define PYQ_BIT(id) ((pyq_http_set)1 << (id))
 /* The configure options, in the order of these ids; a session's are the
  * first PYQ_HC_SESSION of them (the rest set the shared multi handle). */
 enum {
   PYQ_HC_AGENT, PYQ_HC_HTTP2, PYQ_HC_SHEADERS, PYQ_HC_SQUERY,
-  PYQ_HC_RETRIES, PYQ_HC_BACKOFF, PYQ_HC_MAXRA, PYQ_HC_SESSION,
-  PYQ_HC_MAXCONN = PYQ_HC_SESSION, PYQ_HC_PERHOST, PYQ_HC_N
+  PYQ_HC_RETRIES, PYQ_HC_BACKOFF, PYQ_HC_MAXRA, PYQ_HC_PROXY, PYQ_HC_VERSION,
+  PYQ_HC_SESSION,
+  PYQ_HC_MAXCONN = PYQ_HC_SESSION, PYQ_HC_PERHOST, PYQ_HC_MAXTOTAL, PYQ_HC_N
 };
 extern const pyq_http_option pyq_http_request_options[PYQ_HO_N + 1];
 extern const pyq_http_option pyq_http_configure_options[PYQ_HC_N + 1];
@@ -75,13 +87,13 @@ typedef struct pyq_http_value {
  * `table` (ended by a NULL name); fills v by option id and returns the
  * bit set of the options present.  Raises a "usage" pyq.Error naming
  * fname and the option. */
-unsigned pyq_http_read (lua_State *L, int t, const char *fname,
+pyq_http_set pyq_http_read (lua_State *L, int t, const char *fname,
                         const pyq_http_option *table, pyq_http_value *v);
 
 typedef struct pyq_http_opts {
   const char *fname;      /* for errors: pyq.http.request, pyq.http.get, ... */
   char method[24];
-  unsigned present;       /* bit per PYQ_HO_* option given */
+  pyq_http_set present;   /* bit per PYQ_HO_* option given */
   double timeout, connect_timeout;
   int follow, verify, allow_downgrade;
   int has_type;           /* a Content-Type among the headers */

@@ -53,6 +53,11 @@ const pyq_http_option pyq_http_request_options[PYQ_HO_N + 1] = {
   O("retries", COUNT, PLAN, 1),       O("backoff", DURATION, PLAN, 1),
   O("retry_unsafe", BOOL, PLAN, 1),   O("attempt_timeout", ATTEMPT, PLAN, 1),
   O("max_retry_after", DURATION, PLAN, 1),
+  O("form", TABLE, BODY, 0),          O("multipart", TABLE, BODY, 0),
+  O("auth", TABLE, EASY, 0),          O("bearer", LINE, HEADERS, 0),
+  O("proxy", PROXY, EASY, 0),         O("http_version", VERSION, EASY, 0),
+  O("output", STRING, SINK, 0),       O("keep_partial", BOOL, SINK, 0),
+  O("resume", BOOL, SINK, 0),         O("on_data", FUNCTION, SINK, 0),
   { NULL, 0, 0, 0 }
 };
 
@@ -61,11 +66,13 @@ const pyq_http_option pyq_http_request_options[PYQ_HO_N + 1] = {
   O("sensitive_headers", NAMES, SESSION, 0), \
   O("sensitive_query", NAMES, SESSION, 0), \
   O("retries", COUNT, PLAN, 1),       O("backoff", DURATION, PLAN, 1), \
-  O("max_retry_after", DURATION, PLAN, 1)
+  O("max_retry_after", DURATION, PLAN, 1), \
+  O("proxy", PROXY, SESSION, 0),      O("http_version", VERSION, SESSION, 0)
 
 const pyq_http_option pyq_http_configure_options[PYQ_HC_N + 1] = {
   SESSION_OPTIONS,
   O("max_connections", COUNT, MULTI, 0), O("max_per_host", COUNT, MULTI, 0),
+  O("max_total", COUNT, MULTI, 0),
   { NULL, 0, 0, 0 }
 };
 
@@ -120,13 +127,45 @@ static void check_value (lua_State *L, const char *fname,
                   o->name);
       break;
     }
+    case PYQ_HT_FUNCTION:
+      if (type != LUA_TFUNCTION)
+        pyq_usage(L, "%s: %s must be a function, got %s", fname, o->name,
+                  luaL_typename(L, -1));
+      break;
+    case PYQ_HT_PROXY: {
+      size_t n;
+      const char *s = lua_tolstring(L, -1, &n);
+      v->count = type == LUA_TSTRING;
+      if (!(type == LUA_TBOOLEAN && !lua_toboolean(L, -1)) &&
+          (type != LUA_TSTRING || n == 0 || !pyq_http_header_safe(s, n) ||
+           memchr(s, ' ', n) != NULL))
+        pyq_usage(L, "%s: %s must be a proxy URL such as "
+                  "\"http://host:3128\" or \"socks5h://host:1080\", or false "
+                  "(no proxy, not even from the environment), got %s", fname,
+                  o->name, type == LUA_TSTRING ? "a bad string" : luaL_typename(L, -1));
+      break;
+    }
+    case PYQ_HT_VERSION: {
+      static const char *const names[] = {"1.0", "1.1", "2", "2-prior-knowledge", NULL};
+      static const long values[] = {CURL_HTTP_VERSION_1_0, CURL_HTTP_VERSION_1_1,
+        CURL_HTTP_VERSION_2_0, CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE};
+      const char *s = type == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+      int i;
+      for (i = 0; s && names[i] && strcmp(names[i], s) != 0; i++) ;
+      if (s == NULL || names[i] == NULL)
+        pyq_usage(L, "%s: %s must be \"1.0\", \"1.1\", \"2\" or "
+                  "\"2-prior-knowledge\", got %s", fname, o->name,
+                  s ? s : luaL_typename(L, -1));
+      v->count = values[i];
+      break;
+    }
     default: break;   /* tables, names, url, method: where they are used */
   }
 }
 
-unsigned pyq_http_read (lua_State *L, int t, const char *fname,
+pyq_http_set pyq_http_read (lua_State *L, int t, const char *fname,
                         const pyq_http_option *table, pyq_http_value *v) {
-  unsigned present = 0;
+  pyq_http_set present = 0;
   t = lua_absindex(L, t);
   lua_pushnil(L);
   while (lua_next(L, t)) {
@@ -140,7 +179,7 @@ unsigned pyq_http_read (lua_State *L, int t, const char *fname,
     if (table[i].name == NULL)
       pyq_usage(L, "%s: unknown option '%s'", fname, key);
     check_value(L, fname, &table[i], &v[i]);
-    present |= 1u << i;
+    present |= PYQ_BIT(i);
     lua_pop(L, 1);
   }
   return present;
@@ -180,7 +219,7 @@ struct curl_slist *pyq_http_headers (lua_State *L, int t, pyq_http_opts *o) {
   const char *fname = o->fname;
   box *b;
   o->has_type = 0;
-  if (!(o->present & (1u << PYQ_HO_HEADERS))) return NULL;
+  if (!(o->present & PYQ_BIT(PYQ_HO_HEADERS))) return NULL;
   if (lua_getfield(L, t, "headers") == LUA_TNIL) {
     lua_pop(L, 1);
     return NULL;
@@ -434,12 +473,12 @@ static void build_url (lua_State *L, int t, int has_query, const char *fname,
   lua_remove(L, -2);
 }
 
-static void check_method (lua_State *L, int t, unsigned present, char *out,
+static void check_method (lua_State *L, int t, pyq_http_set present, char *out,
                           size_t size, const char *fname) {
-  const char *m = (present & (1u << PYQ_HO_BODY | 1u << PYQ_HO_JSON)) ? "POST" : "GET";
+  const char *m = (present & (PYQ_BIT(PYQ_HO_BODY) | PYQ_BIT(PYQ_HO_JSON) | PYQ_BIT(PYQ_HO_FORM) | PYQ_BIT(PYQ_HO_MULTIPART))) ? "POST" : "GET";
   size_t i, n;
   int type = lua_type(L, 1) != LUA_TNIL ? (lua_pushvalue(L, 1), lua_type(L, 1))
-           : (present & (1u << PYQ_HO_METHOD)) ? lua_getfield(L, t, "method")
+           : (present & PYQ_BIT(PYQ_HO_METHOD)) ? lua_getfield(L, t, "method")
            : (lua_pushnil(L), LUA_TNIL);
   if (type == LUA_TNIL) {
   } else if (type == LUA_TSTRING) {
@@ -482,7 +521,7 @@ static void encode_json (lua_State *L, int t, const char *fname) {
 int pyq_http_check (lua_State *L, pyq_http_opts *o) {
   const char *fname = o->fname, *qnames = NULL;
   pyq_http_value v[PYQ_HO_N];
-  unsigned present = 0;
+  pyq_http_set present = 0;
   if (!lua_isnil(L, 3) && !lua_istable(L, 3))
     pyq_usage(L, "%s: expected a table of options, got %s", fname,
               luaL_typename(L, 3));
@@ -498,7 +537,7 @@ int pyq_http_check (lua_State *L, pyq_http_opts *o) {
   o->retry_unsafe = 0;
   if (lua_istable(L, 3)) {
     present = pyq_http_read(L, 3, fname, pyq_http_request_options, v);
-#define GOT(id) (present & (1u << PYQ_HO_##id))
+#define GOT(id) (present & PYQ_BIT(PYQ_HO_##id))
     if (GOT(TIMEOUT)) o->timeout = v[PYQ_HO_TIMEOUT].num;
     if (GOT(CTIMEOUT)) o->connect_timeout = v[PYQ_HO_CTIMEOUT].num;
     if (GOT(FOLLOW)) o->follow = (int)v[PYQ_HO_FOLLOW].count;
