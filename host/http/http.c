@@ -25,6 +25,7 @@
  * with the method and the masked URL as fields; their text is the one
  * scripts always saw. */
 #include <ctype.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +45,7 @@
 #define POOL_MAX 256
 #define KEEP_BODY 32768
 #define LATENCY_BUCKETS 320
+#define SESSION_POOL 16
 
 /* A session's defaults.  gen is new (from one counter) at every change of
  * any session, so a pooled handle whose gen differs sets them again.  A
@@ -56,6 +58,16 @@ typedef struct session {
   char *user_agent;
   char *hnames, *qnames;  /* sensitive_headers, sensitive_query (packed) */
   long http_version;
+  char *proxy;            /* NULL: libcurl's (the environment's); "": none */
+  char *base_url;         /* ends in '/'; NULL: none */
+  int defaults;           /* registry ref of the request defaults, or LUA_NOREF */
+  /* cookies = true | "file": the session's own jar in its own share, and
+   * its own pool of handles (a handle once given the jar keeps the engine
+   * on, so it never serves another session) */
+  CURLSH *share;
+  char *cookie_file;      /* loaded at start, saved when the session ends */
+  struct xfer *pool[SESSION_POOL];
+  int npool;
   unsigned gen;
   lua_Integer retries;    /* the retry plan of requests that set none */
   double backoff, max_retry_after;
@@ -70,6 +82,9 @@ typedef struct applied {
   long fresh;             /* CURLOPT_FRESH_CONNECT */
   int headers;            /* CURLOPT_HTTPHEADER points at a list */
   int plain_get;          /* no method or body options in effect */
+  int auth;               /* a user and password are set */
+  long version;           /* CURLOPT_HTTP_VERSION */
+  char *proxy;            /* CURLOPT_PROXY (a copy), NULL: unset */
 } applied;
 
 typedef struct xfer xfer;
@@ -82,6 +97,7 @@ struct xfer {
   pyq_sink *sink;         /* where the answer goes: &mem.sink for now */
   pyq_sink_mem mem;
   struct curl_slist *headers;
+  curl_mime *mime;        /* a multipart body, or NULL */
   CURLcode result;
   char method[24];
   char *url;
@@ -126,17 +142,48 @@ static void session_free_fields (session *s) {
   free(s->user_agent);
   free(s->hnames);
   free(s->qnames);
-  s->user_agent = s->hnames = s->qnames = NULL;
+  free(s->proxy);
+  free(s->base_url);
+  s->user_agent = s->hnames = s->qnames = s->proxy = s->base_url = NULL;
+}
+
+static void xfer_destroy (struct xfer *x);
+
+/* A handle on the session's jar, for loading, saving and listing it. */
+static CURL *jar_handle (session *s) {
+  CURL *e = curl_easy_init();
+  if (e) {
+    curl_easy_setopt(e, CURLOPT_SHARE, s->share);
+    curl_easy_setopt(e, CURLOPT_COOKIEFILE, "");
+  }
+  return e;
+}
+
+/* Writes the jar to the cookie file (libcurl writes a temporary file and
+ * renames it: the file is whole or as it was). */
+static void save_cookies (session *s) {
+  CURL *e;
+  if (s->cookie_file == NULL || (e = jar_handle(s)) == NULL) return;
+  curl_easy_setopt(e, CURLOPT_COOKIEJAR, s->cookie_file);
+  curl_easy_setopt(e, CURLOPT_COOKIELIST, "FLUSH");
+  curl_easy_cleanup(e);
 }
 
 static void session_unref (session *s) {
-  if (--s->refs == 0) {
-    session_free_fields(s);
-    free(s);
+  int i;
+  if (--s->refs > 0) return;
+  for (i = 0; i < s->npool; i++) xfer_destroy(s->pool[i]);
+  if (s->share) {
+    save_cookies(s);
+    curl_share_cleanup(s->share);
   }
+  free(s->cookie_file);
+  session_free_fields(s);
+  free(s);
 }
 
 static void xfer_done (CURL *e, CURLcode result, void *ud);
+static void setup_auth (xfer *x, const char *packed);
 
 /* ---- curl callbacks: the answer into the sink ------------------------- */
 
@@ -260,11 +307,17 @@ static int follow_redirect (xfer *x) {
              "milliseconds, after %ld redirects", x->timeout_ms, x->hops + 1);
     return 0;
   }
-  if ((to = strdup(loc)) == NULL ||
-      (x->headers && !same_origin(x->url, to) && !origin_headers(x, &headers))) {
-    free(to);
+  if ((to = strdup(loc)) == NULL) {
     x->result = CURLE_OUT_OF_MEMORY;
     return 0;
+  }
+  if ((x->headers || x->applied.auth) && !same_origin(x->url, to)) {
+    setup_auth(x, NULL);   /* a user and password are the first origin's */
+    if (x->headers && !origin_headers(x, &headers)) {
+      free(to);
+      x->result = CURLE_OUT_OF_MEMORY;
+      return 0;
+    }
   }
   if (headers != x->headers) {
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
@@ -312,36 +365,52 @@ static void xfer_done (CURL *e, CURLcode result, void *ud) {
 
 /* ---- transfers ---------------------------------------------------------- */
 
+static void xfer_destroy (xfer *x) {
+  if (x->easy) curl_easy_cleanup(x->easy);
+  free(x->applied.proxy);
+  pyq_sink_mem_free(&x->mem);
+  free(x);
+}
+
 /* Back to the pool: the easy handle keeps its options, small buffers stay. */
 static void xfer_free (xfer *x) {
   pyq_http *hp = x->http;
+  session *s;
   curl_slist_free_all(x->headers);
   x->headers = NULL;
+  if (x->mime) {   /* the handle lets go of it first */
+    curl_easy_setopt(x->easy, CURLOPT_MIMEPOST, NULL);
+    curl_mime_free(x->mime);
+    x->mime = NULL;
+    x->applied.plain_get = 0;
+  }
   free(x->url);
   free(x->why);
   free(x->hnames);
   free(x->qnames);
   x->url = x->why = x->hnames = x->qnames = NULL;
-  if (x->s) session_unref(x->s);
+  s = x->s;
   x->s = NULL;
   x->f = NULL;
   x->hops = 0;
   x->spent = 0;
   x->discard = x->location = x->hold_check = 0;
-  if (x->easy && hp->cu && hp->npool < POOL_MAX) {
+  if (x->easy && hp->cu && (s && s->share ? s->npool < SESSION_POOL && !s->closed
+                                           : hp->npool < POOL_MAX)) {
     pyq_sink_mem_reset(&x->mem, KEEP_BODY);
     x->err[0] = '\0';
-    hp->pool[hp->npool++] = x;
-    return;
+    if (s && s->share) s->pool[s->npool++] = x;
+    else hp->pool[hp->npool++] = x;
+  } else {
+    xfer_destroy(x);
   }
-  if (x->easy) curl_easy_cleanup(x->easy);
-  pyq_sink_mem_free(&x->mem);
-  free(x);
+  if (s) session_unref(s);
 }
 
-static xfer *xfer_new (pyq_http *hp) {
+static xfer *xfer_new (pyq_http *hp, session *s) {
   xfer *x;
-  if (hp->npool > 0) return hp->pool[--hp->npool];
+  if (s->share ? s->npool > 0 : hp->npool > 0)
+    return s->share ? s->pool[--s->npool] : hp->pool[--hp->npool];
   if ((x = calloc(1, sizeof *x)) == NULL) return NULL;
   x->http = hp;
   x->sink = &x->mem.sink;
@@ -597,7 +666,7 @@ static int request_k (lua_State *L, int status, lua_KContext ctx) {
   xfer_free(x);
   if (code == 429 || code == 503) {   /* http.lua's obey_retry_after(url, res) */
     if (lua_rawgetp(L, LUA_REGISTRYINDEX, &hold_key) == LUA_TFUNCTION) {
-      lua_pushvalue(L, 6);   /* the request's URL */
+      lua_pushvalue(L, PYQ_HS_URL);   /* the request's URL */
       lua_pushvalue(L, -3);
       lua_call(L, 2, 0);
     } else lua_pop(L, 1);
@@ -619,7 +688,8 @@ static void setup_fixed (pyq_http *hp, xfer *x) {
   curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
   curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
-  curl_easy_setopt(e, CURLOPT_SHARE, hp->share);
+  curl_easy_setopt(e, CURLOPT_SHARE, x->s->share ? x->s->share : hp->share);
+  if (x->s->share) curl_easy_setopt(e, CURLOPT_COOKIEFILE, "");
   pyq_curl_uv_count_sockets(hp->cu, e);
 }
 
@@ -635,18 +705,92 @@ static long ms (double seconds) { return (long)ceil(seconds * 1000); }
     } \
   } while (0)
 
-static void setup (pyq_http *hp, xfer *x, const pyq_http_opts *o,
-                   const char *body, size_t bodylen) {
+/* The multipart table at i as libcurl's mime on x: files are named, not
+ * read (libcurl streams them as it sends).  0 when out of memory. */
+static int build_mime (lua_State *L, xfer *x, int i) {
+  curl_mime *m = x->mime = curl_mime_init(x->easy);
+  int ok = m != NULL, top = lua_gettop(L);
+  lua_pushnil(L);
+  while (ok && lua_next(L, i)) {
+    curl_mimepart *part = curl_mime_addpart(m);
+    int p = lua_gettop(L);
+    size_t n;
+    const char *v;
+    ok = part && curl_mime_name(part, lua_tostring(L, p - 1)) == CURLE_OK;
+    if (ok && lua_istable(L, p)) {
+      if (lua_getfield(L, p, "path") == LUA_TSTRING) {
+        ok = curl_mime_filedata(part, lua_tostring(L, -1)) == CURLE_OK;
+      } else if (lua_getfield(L, p, "data") == LUA_TSTRING) {
+        v = lua_tolstring(L, -1, &n);
+        ok = curl_mime_data(part, v, n) == CURLE_OK;
+      }
+      if (ok && lua_getfield(L, p, "filename") == LUA_TSTRING)
+        ok = curl_mime_filename(part, lua_tostring(L, -1)) == CURLE_OK;
+      if (ok && lua_getfield(L, p, "type") == LUA_TSTRING)
+        ok = curl_mime_type(part, lua_tostring(L, -1)) == CURLE_OK;
+    } else if (ok) {   /* a string, or a number's text (tolstring on a copy) */
+      lua_pushvalue(L, p);
+      v = lua_tolstring(L, -1, &n);
+      ok = curl_mime_data(part, v, n) == CURLE_OK;
+    }
+    lua_settop(L, p - 1);   /* the key, for lua_next */
+  }
+  lua_settop(L, top);
+  return ok;
+}
+
+/* The user and password of the auth slot, or none. */
+static void setup_auth (xfer *x, const char *packed) {
+  CURL *e = x->easy;
+  applied *a = &x->applied;
+  if (packed != NULL) {
+    curl_easy_setopt(e, CURLOPT_HTTPAUTH, packed[0] == 'D' ? CURLAUTH_DIGEST
+                                                           : CURLAUTH_BASIC);
+    curl_easy_setopt(e, CURLOPT_USERNAME, packed + 1);
+    curl_easy_setopt(e, CURLOPT_PASSWORD, packed + strlen(packed) + 1);
+    a->auth = 1;
+  } else if (a->auth) {
+    curl_easy_setopt(e, CURLOPT_USERNAME, NULL);
+    curl_easy_setopt(e, CURLOPT_PASSWORD, NULL);
+    curl_easy_setopt(e, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
+    a->auth = 0;
+  }
+}
+
+/* The proxy: the request's, else the session's, else libcurl's own
+ * (http_proxy, https_proxy, no_proxy from the environment). */
+static int setup_proxy (xfer *x, const char *proxy) {
+  applied *a = &x->applied;
+  if (proxy == NULL) proxy = x->s->proxy;
+  if (proxy == NULL ? a->proxy == NULL : a->proxy && strcmp(proxy, a->proxy) == 0)
+    return 1;
+  free(a->proxy);
+  a->proxy = NULL;
+  if (proxy && (a->proxy = strdup(proxy)) == NULL) return 0;
+  curl_easy_setopt(x->easy, CURLOPT_PROXY, a->proxy);
+  return 1;
+}
+
+/* Sets the request on x's handle: the options at o, the slots of the
+ * checked request on the stack (PYQ_HS_*).  0 when out of memory. */
+static int setup (lua_State *L, pyq_http *hp, xfer *x, const pyq_http_opts *o) {
   CURL *e = x->easy;
   applied *a = &x->applied;
   session *s = x->s;
-  int get = strcmp(x->method, "GET") == 0, plain = get && body == NULL;
+  size_t bodylen = 0;
+  const char *body = lua_tolstring(L, PYQ_HS_BODY, &bodylen);
+  int multipart = lua_istable(L, PYQ_HS_BODY);
+  int get = strcmp(x->method, "GET") == 0;
+  int plain = get && body == NULL && !multipart;
+  long version = o->http_version ? o->http_version : s->http_version;
   if (!a->set) setup_fixed(hp, x);
   if (!a->set || a->gen != s->gen) {
-    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, s->http_version);
     curl_easy_setopt(e, CURLOPT_USERAGENT, s->user_agent);
     a->gen = s->gen;
   }
+  APPLY(version, CURLOPT_HTTP_VERSION, version);
+  setup_auth(x, lua_tostring(L, PYQ_HS_AUTH));
+  if (!setup_proxy(x, lua_tostring(L, PYQ_HS_PROXY))) return 0;
   curl_easy_setopt(e, CURLOPT_URL, x->url);
   APPLY(timeout_ms, CURLOPT_TIMEOUT_MS, x->timeout_ms);
   APPLY(ctimeout_ms, CURLOPT_CONNECTTIMEOUT_MS, ms(o->connect_timeout));
@@ -669,6 +813,9 @@ static void setup (pyq_http *hp, xfer *x, const pyq_http_opts *o,
     if (body != NULL) {
       curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)bodylen);
       curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, body);
+    } else if (multipart) {
+      if (!build_mime(L, x, PYQ_HS_BODY)) return 0;
+      curl_easy_setopt(e, CURLOPT_MIMEPOST, x->mime);
     }
     if (strcmp(x->method, "HEAD") == 0)
       curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
@@ -677,6 +824,7 @@ static void setup (pyq_http *hp, xfer *x, const pyq_http_opts *o,
   }
   a->plain_get = plain;
   a->set = 1;
+  return 1;
 }
 
 /* ---- DEBUG logging (credentials masked by http_input.c) --------------- */
@@ -742,21 +890,18 @@ static int expired (lua_State *L, pyq_http *hp, session *s,
   return lua_error(L);
 }
 
-/* Sends a checked request and parks the task: headers (taken over), the
- * sensitive names at hn and qn (packed strings or nil), the URL at u and
- * the body at b (or nil); timeout in seconds for the whole request. */
+/* Sends a checked request (its slots on the stack, PYQ_HS_*) and parks the
+ * task: headers (taken over); timeout in seconds for the whole request. */
 static int send_request (lua_State *L, pyq_http *hp, session *s, pyq_fiber *f,
                  const pyq_http_opts *o, double timeout,
-                 struct curl_slist *headers, int hn, int qn, int u, int b,
-                 int hold_check) {
-  size_t bodylen = 0;
-  const char *body = lua_tolstring(L, b, &bodylen);
+                 struct curl_slist *headers, int hold_check) {
+  const int hn = PYQ_HS_HNAMES, qn = PYQ_HS_QNAMES, u = PYQ_HS_URL;
   xfer *x;
   if (timeout == 0 || o->connect_timeout == 0) {
     curl_slist_free_all(headers);
     return expired(L, hp, s, o, timeout, lua_tostring(L, u), lua_tostring(L, qn));
   }
-  if ((x = xfer_new(hp)) == NULL) {
+  if ((x = xfer_new(hp, s)) == NULL) {
     curl_slist_free_all(headers);
     return luaL_error(L, "not enough memory");
   }
@@ -776,7 +921,10 @@ static int send_request (lua_State *L, pyq_http *hp, session *s, pyq_fiber *f,
     xfer_free(x);
     return luaL_error(L, "not enough memory");
   }
-  setup(hp, x, o, body, bodylen);
+  if (!setup(L, hp, x, o)) {
+    xfer_free(x);
+    return luaL_error(L, "not enough memory");
+  }
   if (hp->host->log_level <= PYQ_DEBUG) log_request(hp, x);
   if (!pyq_curl_uv_add(hp->cu, x->easy, xfer_done, x)) {
     xfer_free(x);
@@ -790,8 +938,10 @@ static int send_request (lua_State *L, pyq_http *hp, session *s, pyq_fiber *f,
 static struct curl_slist *build_headers (lua_State *L, pyq_http_opts *o) {
   struct curl_slist *headers = pyq_http_headers(L, 3, o), *h;
   const char *type = (o->present & PYQ_BIT(PYQ_HO_JSON)) ? "Content-Type: application/json"
+                   : (o->present & PYQ_BIT(PYQ_HO_FORM))
+                   ? "Content-Type: application/x-www-form-urlencoded"
                    : "Content-Type: application/octet-stream";
-  if (lua_isnil(L, 7) || o->has_type) return headers;
+  if (!lua_isstring(L, PYQ_HS_BODY) || o->has_type) return headers;   /* multipart: libcurl's */
   if ((h = curl_slist_append(headers, type)) == NULL) {   /* not libcurl's form type */
     curl_slist_free_all(headers);
     luaL_error(L, "not enough memory");
@@ -842,9 +992,9 @@ static int http_attempt (lua_State *L) {
   int i;
   if (hp->cu == NULL) return pyq_raise(L, "usage", "%s: pyq.http is closed", p->o.fname);
   lua_settop(L, 3);
-  for (i = 1; i <= 4; i++) lua_getiuservalue(L, 1, i);   /* 4 hn, 5 qn, 6 url, 7 body */
-  return send_request(L, hp, p->s, f, &p->o, timeout, copy_list(L, p->headers),
-              4, 5, 6, 7, 0);
+  for (i = PYQ_HS_HNAMES; i < PYQ_HS_END; i++)   /* the slots */
+    lua_getiuservalue(L, 1, i - PYQ_HS_HNAMES + 1);
+  return send_request(L, hp, p->s, f, &p->o, timeout, copy_list(L, p->headers), 0);
 }
 
 /* The retry loop's result is the request's. */
@@ -854,7 +1004,7 @@ static int retry_k (lua_State *L, int status, lua_KContext ctx) {
   return 1;
 }
 
-/* Hands the checked request (stack 1-7, as pyq_http_check left it) to
+/* Hands the checked request (its slots, as pyq_http_check left them) to
  * http.lua's retry loop: retry(prepared, method, url, shown, timeout,
  * retries, backoff, retry_unsafe, attempt_timeout, max_retry_after). */
 static int to_retry_loop (lua_State *L, session *s, pyq_http_opts *o) {
@@ -862,7 +1012,7 @@ static int to_retry_loop (lua_State *L, session *s, pyq_http_opts *o) {
   prepared *p;
   struct curl_slist *headers = build_headers(L, o);
   int i;
-  p = lua_newuserdatauv(L, sizeof *p, 4);   /* 8 */
+  p = lua_newuserdatauv(L, sizeof *p, PYQ_HS_END - PYQ_HS_HNAMES);   /* at PYQ_HS_END */
   p->headers = headers;
   p->o = *o;
   p->s = session_ref(s);
@@ -871,18 +1021,18 @@ static int to_retry_loop (lua_State *L, session *s, pyq_http_opts *o) {
     lua_setfield(L, -2, "__gc");
   }
   lua_setmetatable(L, -2);
-  for (i = 4; i <= 7; i++) {
+  for (i = PYQ_HS_HNAMES; i < PYQ_HS_END; i++) {
     lua_pushvalue(L, i);
-    lua_setiuservalue(L, 8, i - 3);
+    lua_setiuservalue(L, PYQ_HS_END, i - PYQ_HS_HNAMES + 1);
   }
-  pyq_http_mask(lua_tostring(L, 6), shown, sizeof shown, s->qnames,
-                lua_tostring(L, 5));
+  pyq_http_mask(lua_tostring(L, PYQ_HS_URL), shown, sizeof shown, s->qnames,
+                lua_tostring(L, PYQ_HS_QNAMES));
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &retry_key) != LUA_TFUNCTION)
     return pyq_usage(L, "%s: the retry loop is in pyq.http: call it through "
                      "pyq.http", o->fname);
-  lua_pushvalue(L, 8);
+  lua_pushvalue(L, PYQ_HS_END);
   lua_pushstring(L, o->method);
-  lua_pushvalue(L, 6);
+  lua_pushvalue(L, PYQ_HS_URL);
   lua_pushstring(L, shown);
   lua_pushnumber(L, o->timeout);
   lua_pushinteger(L, o->retries >= 0 ? o->retries : s->retries);
@@ -920,12 +1070,21 @@ static int perform (lua_State *L, pyq_http *hp, session *s) {
   }
   if (hp->cu == NULL) return pyq_usage(L, "%s: pyq.http is closed", o.fname);
   if (s->closed) return pyq_usage(L, "%s: the session is closed", o.fname);
-  pyq_http_check(L, &o);   /* 4 hn, 5 qn, 6 url, 7 body */
+  if (s->defaults != LUA_NOREF || s->base_url) {
+    if (!lua_isnil(L, 3) && !lua_istable(L, 3))
+      return pyq_usage(L, "%s: expected a table of options, got %s", o.fname,
+                       luaL_typename(L, 3));
+    if (s->defaults != LUA_NOREF) lua_rawgeti(L, LUA_REGISTRYINDEX, s->defaults);
+    else lua_newtable(L);
+    pyq_http_merge(L, 4, s->base_url, o.fname);
+    lua_settop(L, 3);
+  }
+  pyq_http_check(L, &o);   /* the slots PYQ_HS_* */
   f = pyq_fiber_check(L, o.fname);
   if ((o.retries > 0 || (o.retries < 0 && s->retries > 0)) ||
       o.attempt_timeout > 0 || hp->limited || pyq_clock() < hp->hold_until)
     return to_retry_loop(L, s, &o);
-  return send_request(L, hp, s, f, &o, o.timeout, build_headers(L, &o), 4, 5, 6, 7, 1);
+  return send_request(L, hp, s, f, &o, o.timeout, build_headers(L, &o), 1);
 }
 
 /* pyq.http.get(url [, opts]), ..., pyq.http.request(opts) on the default
@@ -966,10 +1125,58 @@ static int session_close (lua_State *L) {
   session_box *b = luaL_checkudata(L, 1, SESSION_MT);
   if (b->s) {
     b->s->closed = 1;
+    luaL_unref(L, LUA_REGISTRYINDEX, b->s->defaults);
+    b->s->defaults = LUA_NOREF;
     session_unref(b->s);
     b->s = NULL;
   }
   return 0;
+}
+
+/* session:cookies() -> { { name =, value =, domain =, path =, secure =,
+ * http_only =, expires = (0: at the end of the session) }, ... } from
+ * libcurl's jar, in its order. */
+static int session_cookies (lua_State *L) {
+  session *s = check_session(L, "pyq.http.session:cookies");
+  struct curl_slist *list = NULL, *c;
+  CURL *e;
+  int n = 0;
+  if (s == NULL) return pyq_usage(L, "pyq.http.session:cookies: the session is closed");
+  if (s->share == NULL)
+    return pyq_usage(L, "pyq.http.session:cookies: the session keeps no "
+                     "cookies (pyq.http.session{ cookies = true })");
+  if ((e = jar_handle(s)) == NULL) return luaL_error(L, "not enough memory");
+  curl_easy_getinfo(e, CURLINFO_COOKIELIST, &list);
+  curl_easy_cleanup(e);
+  lua_newtable(L);
+  for (c = list; c; c = c->next) {   /* domain, tailmatch, path, secure, expires, name, value */
+    char *f[7], *p = c->data;
+    int i, http_only = strncmp(p, "#HttpOnly_", 10) == 0;
+    if (http_only) p += 10;
+    for (i = 0; i < 7 && p; i++) {
+      f[i] = p;
+      if ((p = strchr(p, '\t')) != NULL) *p++ = '\0';
+    }
+    if (i < 7) continue;
+    lua_createtable(L, 0, 7);
+    lua_pushstring(L, f[5]);
+    lua_setfield(L, -2, "name");
+    lua_pushstring(L, f[6]);
+    lua_setfield(L, -2, "value");
+    lua_pushstring(L, f[0][0] == '.' ? f[0] + 1 : f[0]);
+    lua_setfield(L, -2, "domain");
+    lua_pushstring(L, f[2]);
+    lua_setfield(L, -2, "path");
+    lua_pushboolean(L, strcmp(f[3], "TRUE") == 0);
+    lua_setfield(L, -2, "secure");
+    lua_pushboolean(L, http_only);
+    lua_setfield(L, -2, "http_only");
+    lua_pushinteger(L, (lua_Integer)strtoll(f[4], NULL, 10));
+    lua_setfield(L, -2, "expires");
+    lua_rawseti(L, -2, ++n);
+  }
+  curl_slist_free_all(list);
+  return 1;
 }
 
 static int session_tostring (lua_State *L) {
@@ -1014,15 +1221,21 @@ static void set_names (lua_State *L, char **list, int i) {
 static void apply_session (lua_State *L, int t, session *s, const char *fname,
                            const pyq_http_value *v, pyq_http_set present) {
   int top = lua_gettop(L);
-  char *agent = NULL;
+  char *agent = NULL, *proxy = NULL;
 #define GOT(id) (present & PYQ_BIT(PYQ_HC_##id))
   lua_getfield(L, t, "sensitive_headers");   /* top + 1 */
   if (GOT(SHEADERS)) pyq_http_names(L, fname, "sensitive_headers");
   lua_getfield(L, t, "sensitive_query");     /* top + 2 */
   if (GOT(SQUERY)) pyq_http_names(L, fname, "sensitive_query");
   lua_getfield(L, t, "user_agent");          /* top + 3 */
+  lua_getfield(L, t, "proxy");               /* top + 4 */
   if (GOT(AGENT) && (agent = strdup(lua_tostring(L, top + 3))) == NULL)
     luaL_error(L, "not enough memory");
+  if (GOT(PROXY) && (proxy = strdup(lua_isstring(L, top + 4) ?
+                                    lua_tostring(L, top + 4) : "")) == NULL) {
+    free(agent);
+    luaL_error(L, "not enough memory");
+  }
   if (agent) {
     free(s->user_agent);
     s->user_agent = agent;
@@ -1032,6 +1245,11 @@ static void apply_session (lua_State *L, int t, session *s, const char *fname,
   if (GOT(HTTP2))
     s->http_version = v[PYQ_HC_HTTP2].count ? CURL_HTTP_VERSION_2TLS
                                             : CURL_HTTP_VERSION_1_1;
+  if (GOT(VERSION)) s->http_version = (long)v[PYQ_HC_VERSION].count;
+  if (GOT(PROXY)) {
+    free(s->proxy);
+    s->proxy = proxy;
+  }
   if (GOT(RETRIES)) s->retries = v[PYQ_HC_RETRIES].count;
   if (GOT(BACKOFF)) s->backoff = v[PYQ_HC_BACKOFF].num;
   if (GOT(MAXRA)) s->max_retry_after = v[PYQ_HC_MAXRA].num;
@@ -1057,6 +1275,9 @@ static int http_configure (lua_State *L) {
   if (present & PYQ_BIT(PYQ_HC_MAXCONN))
     curl_multi_setopt(pyq_curl_uv_multi(hp->cu), CURLMOPT_MAX_TOTAL_CONNECTIONS,
                       (long)v[PYQ_HC_MAXCONN].count);
+  if (present & PYQ_BIT(PYQ_HC_MAXTOTAL))
+    curl_multi_setopt(pyq_curl_uv_multi(hp->cu), CURLMOPT_MAX_TOTAL_CONNECTIONS,
+                      (long)v[PYQ_HC_MAXTOTAL].count);
   if (present & PYQ_BIT(PYQ_HC_PERHOST))
     curl_multi_setopt(pyq_curl_uv_multi(hp->cu), CURLMOPT_MAX_HOST_CONNECTIONS,
                       (long)v[PYQ_HC_PERHOST].count);
@@ -1078,13 +1299,82 @@ static size_t packed_len (const char *names) {
   return (size_t)(p - names) + 1;
 }
 
-/* pyq.http.session{ user_agent, http2, sensitive_headers, sensitive_query,
- * retries, backoff, max_retry_after } -> a session: the verbs as methods,
- * starting from http.configure's settings of the moment, with its own. */
+/* The request defaults of a session, checked as a request's options are
+ * (in a call of its own: the check wants the request's stack). */
+static int check_defaults (lua_State *L) {
+  pyq_http_opts o;
+  o.fname = "pyq.http.session";
+  pyq_http_check(L, &o);
+  curl_slist_free_all(pyq_http_headers(L, 3, &o));
+  return 0;
+}
+
+/* The table of the request options among the session's at 1 (their rows
+ * are PYQ_HTO_DEFAULT), checked; a registry ref, or LUA_NOREF for none. */
+static int session_defaults (lua_State *L, pyq_http_set present) {
+  int i, any = 0;
+  lua_pushcfunction(L, check_defaults);
+  lua_pushnil(L);
+  lua_pushliteral(L, "http://localhost/");
+  lua_newtable(L);
+  for (i = 0; pyq_http_session_options[i].name; i++) {
+    const char *name = pyq_http_session_options[i].name;
+    if (pyq_http_session_options[i].to != PYQ_HTO_DEFAULT || !(present & PYQ_BIT(i)))
+      continue;
+    lua_getfield(L, 1, name);
+    lua_setfield(L, -2, name);
+    any = 1;
+  }
+  lua_pushvalue(L, -1);
+  lua_insert(L, -5);   /* kept below the call */
+  if (lua_pcall(L, 3, 0, 0) != LUA_OK)   /* raised again at the caller's line */
+    return pyq_usage(L, "%s", pyq_errstr(L, -1));
+  if (!any) {
+    lua_pop(L, 1);
+    return LUA_NOREF;
+  }
+  return luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+/* The session's cookie jar: cookies = true, or a Netscape cookie file to
+ * load now (a missing one is an empty jar) and save when it ends. */
+static void session_jar (lua_State *L, session *s, const char *fname) {
+  int type = lua_getfield(L, 1, "cookies");
+  if (type == LUA_TNIL || (type == LUA_TBOOLEAN && !lua_toboolean(L, -1))) {
+    lua_pop(L, 1);
+    return;
+  }
+  if (type != LUA_TBOOLEAN && (type != LUA_TSTRING || lua_rawlen(L, -1) == 0 ||
+                               strlen(lua_tostring(L, -1)) != lua_rawlen(L, -1)))
+    pyq_usage(L, "%s: cookies must be true (a jar in memory) or the path of "
+              "a cookie file, got %s", fname, pyq_got(L, -1));
+  if ((s->share = curl_share_init()) == NULL) luaL_error(L, "not enough memory");
+  curl_share_setopt(s->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_COOKIE);
+  curl_share_setopt(s->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+  if (type == LUA_TSTRING) {
+    CURL *e;
+    FILE *fp = fopen(lua_tostring(L, -1), "r");
+    if (fp == NULL && errno != ENOENT)
+      pyq_usage(L, "%s: cookies: cannot read '%s': %s", fname,
+                lua_tostring(L, -1), strerror(errno));
+    if (fp) fclose(fp);
+    if ((s->cookie_file = strdup(lua_tostring(L, -1))) == NULL ||
+        (e = jar_handle(s)) == NULL)
+      luaL_error(L, "not enough memory");
+    curl_easy_setopt(e, CURLOPT_COOKIEFILE, s->cookie_file);
+    curl_easy_setopt(e, CURLOPT_COOKIELIST, "RELOAD");
+    curl_easy_cleanup(e);
+  }
+  lua_pop(L, 1);
+}
+
+/* pyq.http.session{ ... } -> a session: the verbs as methods, starting
+ * from http.configure's settings of the moment, with its own: base_url,
+ * cookies, and defaults for its requests' options. */
 static int http_session (lua_State *L) {
   static const char fname[] = "pyq.http.session";
   pyq_http *hp = lua_touserdata(L, lua_upvalueindex(1));
-  pyq_http_value v[PYQ_HC_SESSION];
+  pyq_http_value v[PYQ_HSO_N];
   pyq_http_set present;
   session_box *b;
   session *s, *d = &hp->defaults;
@@ -1104,15 +1394,27 @@ static int http_session (lua_State *L) {
   if ((s = calloc(1, sizeof *s)) == NULL) return luaL_error(L, "not enough memory");
   b->s = s;
   s->refs = 1;
+  s->defaults = LUA_NOREF;
   s->http_version = d->http_version;
   s->retries = d->retries;
   s->backoff = d->backoff;
   s->max_retry_after = d->max_retry_after;
   if (!dup_field(&s->user_agent, d->user_agent, strlen(d->user_agent) + 1) ||
       !dup_field(&s->hnames, d->hnames, packed_len(d->hnames)) ||
-      !dup_field(&s->qnames, d->qnames, packed_len(d->qnames)))
+      !dup_field(&s->qnames, d->qnames, packed_len(d->qnames)) ||
+      !dup_field(&s->proxy, d->proxy, d->proxy ? strlen(d->proxy) + 1 : 0))
     return luaL_error(L, "not enough memory");
   apply_session(L, 1, s, fname, v, present);
+  if (present & PYQ_BIT(PYQ_HSO_BASE)) {
+    lua_getfield(L, 1, "base_url");
+    pyq_http_base_url(L, -1, fname);
+    if ((s->base_url = strdup(lua_tostring(L, -1))) == NULL)
+      return luaL_error(L, "not enough memory");
+    lua_pop(L, 2);
+  }
+  s->defaults = session_defaults(L, present);
+  session_jar(L, s, fname);
+  lua_settop(L, 2);
   return 1;
 }
 
@@ -1167,11 +1469,7 @@ static int http_gc (lua_State *L) {
 void pyq_http_close (pyq_http *hp) {
   int i;
   if (hp->cu == NULL) return;
-  for (i = 0; i < hp->npool; i++) {
-    curl_easy_cleanup(hp->pool[i]->easy);
-    pyq_sink_mem_free(&hp->pool[i]->mem);
-    free(hp->pool[i]);
-  }
+  for (i = 0; i < hp->npool; i++) xfer_destroy(hp->pool[i]);
   hp->npool = 0;
   pyq_curl_uv_close(hp->cu);
   hp->cu = NULL;
@@ -1215,6 +1513,7 @@ void pyq_open_http (lua_State *L) {
   memset(hp, 0, sizeof *hp);
   hp->host = h;
   hp->defaults.refs = 1;   /* the state's: never released */
+  hp->defaults.defaults = LUA_NOREF;
   hp->defaults.gen = next_gen++;
   hp->defaults.http_version = CURL_HTTP_VERSION_2TLS;
   hp->defaults.backoff = 0.5;
@@ -1249,6 +1548,8 @@ void pyq_open_http (lua_State *L) {
   add_verb(L, NULL, "request", session_verb, "pyq.http.session:%s");
   lua_pushcfunction(L, session_close);
   lua_setfield(L, -2, "close");
+  lua_pushcfunction(L, session_cookies);
+  lua_setfield(L, -2, "cookies");
   luaL_newmetatable(L, SESSION_MT);
   lua_insert(L, -2);
   lua_setfield(L, -2, "__index");

@@ -39,7 +39,8 @@ enum {
   PYQ_HTO_MULTI,      /* an option of the multi handle */
   PYQ_HTO_SESSION,    /* the session's defaults, masking lists */
   PYQ_HTO_PLAN,       /* the retry plan */
-  PYQ_HTO_SINK        /* where the body goes: a file, a callback */
+  PYQ_HTO_SINK,       /* where the body goes: a file, a callback */
+  PYQ_HTO_DEFAULT     /* a session's default for its requests' option */
 };
 
 /* One row per option of an API: the checks, the messages, the fuzz
@@ -75,7 +76,10 @@ enum {
 };
 extern const pyq_http_option pyq_http_request_options[PYQ_HO_N + 1];
 extern const pyq_http_option pyq_http_configure_options[PYQ_HC_N + 1];
-extern const pyq_http_option pyq_http_session_options[PYQ_HC_SESSION + 1];
+/* A session's options: the first PYQ_HC_SESSION as configure's, then its
+ * own, then the request options it keeps as defaults (PYQ_HTO_DEFAULT). */
+enum { PYQ_HSO_BASE = PYQ_HC_SESSION, PYQ_HSO_COOKIES, PYQ_HSO_N = PYQ_HSO_COOKIES + 14 };
+extern const pyq_http_option pyq_http_session_options[PYQ_HSO_N + 1];
 
 /* A checked scalar value; tables and strings stay in the Lua table. */
 typedef struct pyq_http_value {
@@ -97,6 +101,7 @@ typedef struct pyq_http_opts {
   double timeout, connect_timeout;
   int follow, verify, allow_downgrade;
   int has_type;           /* a Content-Type among the headers */
+  long http_version;      /* CURL_HTTP_VERSION_*; 0: the session's */
   long max_redirects;
   curl_off_t max_body;
   /* the retry plan; < 0: the session's default */
@@ -110,10 +115,27 @@ typedef struct pyq_http_opts {
  * ("x-sig\0x-pin\0\0").  NULL is the empty list. */
 
 /* http_input.c: checking what Lua passes.  pyq_http_check takes 1: method
- * or nil, 2: url or nil, 3: the options or nil and pushes 4: the packed
- * sensitive_headers, 5: sensitive_query (or nils), 6: the final URL, 7:
- * the body or nil. */
+ * or nil, 2: url or nil, 3: the options or nil and pushes the slots below
+ * (each may be nil), from 4 to PYQ_HS_END - 1; a request the retry loop
+ * sends again keeps them as the user values of its userdata. */
+enum {
+  PYQ_HS_HNAMES = 4,  /* sensitive_headers, packed */
+  PYQ_HS_QNAMES,      /* sensitive_query, packed */
+  PYQ_HS_URL,         /* the final URL */
+  PYQ_HS_BODY,        /* the body: a string, or the multipart table */
+  PYQ_HS_AUTH,        /* "B" or "D", user, NUL, password */
+  PYQ_HS_PROXY,       /* the proxy URL; "": none */
+  PYQ_HS_END
+};
 int pyq_http_check (lua_State *L, pyq_http_opts *o);
+/* A session's request: replaces the options at 3 by the session's
+ * defaults (the table at d) overlaid with them, headers merged by name
+ * case-insensitively (the request's win); then a relative URL (at 2, or
+ * the options' url) is resolved against base (RFC 3986), when given. */
+void pyq_http_merge (lua_State *L, int d, const char *base, const char *fname);
+/* base_url as a session keeps it: an http(s) URL whose path ends in '/'
+ * (so "v1" + "users" is ".../v1/users"); pushed, or raises. */
+void pyq_http_base_url (lua_State *L, int i, const char *fname);
 struct curl_slist *pyq_http_headers (lua_State *L, int t, pyq_http_opts *o);
 const char *pyq_http_names (lua_State *L, const char *fname, const char *key);
 int pyq_http_header_safe (const char *s, size_t n);

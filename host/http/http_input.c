@@ -11,9 +11,12 @@
  * what tests/fuzz/fuzz_input.c exercises. */
 #include <ctype.h>
 #include <stdarg.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
+#include <sys/stat.h>
 #include "http.h"
 #include "json/json.h"
 #include "lua/error.h"
@@ -76,8 +79,16 @@ const pyq_http_option pyq_http_configure_options[PYQ_HC_N + 1] = {
   { NULL, 0, 0, 0 }
 };
 
-const pyq_http_option pyq_http_session_options[PYQ_HC_SESSION + 1] = {
+const pyq_http_option pyq_http_session_options[PYQ_HSO_N + 1] = {
   SESSION_OPTIONS,
+  O("base_url", LINE, SESSION, 0),    O("cookies", ANY, SESSION, 0),
+  O("headers", TABLE, DEFAULT, 0),    O("query", TABLE, DEFAULT, 0),
+  O("auth", TABLE, DEFAULT, 0),       O("bearer", LINE, DEFAULT, 0),
+  O("timeout", SECONDS, DEFAULT, 0),  O("connect_timeout", SECONDS, DEFAULT, 0),
+  O("attempt_timeout", ATTEMPT, DEFAULT, 1),
+  O("follow_redirects", BOOL, DEFAULT, 0), O("max_redirects", COUNT, DEFAULT, 0),
+  O("max_body", COUNT, DEFAULT, 0),   O("verify", BOOL, DEFAULT, 0),
+  O("allow_downgrade", BOOL, DEFAULT, 0), O("retry_unsafe", BOOL, DEFAULT, 1),
   { NULL, 0, 0, 0 }
 };
 
@@ -142,7 +153,7 @@ static void check_value (lua_State *L, const char *fname,
         pyq_usage(L, "%s: %s must be a proxy URL such as "
                   "\"http://host:3128\" or \"socks5h://host:1080\", or false "
                   "(no proxy, not even from the environment), got %s", fname,
-                  o->name, type == LUA_TSTRING ? "a bad string" : luaL_typename(L, -1));
+                  o->name, type == LUA_TSTRING ? "a bad string" : lua_typename(L, type));
       break;
     }
     case PYQ_HT_VERSION: {
@@ -218,11 +229,14 @@ struct curl_slist *pyq_http_headers (lua_State *L, int t, pyq_http_opts *o) {
   struct curl_slist *list, *n;
   const char *fname = o->fname;
   box *b;
+  int has_auth = 0;
   o->has_type = 0;
-  if (!(o->present & PYQ_BIT(PYQ_HO_HEADERS))) return NULL;
-  if (lua_getfield(L, t, "headers") == LUA_TNIL) {
-    lua_pop(L, 1);
+  if (!(o->present & (PYQ_BIT(PYQ_HO_HEADERS) | PYQ_BIT(PYQ_HO_BEARER))))
     return NULL;
+  if (!(o->present & PYQ_BIT(PYQ_HO_HEADERS)) ||
+      lua_getfield(L, t, "headers") == LUA_TNIL) {
+    if (o->present & PYQ_BIT(PYQ_HO_HEADERS)) lua_pop(L, 1);
+    lua_newtable(L);
   }
   if (!lua_istable(L, -1))
     pyq_usage(L, "%s: headers must be a table, got %s", fname,
@@ -242,7 +256,18 @@ struct curl_slist *pyq_http_headers (lua_State *L, int t, pyq_http_opts *o) {
       pyq_usage(L, "%s: header '%s' has a bad name or a CR, LF or "
           "NUL in its value", fname, name);
     if (nlen == 12 && strcasecmp(name, "content-type") == 0) o->has_type = 1;
+    if (nlen == 13 && strcasecmp(name, "authorization") == 0) has_auth = 1;
     lua_pushfstring(L, vlen ? "%s: %s" : "%s;", name, value);
+    n = curl_slist_append(b->list, lua_tostring(L, -1));
+    lua_pop(L, 2);
+    if (n == NULL) luaL_error(L, "not enough memory");
+    b->list = n;
+  }
+  if (o->present & PYQ_BIT(PYQ_HO_BEARER)) {
+    if (has_auth)
+      pyq_usage(L, "%s: give bearer or an Authorization header, not both", fname);
+    lua_getfield(L, t, "bearer");
+    lua_pushfstring(L, "Authorization: Bearer %s", lua_tostring(L, -1));
     n = curl_slist_append(b->list, lua_tostring(L, -1));
     lua_pop(L, 2);
     if (n == NULL) luaL_error(L, "not enough memory");
@@ -309,9 +334,10 @@ static void add_encoded (luaL_Buffer *b, const char *s, size_t n) {
   }
 }
 
-/* Appends one name=value pair to the query of u and pops the value; the
- * name is at `name`, the value on top. */
-static void add_query (lua_State *L, CURLU *u, int name, const char *fname) {
+/* Replaces the value on top by its "name=value" pair, encoded; the name
+ * is at `name`.  what: "query" or "form", for messages. */
+static void encode_pair (lua_State *L, int name, const char *fname,
+                         const char *what) {
   luaL_Buffer b;
   size_t nlen, vlen;
   const char *k = lua_tolstring(L, name, &nlen), *v;
@@ -321,20 +347,18 @@ static void add_query (lua_State *L, CURLU *u, int name, const char *fname) {
   else if (type == LUA_TSTRING || type == LUA_TNUMBER)
     lua_pushvalue(L, -1);
   else
-    pyq_usage(L, "%s: query value for '%s' must be a string, number "
-        "or boolean, got %s", fname, k, luaL_typename(L, -1));
+    pyq_usage(L, "%s: %s value for '%s' must be a string, number "
+        "or boolean, got %s", fname, what, k, luaL_typename(L, -1));
   v = lua_tolstring(L, -1, &vlen);
   if (memchr(v, '\0', vlen) != NULL)
-    pyq_usage(L, "%s: query value for '%s' contains a NUL byte", fname, k);
+    pyq_usage(L, "%s: %s value for '%s' contains a NUL byte", fname, what, k);
   luaL_buffinit(L, &b);
   add_encoded(&b, k, nlen);
   luaL_addchar(&b, '=');
   add_encoded(&b, v, vlen);
   luaL_pushresult(&b);
-  if (curl_url_set(u, CURLUPART_QUERY, lua_tostring(L, -1),
-                   CURLU_APPENDQUERY) != CURLUE_OK)
-    luaL_error(L, "not enough memory");
-  lua_pop(L, 3);   /* the value, its text, the pair */
+  lua_replace(L, -3);
+  lua_pop(L, 1);
 }
 
 typedef struct qname { const char *s; size_t n; } qname;
@@ -345,35 +369,34 @@ static int qname_cmp (const void *a, const void *b) {
   return c ? c : (x->n > y->n) - (x->n < y->n);
 }
 
-/* Appends the query table's pairs in name order (sorted here, not by a
- * table.sort a script could replace), so the same table always gives the
- * same URL; a list value repeats the name. */
-static void build_query (lua_State *L, int t, CURLU *u, const char *fname) {
+/* Pushes the table at q as "a=1&b=2&b=3" (application/x-www-form-
+ * urlencoded, the encoding of a query too): names in byte order (sorted
+ * here, not by a table.sort a script could replace), so the same table
+ * always gives the same text; a list value repeats the name. */
+static void push_pairs (lua_State *L, int q, const char *fname,
+                        const char *what) {
   qname *names;
   size_t i, n = 0;
-  int q;
-  if (lua_getfield(L, t, "query") == LUA_TNIL) {
-    lua_pop(L, 1);
-    return;
-  }
-  q = lua_gettop(L);
-  if (!lua_istable(L, q))
-    pyq_usage(L, "%s: query must be a table, got %s", fname, luaL_typename(L, q));
+  lua_Integer np = 0;
+  int list;
+  luaL_Buffer b;
   lua_pushnil(L);
   while (lua_next(L, q)) {
     size_t len;
     const char *k;
     lua_pop(L, 1);
     if (lua_type(L, -1) != LUA_TSTRING)
-      pyq_usage(L, "%s: query names must be strings, got %s", fname,
+      pyq_usage(L, "%s: %s names must be strings, got %s", fname, what,
           luaL_typename(L, -1));
     k = lua_tolstring(L, -1, &len);
     if (memchr(k, '\0', len) != NULL)
-      pyq_usage(L, "%s: query name '%s' contains a NUL byte", fname, k);
+      pyq_usage(L, "%s: %s name '%s' contains a NUL byte", fname, what, k);
     n++;
   }
   /* the names stay alive as the table's keys */
   names = lua_newuserdatauv(L, (n ? n : 1) * sizeof *names, 0);
+  lua_createtable(L, (int)n, 0);
+  list = lua_gettop(L);
   n = 0;
   lua_pushnil(L);
   while (lua_next(L, q)) {
@@ -389,14 +412,40 @@ static void build_query (lua_State *L, int t, CURLU *u, const char *fname) {
       lua_Integer j, m = (lua_Integer)lua_rawlen(L, -1);
       for (j = 1; j <= m; j++) {
         lua_rawgeti(L, -1, j);
-        add_query(L, u, lua_gettop(L) - 2, fname);
+        encode_pair(L, lua_gettop(L) - 2, fname, what);
+        lua_rawseti(L, list, ++np);
       }
       lua_pop(L, 1);
     } else {
-      add_query(L, u, lua_gettop(L) - 1, fname);
+      encode_pair(L, lua_gettop(L) - 1, fname, what);
+      lua_rawseti(L, list, ++np);
     }
     lua_pop(L, 1);
   }
+  luaL_buffinit(L, &b);
+  for (i = 1; i <= (size_t)np; i++) {
+    if (i > 1) luaL_addchar(&b, '&');
+    lua_rawgeti(L, list, (lua_Integer)i);
+    luaL_addvalue(&b);
+  }
+  luaL_pushresult(&b);
+  lua_replace(L, list - 1);   /* over the names */
+  lua_settop(L, list - 1);
+}
+
+/* Appends the query table's pairs to the query of u. */
+static void build_query (lua_State *L, int t, CURLU *u, const char *fname) {
+  if (lua_getfield(L, t, "query") == LUA_TNIL) {
+    lua_pop(L, 1);
+    return;
+  }
+  if (!lua_istable(L, -1))
+    pyq_usage(L, "%s: query must be a table, got %s", fname, luaL_typename(L, -1));
+  push_pairs(L, lua_gettop(L), fname, "query");
+  if (lua_rawlen(L, -1) > 0 &&
+      curl_url_set(u, CURLUPART_QUERY, lua_tostring(L, -1),
+                   CURLU_APPENDQUERY) != CURLUE_OK)
+    luaL_error(L, "not enough memory");
   lua_pop(L, 2);
 }
 
@@ -513,6 +562,144 @@ static void encode_json (lua_State *L, int t, const char *fname) {
   lua_pop(L, 1);
 }
 
+/* At most one body option; auth and bearer are two ways to say one thing. */
+static void check_conflicts (lua_State *L, pyq_http_set present,
+                             const char *fname) {
+  static const int bodies[] = {PYQ_HO_BODY, PYQ_HO_JSON, PYQ_HO_FORM,
+                               PYQ_HO_MULTIPART};
+  const char *first = NULL;
+  int i;
+  for (i = 0; i < 4; i++) {
+    if (!(present & PYQ_BIT(bodies[i]))) continue;
+    if (first)
+      pyq_usage(L, "%s: give one of body, json, form or multipart, not both "
+                "%s and %s", fname, first, pyq_http_request_options[bodies[i]].name);
+    first = pyq_http_request_options[bodies[i]].name;
+  }
+  if ((present & PYQ_BIT(PYQ_HO_AUTH)) && (present & PYQ_BIT(PYQ_HO_BEARER)))
+    pyq_usage(L, "%s: give auth or bearer, not both", fname);
+}
+
+/* The form option, URL-encoded, as the body. */
+static void push_form (lua_State *L, int t, const char *fname) {
+  lua_getfield(L, t, "form");
+  if (!lua_istable(L, -1))
+    pyq_usage(L, "%s: form must be a table, got %s", fname, luaL_typename(L, -1));
+  push_pairs(L, lua_gettop(L), fname, "form");
+  lua_remove(L, -2);
+}
+
+/* A string field of a multipart part: nil, or a string: without NUL
+ * (header 0), without CR, LF or NUL (1: it goes into a header), any (2). */
+static const char *part_string (lua_State *L, int part, const char *key,
+                                const char *fname, const char *field,
+                                int header) {
+  size_t n = 0;
+  const char *s;
+  int type = lua_getfield(L, part, key);
+  s = type == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
+  lua_pop(L, 1);   /* the part keeps it */
+  if (type == LUA_TNIL) return NULL;
+  if (s == NULL || (header == 0 && memchr(s, '\0', n) != NULL) ||
+      (header == 1 && !pyq_http_header_safe(s, n)))
+    pyq_usage(L, "%s: multipart field '%s': %s must be a string%s", fname,
+              field, key, header ? " without CR, LF or NUL" : " without NUL");
+  return s;
+}
+
+/* The multipart option: { name = "value" | number | { path = | data =,
+ * filename =, type = } }.  Checked here, the table itself is the body
+ * slot; http.c builds libcurl's mime from it for each attempt, so files
+ * are read from disk as they are sent, never into Lua. */
+static void check_multipart (lua_State *L, int t, const char *fname) {
+  int m;
+  lua_getfield(L, t, "multipart");
+  m = lua_gettop(L);
+  if (!lua_istable(L, m))
+    pyq_usage(L, "%s: multipart must be a table, got %s", fname, luaL_typename(L, m));
+  lua_pushnil(L);
+  while (lua_next(L, m)) {
+    size_t n;
+    const char *name = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &n) : NULL;
+    if (name == NULL || n == 0 || !pyq_http_header_safe(name, n) ||
+        strchr(name, '"') != NULL)
+      pyq_usage(L, "%s: multipart field names must be non-empty strings "
+                "without quotes, CR, LF or NUL, got %s", fname,
+                name ? "a bad string" : luaL_typename(L, -2));
+    if (lua_type(L, -1) == LUA_TTABLE) {
+      int part = lua_gettop(L);
+      const char *path = part_string(L, part, "path", fname, name, 0);
+      const char *data = part_string(L, part, "data", fname, name, 2);
+      struct stat st;
+      part_string(L, part, "filename", fname, name, 1);
+      part_string(L, part, "type", fname, name, 1);
+      if ((path != NULL) == (data != NULL))
+        pyq_usage(L, "%s: multipart field '%s' needs one of path (a file "
+                  "to send) or data (a string)", fname, name);
+          if (path && stat(path, &st) != 0)
+        pyq_usage(L, "%s: multipart field '%s': cannot read '%s': %s", fname,
+                  name, path, strerror(errno));
+      if (path && !S_ISREG(st.st_mode))
+        pyq_usage(L, "%s: multipart field '%s': '%s' is not a regular file",
+                  fname, name, path);
+      if (path && access(path, R_OK) != 0)
+        pyq_usage(L, "%s: multipart field '%s': cannot read '%s': %s", fname,
+                  name, path, strerror(errno));
+      lua_pushnil(L);
+      while (lua_next(L, part)) {
+        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+        if (strcmp(k, "path") && strcmp(k, "data") && strcmp(k, "filename") &&
+            strcmp(k, "type"))
+          pyq_usage(L, "%s: multipart field '%s': unknown key '%s' (path, "
+                    "data, filename, type)", fname, name, k);
+        lua_pop(L, 1);
+      }
+    } else if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER) {
+      pyq_usage(L, "%s: multipart field '%s' must be a string, a number or "
+                "a table { path = | data =, filename =, type = }, got %s",
+                fname, name, luaL_typename(L, -1));
+    }
+    lua_pop(L, 1);
+  }
+}
+
+/* The auth option, { user, password [, type = "basic" | "digest"] },
+ * packed for http.c as "B" or "D", the user, NUL, the password. */
+static void push_auth (lua_State *L, int t, const char *fname) {
+  static const char *const types[] = {"basic", "digest", NULL};
+  size_t un, pn;
+  const char *user, *pass, *type = "basic";
+  int a, i;
+  lua_getfield(L, t, "auth");
+  a = lua_gettop(L);
+  if (!lua_istable(L, a))
+    pyq_usage(L, "%s: auth must be a table { user, password [, type = "
+              "\"digest\"] }, got %s", fname, luaL_typename(L, a));
+  lua_rawgeti(L, a, 1);
+  lua_rawgeti(L, a, 2);
+  lua_getfield(L, a, "type");
+  user = lua_type(L, a + 1) == LUA_TSTRING ? lua_tolstring(L, a + 1, &un) : NULL;
+  pass = lua_type(L, a + 2) == LUA_TSTRING ? lua_tolstring(L, a + 2, &pn) : NULL;
+  if (user == NULL || pass == NULL || memchr(user, '\0', un) ||
+      memchr(pass, '\0', pn))
+    pyq_usage(L, "%s: auth must be { user, password } (two strings "
+              "without NUL), got %s and %s", fname, luaL_typename(L, a + 1),
+              luaL_typename(L, a + 2));
+  if (!lua_isnil(L, a + 3)) type = lua_isstring(L, a + 3) ? lua_tostring(L, a + 3) : "?";
+  for (i = 0; types[i] && strcmp(types[i], type) != 0; i++) ;
+  if (types[i] == NULL)
+    pyq_usage(L, "%s: auth.type must be \"basic\" or \"digest\", got %s",
+              fname, lua_isstring(L, a + 3) ? type : luaL_typename(L, a + 3));
+  if (i == 0 && memchr(user, ':', un))
+    pyq_usage(L, "%s: auth: a basic auth user cannot contain ':'", fname);
+  lua_pushfstring(L, "%c%s", i == 0 ? 'B' : 'D', user);
+  lua_pushlstring(L, "", 1);
+  lua_pushvalue(L, a + 2);
+  lua_concat(L, 3);
+  lua_replace(L, a);
+  lua_settop(L, a);
+}
+
 /* Validates a request given as 1: method or nil, 2: url or nil, 3: the
  * options table or nil (the method and url arguments win over the table's)
  * and pushes 4: sensitive_headers and 5: sensitive_query (packed, or nil),
@@ -535,6 +722,7 @@ int pyq_http_check (lua_State *L, pyq_http_opts *o) {
   o->backoff = o->max_retry_after = -1;
   o->attempt_timeout = 0;
   o->retry_unsafe = 0;
+  o->http_version = 0;
   if (lua_istable(L, 3)) {
     present = pyq_http_read(L, 3, fname, pyq_http_request_options, v);
 #define GOT(id) (present & PYQ_BIT(PYQ_HO_##id))
@@ -550,8 +738,8 @@ int pyq_http_check (lua_State *L, pyq_http_opts *o) {
     if (GOT(MAXRA)) o->max_retry_after = v[PYQ_HO_MAXRA].num;
     if (GOT(ATTEMPT)) o->attempt_timeout = v[PYQ_HO_ATTEMPT].num;
     if (GOT(UNSAFE)) o->retry_unsafe = (int)v[PYQ_HO_UNSAFE].count;
-    if (GOT(BODY) && GOT(JSON))
-      pyq_usage(L, "%s: give body or json, not both", fname);
+    if (GOT(VERSION)) o->http_version = (long)v[PYQ_HO_VERSION].count;
+    check_conflicts(L, present, fname);
   }
   o->present = present;
   check_method(L, 3, present, o->method, sizeof o->method, fname);
@@ -565,10 +753,166 @@ int pyq_http_check (lua_State *L, pyq_http_opts *o) {
   } else lua_pushnil(L);
   build_url(L, 3, GOT(QUERY) != 0, fname, qnames);
   if (GOT(BODY)) lua_getfield(L, 3, "body");
+  else if (GOT(FORM)) push_form(L, 3, fname);
+  else if (GOT(MULTIPART)) check_multipart(L, 3, fname);
   else lua_pushnil(L);
   if (GOT(JSON)) encode_json(L, 3, fname);
+  if (GOT(AUTH)) push_auth(L, 3, fname);
+  else lua_pushnil(L);
+  if (GOT(PROXY)) {   /* false: "" (libcurl's "no proxy at all") */
+    lua_getfield(L, 3, "proxy");
+    if (!lua_isstring(L, -1)) {
+      lua_pop(L, 1);
+      lua_pushliteral(L, "");
+    }
+  } else lua_pushnil(L);
 #undef GOT
-  return 4;
+  return PYQ_HS_END - 4;
+}
+
+/* ---- sessions: defaults and base_url ---------------------------------- */
+
+/* Copies the table at i (shallow) onto the top. */
+static void push_copy (lua_State *L, int i) {
+  lua_newtable(L);
+  lua_pushnil(L);
+  while (lua_next(L, i)) {
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, -4);
+  }
+}
+
+/* The headers of a session's request: the defaults' (at d) without those
+ * the request (at r) names again, whatever their case, then the
+ * request's.  Leaves the merged table on top. */
+static void merge_headers (lua_State *L, int d, int r) {
+  int m;
+  push_copy(L, d);
+  m = lua_gettop(L);
+  lua_pushnil(L);
+  while (lua_next(L, r)) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) == LUA_TSTRING) {   /* others: refused by the check */
+      const char *name = lua_tostring(L, -1);
+      lua_pushnil(L);
+      while (lua_next(L, d)) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) == LUA_TSTRING &&
+            strcasecmp(lua_tostring(L, -1), name) == 0) {
+          lua_pushvalue(L, -1);
+          lua_pushnil(L);
+          lua_rawset(L, m);
+        }
+      }
+    }
+  }
+  lua_pushnil(L);
+  while (lua_next(L, r)) {
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, m);
+  }
+}
+
+void pyq_http_merge (lua_State *L, int d, const char *base, const char *fname) {
+  int m;
+  d = lua_absindex(L, d);
+  push_copy(L, d);
+  m = lua_gettop(L);
+  if (lua_istable(L, 3)) {
+    lua_pushnil(L);
+    while (lua_next(L, 3)) {
+      const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
+      int hq = strcmp(k, "headers") == 0 || strcmp(k, "query") == 0;
+      if (hq && lua_istable(L, -1)) {
+        if (lua_getfield(L, d, k) != LUA_TTABLE) {
+          lua_pop(L, 1);   /* the defaults had none */
+        } else if (k[0] == 'h') {   /* headers case-insensitively */
+          merge_headers(L, lua_gettop(L), lua_gettop(L) - 1);
+          lua_replace(L, -3);
+          lua_pop(L, 1);
+        } else {   /* the query by name */
+          push_copy(L, lua_gettop(L));
+          lua_pushnil(L);
+          while (lua_next(L, -4)) {
+            lua_pushvalue(L, -2);
+            lua_insert(L, -2);
+            lua_rawset(L, -4);
+          }
+          lua_replace(L, -3);
+          lua_pop(L, 1);
+        }
+      }
+      if (strcmp(k, "auth") == 0 || strcmp(k, "bearer") == 0) {
+        lua_pushnil(L);   /* the request's way to authenticate wins */
+        lua_setfield(L, m, k[0] == 'a' ? "bearer" : "auth");
+      }
+      lua_pushvalue(L, -2);
+      lua_insert(L, -2);
+      lua_rawset(L, m);
+    }
+  }
+  lua_replace(L, 3);
+  if (base == NULL) return;
+  if (lua_isnil(L, 2) && lua_getfield(L, 3, "url") != LUA_TSTRING) {
+    lua_pop(L, 1);
+    return;   /* no URL: the check says so */
+  }
+  if (lua_isnil(L, 2)) lua_replace(L, 2);
+  if (lua_type(L, 2) == LUA_TSTRING && !has_scheme(lua_tostring(L, 2))) {
+    CURLU *u;
+    CURLUcode rc;
+    char *full = NULL, shown[1024];
+    box *b = push_box(L);
+    if ((u = b->url = curl_url()) == NULL) luaL_error(L, "not enough memory");
+    if (curl_url_set(u, CURLUPART_URL, base, 0) != CURLUE_OK)
+      luaL_error(L, "not enough memory");   /* checked when it was set */
+    rc = curl_url_set(u, CURLUPART_URL, lua_tostring(L, 2), 0);
+    if (rc != CURLUE_OK)
+      pyq_usage(L, "%s: url '%s' does not resolve against base_url: %s", fname,
+                masked(lua_tostring(L, 2), shown, sizeof shown, NULL),
+                curl_url_strerror(rc));
+    if (curl_url_get(u, CURLUPART_URL, &full, 0) != CURLUE_OK)
+      luaL_error(L, "not enough memory");
+    lua_pushstring(L, full);
+    curl_free(full);
+    lua_replace(L, 2);
+    lua_pop(L, 1);   /* the box: the collector frees u */
+  }
+}
+
+void pyq_http_base_url (lua_State *L, int i, const char *fname) {
+  CURLU *u;
+  CURLUcode rc;
+  char *scheme = NULL, *path = NULL, *full = NULL, shown[1024];
+  box *b;
+  const char *url = lua_tostring(L, i);
+  int ok;
+  b = push_box(L);
+  if ((u = b->url = curl_url()) == NULL) luaL_error(L, "not enough memory");
+  rc = curl_url_set(u, CURLUPART_URL, url, 0);
+  if (rc != CURLUE_OK)
+    pyq_usage(L, "%s: bad base_url '%s': %s", fname,
+              masked(url, shown, sizeof shown, NULL), curl_url_strerror(rc));
+  curl_url_get(u, CURLUPART_SCHEME, &scheme, 0);
+  ok = scheme && (strcasecmp(scheme, "http") == 0 || strcasecmp(scheme, "https") == 0);
+  curl_free(scheme);
+  if (!ok)
+    pyq_usage(L, "%s: base_url '%s' is not http or https", fname,
+              masked(url, shown, sizeof shown, NULL));
+  curl_url_get(u, CURLUPART_PATH, &path, 0);
+  if (path && path[0] && path[strlen(path) - 1] != '/') {
+    lua_pushfstring(L, "%s/", path);
+    curl_url_set(u, CURLUPART_PATH, lua_tostring(L, -1), 0);
+    lua_pop(L, 1);
+  }
+  curl_free(path);
+  if (curl_url_get(u, CURLUPART_URL, &full, 0) != CURLUE_OK)
+    luaL_error(L, "not enough memory");
+  lua_pushstring(L, full);
+  curl_free(full);
+  lua_remove(L, -2);   /* the box */
 }
 
 /* What makes a header or query name a credential: it contains one of these

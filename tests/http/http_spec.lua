@@ -153,7 +153,7 @@ describe("pyq.http", function()
       { { url = "http://127.0.0.1/x", verify = "no" }, "verify must be a boolean" },
       { { url = "http://127.0.0.1/x", query = { a = { {} } } }, "query value" },
       { { url = "http://127.0.0.1/x", retries = -1 }, "retries" },
-      { { url = "http://127.0.0.1/x", json = { 1 }, body = "x" }, "body or json" },
+      { { url = "http://127.0.0.1/x", json = { 1 }, body = "x" }, "not both body and json" },
     }
     for i, case in ipairs(cases) do
       it("case " .. i .. ": " .. case[2], function()
