@@ -1352,7 +1352,7 @@ static void session_jar (lua_State *L, session *s, const char *fname) {
   curl_share_setopt(s->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_COOKIE);
   curl_share_setopt(s->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
   if (type == LUA_TSTRING) {
-    CURL *e;
+    CURL *e = NULL;
     FILE *fp = fopen(lua_tostring(L, -1), "r");
     if (fp == NULL && errno != ENOENT)
       pyq_usage(L, "%s: cookies: cannot read '%s': %s", fname,

@@ -2,7 +2,9 @@
  *
  * The first byte picks what the rest feeds: the option table of pyq.Queue,
  * the option table of pyq.http.request (validated by pyq_http_check, no
- * transfer), that of pyq.http.configure (pyq_http_read), a rate string for pyq.http.limit, a URL and a header for
+ * transfer), that of pyq.http.configure (pyq_http_read), a session with a
+ * request on it (its defaults merged and checked, nothing sent), a rate
+ * string for pyq.http.limit, a URL and a header for
  * the URL check, the header check and the credential masking, or a URL
  * built around a known secret (mask_case).  Tables are built from the
  * bytes: known keys or random ones, values of every type.  Bad input must
@@ -39,16 +41,17 @@ static void push_string (lua_State *L, input *in) {
 static const char *const queue_keys[] = {
   "workers", "maxsize", "log_level", "exception_handler", "progress", "total"
 };
-static const char *keys[64];
+static const char *keys[128];
 static size_t nkeys;
 
 static void collect_keys (void) {
   const pyq_http_option *tables[] = { pyq_http_request_options,
-                                      pyq_http_configure_options };
+                                      pyq_http_configure_options,
+                                      pyq_http_session_options };
   size_t i, t;
   for (i = 0; i < sizeof queue_keys / sizeof *queue_keys; i++)
     keys[nkeys++] = queue_keys[i];
-  for (t = 0; t < 2; t++)
+  for (t = 0; t < 3; t++)
     for (i = 0; tables[t][i].name && nkeys < sizeof keys / sizeof *keys; i++)
       keys[nkeys++] = tables[t][i].name;
 }
@@ -112,6 +115,32 @@ static int configure_case (lua_State *L) {
   pyq_http_value v[PYQ_HC_N];
   push_table(L, in, 0);
   pyq_http_read(L, -1, "fuzz", pyq_http_configure_options, v);
+  return 0;
+}
+
+/* A session from the bytes (a cookie file name is dropped: the fuzzer
+ * writes no files), then a request on it: the defaults merged and checked
+ * (it cannot be sent: the fuzzer is not a task). */
+static int session_case (lua_State *L) {
+  input *in = lua_touserdata(L, 1);
+  lua_getglobal(L, "pyq");
+  lua_getfield(L, -1, "http");
+  lua_getfield(L, -1, "session");
+  push_table(L, in, 0);
+  if (lua_getfield(L, -1, "cookies") == LUA_TSTRING) {
+    lua_pushnil(L);
+    lua_setfield(L, -3, "cookies");
+  }
+  lua_pop(L, 1);
+  lua_call(L, 1, 1);
+  lua_getfield(L, -1, "get");
+  lua_pushvalue(L, -2);
+  push_string(L, in);
+  push_table(L, in, 0);
+  lua_pcall(L, 3, 0, 0);
+  lua_getfield(L, -1, "close");
+  lua_insert(L, -2);
+  lua_call(L, 1, 0);
   return 0;
 }
 
@@ -242,7 +271,7 @@ static int mask_case (lua_State *L) {
 
 int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size) {
   static lua_CFunction cases[] = { queue_case, request_case, limit_case, url_case,
-                                   mask_case, configure_case };
+                                   mask_case, configure_case, session_case };
   input in = { data, size };
   lua_State *L;
   if (!ready) {
@@ -253,7 +282,7 @@ int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size) {
   }
   L = host.L;
   lua_settop(L, 0);
-  lua_pushcfunction(L, cases[byte(&in) % 6]);
+  lua_pushcfunction(L, cases[byte(&in) % 7]);
   lua_pushlightuserdata(L, &in);
   lua_pcall(L, 1, 0, 0);
   lua_settop(L, 0);
