@@ -796,7 +796,9 @@ static int setup (lua_State *L, pyq_http *hp, xfer *x, const pyq_http_opts *o) {
   APPLY(ctimeout_ms, CURLOPT_CONNECTTIMEOUT_MS, ms(o->connect_timeout));
   APPLY(verify, CURLOPT_SSL_VERIFYPEER, (long)o->verify);
   APPLY(verifyhost, CURLOPT_SSL_VERIFYHOST, o->verify ? 2L : 0L);
-  APPLY(max_body, CURLOPT_MAXFILESIZE_LARGE, o->max_body);
+  /* a HEAD answer has no body: its Content-Length is no reason to fail */
+  APPLY(max_body, CURLOPT_MAXFILESIZE_LARGE,
+        strcmp(x->method, "HEAD") == 0 ? (curl_off_t)0 : o->max_body);
   /* With every socket busy there is no connection to reuse, and looking for
    * one costs libcurl a walk over all of the host's connections: with
    * thousands in flight that walk dominates.  Plain http only: an https

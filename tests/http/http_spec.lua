@@ -132,6 +132,12 @@ describe("pyq.http", function()
       err = failure(http.get, base .. "/chunked", { max_body = 10 })
       assert.matches("over max_body", err, 1, true)
     end)
+
+    it("does not hold a HEAD answer's Content-Length against max_body (it has no body)", function()
+      local res = http.head(base .. "/huge-length", { max_body = 1000 })
+      assert.same({ 200, "" }, { res.status, res.body })
+      assert.equal("4000000000", res.headers["content-length"])
+    end)
   end)
 
   describe("refused before anything is sent", function()
