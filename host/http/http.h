@@ -103,6 +103,7 @@ typedef struct pyq_http_opts {
   lua_Integer retries;
   double backoff, max_retry_after, attempt_timeout;   /* attempt: 0 none */
   int retry_unsafe;
+  int keep_partial, resume;   /* output's; keep_partial defaults to resume */
 } pyq_http_opts;
 
 /* The names a user marks sensitive (sensitive_headers, sensitive_query) are
