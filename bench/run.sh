@@ -60,3 +60,4 @@ awk '
 echo
 
 if [ -f "$here/http.sh" ]; then sh "$here/http.sh" "$build"; fi
+if [ -f "$here/download.sh" ]; then sh "$here/download.sh" "$build"; fi

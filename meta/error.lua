@@ -12,7 +12,7 @@
 ---| "deadlock"    # waiting for something nothing can wake
 ---| "decode"      # pyq.json, pyq.jsonl
 ---| "encode"      # pyq.json, pyq.jsonl
----| "io"          # pyq.jsonl opening, reading or writing a file
+---| "io"          # pyq.jsonl, pyq.http's output: opening, reading or writing a file
 ---| "sqlite"      # pyq.sqlite
 ---| "url"         # pyq.url: a URL libcurl refuses
 ---| "transport"   # pyq.http: the connection failed or broke

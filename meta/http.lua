@@ -24,6 +24,10 @@
 ---@field backoff number? seconds before the first retry, doubling, with jitter (0.5)
 ---@field retry_unsafe boolean? retry POST and PATCH too (false)
 ---@field max_retry_after number? longest Retry-After hold to wait for, seconds (300)
+---@field output string? download a 2xx body to this path (through path..".part", renamed when whole); res.body is nil, res.size and res.path are set; max_body is unlimited unless given
+---@field keep_partial boolean? with output: keep the .part when the download fails (default: resume's value)
+---@field resume boolean? with output: continue an existing .part with a Range request
+---@field on_data fun(chunk: string): boolean? called with the 2xx body in chunks as it arrives, in the task; it cannot wait; return false to stop (res.aborted)
 
 ---Process-wide defaults.
 ---@class pyq.http.ConfigureOptions
@@ -43,7 +47,10 @@
 ---@field ok boolean status is 2xx
 ---@field headers table<string, string> lower-case names, repeated headers joined with ", "
 ---@field raw_headers string the header block as received
----@field body string decoded when compressed
+---@field body string? decoded when compressed; nil when output or on_data took a 2xx body
+---@field size integer bytes of body: in res.body, in the file (output) or handed to on_data
+---@field path string? output: the file, set when it holds the whole body
+---@field aborted boolean? on_data returned false and stopped the transfer
 ---@field url string after redirects
 ---@field method string the last hop's
 ---@field elapsed number seconds, every hop

@@ -96,6 +96,8 @@ pyq_fiber *pyq_fiber_check (lua_State *L, const char *fname) {
   if (f == NULL)
     usage(L, "%s: cannot wait here: this coroutine is not run by the host "
               "(wait from the main script, a queue task or pyq.await)", fname);
+  if ((f->flags & PYQ_F_NOWAIT) && f->nowait)
+    usage(L, "%s: cannot wait in %s", fname, f->nowait);
   if (f->flags & PYQ_F_NOWAIT)
     usage(L, "%s: cannot wait in an exception_handler (it runs between "
                "two tasks of the worker; put a task into a queue for slow "

@@ -61,6 +61,7 @@ struct pyq_fiber {
   int nargs;              /* values pushed on L for the next resume */
   int got;                /* values the last resume delivered */
   unsigned flags;
+  const char *nowait;     /* with PYQ_F_NOWAIT: what runs, for the message */
   const pyq_wait_ops *wop;  /* set while parked */
   void *on;                 /* what it is parked on, for wop->disarm */
   pyq_run run;

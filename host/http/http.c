@@ -94,8 +94,9 @@ struct xfer {
   pyq_fiber *f;
   pyq_http *http;
   session *s;
-  pyq_sink *sink;         /* where the answer goes: &mem.sink for now */
+  pyq_sink *sink;         /* where the answer goes: &mem.sink or &dl->sink */
   pyq_sink_mem mem;
+  pyq_sink_dl *dl;        /* output or on_data: a download sink, or NULL */
   struct curl_slist *headers;
   curl_mime *mime;        /* a multipart body, or NULL */
   CURLcode result;
@@ -190,8 +191,10 @@ static void setup_auth (xfer *x, const char *packed);
 static size_t on_body (char *p, size_t size, size_t n, void *ud) {
   xfer *x = ud;
   n *= size;
+  int r;
   if (x->discard) return n;
-  return x->sink->ops->data(x->sink, p, n) ? n : 0;
+  r = x->sink->ops->data(x->sink, p, n);
+  return r == PYQ_SINK_PAUSE ? CURL_WRITEFUNC_PAUSE : r ? n : 0;
 }
 
 /* Notes a Location, and at the end of a redirect's headers decides that
@@ -360,6 +363,7 @@ static void xfer_done (CURL *e, CURLcode result, void *ud) {
   x->result = result;
   if (x->discard && follow_redirect(x)) return;
   x->sink->ops->done(x->sink, x->result);
+  if (x->dl && x->dl->woken) return;   /* on_data's chunk woke it already */
   pyq_wake_now(x->f, 0);
 }
 
@@ -395,6 +399,13 @@ static void xfer_free (xfer *x) {
   x->hops = 0;
   x->spent = 0;
   x->discard = x->location = x->hold_check = 0;
+  if (x->dl) {   /* its handle has a Range, no Accept-Encoding or a pause */
+    pyq_sink_dl_free(x->dl);
+    x->dl = NULL;
+    x->sink = &x->mem.sink;
+    curl_easy_cleanup(x->easy);
+    x->easy = NULL;
+  }
   if (x->easy && hp->cu && (s && s->share ? s->npool < SESSION_POOL && !s->closed
                                            : hp->npool < POOL_MAX)) {
     pyq_sink_mem_reset(&x->mem, KEEP_BODY);
@@ -516,6 +527,28 @@ static void push_headers (lua_State *L, const char *p, size_t len) {
   }
 }
 
+/* res.body; a download's 2xx body is not in memory: res.size (bytes in
+ * the file or handed to on_data), res.path once path holds it whole, and
+ * res.aborted when on_data stopped it. */
+static void push_body (lua_State *L, xfer *x) {
+  pyq_sink_dl *d = x->dl;
+  if (d == NULL || (d->to_mem && !d->whole)) {
+    lua_pushlstring(L, x->mem.body.p ? x->mem.body.p : "", x->mem.body.len);
+    lua_setfield(L, -2, "body");
+    return;
+  }
+  lua_pushinteger(L, (lua_Integer)d->size);
+  lua_setfield(L, -2, "size");
+  if (d->whole) {
+    lua_pushstring(L, d->path);
+    lua_setfield(L, -2, "path");
+  }
+  if (d->aborted) {
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "aborted");
+  }
+}
+
 static void push_response (lua_State *L, xfer *x) {
   long status = 0, version = 0;
   char *url = NULL;
@@ -530,8 +563,7 @@ static void push_response (lua_State *L, xfer *x) {
   lua_setfield(L, -2, "status");
   lua_pushboolean(L, status >= 200 && status < 300);
   lua_setfield(L, -2, "ok");
-  lua_pushlstring(L, x->mem.body.p ? x->mem.body.p : "", x->mem.body.len);
-  lua_setfield(L, -2, "body");
+  push_body(L, x);
   lua_pushlstring(L, x->mem.head.p ? x->mem.head.p : "", x->mem.head.len);
   lua_setfield(L, -2, "raw_headers");   /* res.headers parses it on use */
   lua_pushstring(L, url ? url : x->url);
@@ -553,6 +585,7 @@ static void count (xfer *x) {
   int b;
   hp->requests++;
   hp->bytes += x->mem.body.len;
+  if (x->dl && !x->dl->to_mem) hp->bytes += (uint64_t)x->dl->size;
   if (x->result != CURLE_OK) {
     hp->failures++;
     return;
@@ -609,10 +642,16 @@ static const char *error_text (xfer *x) {
 
 /* Pushes the message of a failed transfer and returns its kind. */
 static const char *push_failure (lua_State *L, xfer *x, const char *shown) {
-  char size[64];
+  char size[64], text[1024];
   long oserr = 0;
+  const char *kind;
+  if (x->dl && (kind = pyq_sink_dl_error(x->dl, text, sizeof text)) != NULL) {
+    lua_pushfstring(L, "pyq.http: %s %s: %s", x->method, shown, text);
+    return kind;
+  }
   if (x->mem.too_big || x->result == CURLE_FILESIZE_EXCEEDED) {
-    snprintf(size, sizeof size, "%lld", (long long)x->mem.max);
+    snprintf(size, sizeof size, "%lld",
+             (long long)(x->dl && !x->mem.too_big ? x->dl->max : x->mem.max));
     lua_pushfstring(L, "pyq.http: %s %s: the response body is over max_body "
                     "(%s bytes)", x->method, shown, size);
     return "too_big";
@@ -629,6 +668,66 @@ static const char *push_failure (lua_State *L, xfer *x, const char *shown) {
   return x->result == CURLE_OPERATION_TIMEDOUT ? "timeout" : "transport";
 }
 
+/* Stops an on_data transfer that is still on the loop. */
+static void stream_stop (xfer *x) {
+  if (!x->dl->finished) {
+    pyq_curl_uv_remove(x->http->cu, x->easy);
+    x->dl->finished = 1;
+  }
+}
+
+/* on_data: the task hands the bytes that came to its callback, which runs
+ * here, in the task, and cannot wait; the transfer stays paused until the
+ * callback has returned (at most one chunk waits in C, libcurl keeps the
+ * next), so a slow callback slows the download instead of filling memory.
+ * 1 when the transfer is over (its response or error follows), 0 to wait
+ * for more. */
+static int stream (lua_State *L, pyq_fiber *f, xfer *x) {
+  pyq_sink_dl *d = x->dl;
+  d->woken = 0;
+  d->running = 1;
+  for (;;) {
+    if (f->run.cancel || f->run.expired) {
+      const pyq_reason *why = f->run.cancel ? f->run.cancel : &pyq_timeout_reason;
+      stream_stop(x);
+      xfer_free(x);
+      return pyq_raise_reason(L, why);
+    }
+    if (d->buf.len > 0) {
+      int st;
+      lua_pushvalue(L, PYQ_HS_SINK);
+      lua_pushlstring(L, d->buf.p, d->buf.len);
+      d->buf.len = 0;
+      f->flags |= PYQ_F_NOWAIT;
+      f->nowait = "pyq.http's on_data (it runs while the transfer waits for "
+                  "it; hand slow work to a queue)";
+      st = lua_pcall(L, 1, 1, 0);
+      f->flags &= ~PYQ_F_NOWAIT;
+      f->nowait = NULL;
+      if (st != LUA_OK) {   /* the request fails with the callback's error */
+        stream_stop(x);
+        xfer_free(x);
+        return lua_error(L);
+      }
+      if (lua_isboolean(L, -1) && !lua_toboolean(L, -1)) {   /* stop here */
+        stream_stop(x);
+        d->aborted = 1;
+        x->result = CURLE_OK;
+      }
+      lua_pop(L, 1);
+      continue;
+    }
+    if (d->finished) break;
+    curl_easy_pause(x->easy, CURLPAUSE_CONT);   /* may hand a chunk at once */
+    if (d->buf.len == 0 && !d->finished) {
+      d->running = 0;
+      return 0;
+    }
+  }
+  d->running = 0;
+  return 1;
+}
+
 /* The continuation of a request: the response, or its error raised.  A
  * 429 or 503 outside the retry loop still records its Retry-After (in
  * http.lua), so later requests wait it out. */
@@ -642,6 +741,8 @@ static int request_k (lua_State *L, int status, lua_KContext ctx) {
     if (x) xfer_free(x);
     return lua_error(L);
   }
+  if (x->dl && x->dl->chunks && !stream(L, f, x))
+    return pyq_park(L, f, &xfer_wait, x, request_k);
   count(x);
   if (x->result != CURLE_OK) {   /* errors get logged: no secrets in them */
     char shown[1024];
@@ -892,6 +993,40 @@ static int expired (lua_State *L, pyq_http *hp, session *s,
   return lua_error(L);
 }
 
+static void dl_ready (void *ud) {
+  xfer *x = ud;
+  pyq_wake(x->f, 0);
+}
+
+/* output = path (a string) or on_data (path NULL): the body goes to a
+ * download sink; the memory sink keeps the headers and a body that is not
+ * 2xx, up to max_body or the usual 64 MiB.  0 when out of memory. */
+static int start_download (xfer *x, const pyq_http_opts *o, const char *path) {
+  curl_off_t keep = 64 * 1024 * 1024;
+  if ((x->dl = pyq_sink_dl_new(&x->mem, path, o->keep_partial, o->resume,
+                               o->max_body)) == NULL)
+    return 0;
+  x->dl->ready = dl_ready;
+  x->dl->ud = x;
+  x->mem.max = o->max_body < keep ? o->max_body : keep;
+  x->sink = &x->dl->sink;
+  return 1;
+}
+
+/* A file gets the bytes as served (no Accept-Encoding, as curl -o), so a
+ * .part's length is an offset the server knows: resume asks for the rest
+ * with a Range (not CURLOPT_RESUME_FROM, which fails on a 200 instead of
+ * starting over).  The handle is not pooled afterwards. */
+static void download_options (xfer *x) {
+  char range[32];
+  if (x->dl->chunks) return;
+  curl_easy_setopt(x->easy, CURLOPT_ACCEPT_ENCODING, NULL);
+  if (x->dl->from > 0) {
+    snprintf(range, sizeof range, "%lld-", (long long)x->dl->from);
+    curl_easy_setopt(x->easy, CURLOPT_RANGE, range);
+  }
+}
+
 /* Sends a checked request (its slots on the stack, PYQ_HS_*) and parks the
  * task: headers (taken over); timeout in seconds for the whole request. */
 static int send_request (lua_State *L, pyq_http *hp, session *s, pyq_fiber *f,
@@ -917,6 +1052,10 @@ static int send_request (lua_State *L, pyq_http *hp, session *s, pyq_fiber *f,
   x->allow_downgrade = o->allow_downgrade;
   x->hold_check = hold_check;
   strcpy(x->method, o->method);
+  if (!lua_isnil(L, PYQ_HS_SINK) && !start_download(x, o, lua_tostring(L, PYQ_HS_SINK))) {
+    xfer_free(x);
+    return luaL_error(L, "not enough memory");
+  }
   if ((x->url = strdup(lua_tostring(L, u))) == NULL ||
       (!lua_isnil(L, hn) && (x->hnames = copy_names(L, hn)) == NULL) ||
       (!lua_isnil(L, qn) && (x->qnames = copy_names(L, qn)) == NULL)) {
@@ -927,6 +1066,7 @@ static int send_request (lua_State *L, pyq_http *hp, session *s, pyq_fiber *f,
     xfer_free(x);
     return luaL_error(L, "not enough memory");
   }
+  if (x->dl) download_options(x);
   if (hp->host->log_level <= PYQ_DEBUG) log_request(hp, x);
   if (!pyq_curl_uv_add(hp->cu, x->easy, xfer_done, x)) {
     xfer_free(x);
@@ -954,7 +1094,8 @@ static struct curl_slist *build_headers (lua_State *L, pyq_http_opts *o) {
 /* ---- the request a retry loop sends again ------------------------------ */
 
 /* Checked once; each attempt sends it with what is left of the time.  The
- * sensitive names, URL and body are its user values 1-4. */
+ * sensitive names, URL and body are its user values 1-4, the sink value
+ * (output, on_data) 5. */
 typedef struct prepared {
   pyq_http_opts o;
   struct curl_slist *headers;

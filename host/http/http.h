@@ -108,6 +108,7 @@ typedef struct pyq_http_opts {
   lua_Integer retries;
   double backoff, max_retry_after, attempt_timeout;   /* attempt: 0 none */
   int retry_unsafe;
+  int keep_partial, resume;   /* output's; keep_partial defaults to resume */
 } pyq_http_opts;
 
 /* The names a user marks sensitive (sensitive_headers, sensitive_query) are
@@ -125,6 +126,7 @@ enum {
   PYQ_HS_BODY,        /* the body: a string, or the multipart table */
   PYQ_HS_AUTH,        /* "B" or "D", user, NUL, password */
   PYQ_HS_PROXY,       /* the proxy URL; "": none */
+  PYQ_HS_SINK,        /* output's path, on_data's function */
   PYQ_HS_END
 };
 int pyq_http_check (lua_State *L, pyq_http_opts *o);

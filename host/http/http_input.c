@@ -700,11 +700,38 @@ static void push_auth (lua_State *L, int t, const char *fname) {
   lua_settop(L, a);
 }
 
+/* output = path (with keep_partial, resume) or on_data = fn: one of them,
+ * a path that names a file, and no limit on the body unless max_body says
+ * (the 64 MiB default is there to spare memory, which neither uses). */
+static void check_sink (lua_State *L, const char *fname, pyq_http_set present,
+                        const pyq_http_value *v, pyq_http_opts *o) {
+  size_t n;
+  const char *path;
+#define GOT(id) (present & PYQ_BIT(PYQ_HO_##id))
+  if (GOT(OUTPUT) && GOT(ONDATA))
+    pyq_usage(L, "%s: give output or on_data, not both", fname);
+  if ((GOT(KEEP) || GOT(RESUME)) && !GOT(OUTPUT))
+    pyq_usage(L, "%s: %s needs output (a path to download to)", fname,
+              GOT(KEEP) ? "keep_partial" : "resume");
+  if (GOT(OUTPUT)) {
+    lua_getfield(L, 3, "output");
+    path = lua_tolstring(L, -1, &n);
+    if (n == 0 || memchr(path, '\0', n) != NULL || path[n - 1] == '/')
+      pyq_usage(L, "%s: output must be the path of a file, got %s", fname,
+                pyq_got(L, -1));
+    lua_pop(L, 1);
+  }
+  if (GOT(RESUME)) o->resume = (int)v[PYQ_HO_RESUME].count;
+  o->keep_partial = GOT(KEEP) ? (int)v[PYQ_HO_KEEP].count : o->resume;
+  if ((GOT(OUTPUT) || GOT(ONDATA)) && !GOT(MAXBODY))
+    o->max_body = (curl_off_t)INT64_MAX;
+#undef GOT
+}
+
 /* Validates a request given as 1: method or nil, 2: url or nil, 3: the
  * options table or nil (the method and url arguments win over the table's)
- * and pushes 4: sensitive_headers and 5: sensitive_query (packed, or nil),
- * 6: the final URL and 7: the body; raises on bad input, before anything
- * is allocated outside Lua. */
+ * and pushes the slots PYQ_HS_* (http.h); raises on bad input, before
+ * anything is allocated outside Lua. */
 int pyq_http_check (lua_State *L, pyq_http_opts *o) {
   const char *fname = o->fname, *qnames = NULL;
   pyq_http_value v[PYQ_HO_N];
@@ -723,6 +750,7 @@ int pyq_http_check (lua_State *L, pyq_http_opts *o) {
   o->attempt_timeout = 0;
   o->retry_unsafe = 0;
   o->http_version = 0;
+  o->keep_partial = o->resume = 0;
   if (lua_istable(L, 3)) {
     present = pyq_http_read(L, 3, fname, pyq_http_request_options, v);
 #define GOT(id) (present & PYQ_BIT(PYQ_HO_##id))
@@ -740,9 +768,14 @@ int pyq_http_check (lua_State *L, pyq_http_opts *o) {
     if (GOT(UNSAFE)) o->retry_unsafe = (int)v[PYQ_HO_UNSAFE].count;
     if (GOT(VERSION)) o->http_version = (long)v[PYQ_HO_VERSION].count;
     check_conflicts(L, present, fname);
+    check_sink(L, fname, present, v, o);
   }
   o->present = present;
   check_method(L, 3, present, o->method, sizeof o->method, fname);
+  if ((present & (PYQ_BIT(PYQ_HO_OUTPUT) | PYQ_BIT(PYQ_HO_ONDATA))) &&
+      strcmp(o->method, "HEAD") == 0)
+    pyq_usage(L, "%s: %s needs a body: a HEAD request has none", fname,
+              (present & PYQ_BIT(PYQ_HO_OUTPUT)) ? "output" : "on_data");
   if (GOT(SHEADERS)) {
     lua_getfield(L, 3, "sensitive_headers");
     pyq_http_names(L, fname, "sensitive_headers");
@@ -766,6 +799,9 @@ int pyq_http_check (lua_State *L, pyq_http_opts *o) {
       lua_pushliteral(L, "");
     }
   } else lua_pushnil(L);
+  if (GOT(OUTPUT)) lua_getfield(L, 3, "output");
+  else if (GOT(ONDATA)) lua_getfield(L, 3, "on_data");
+  else lua_pushnil(L);
 #undef GOT
   return PYQ_HS_END - 4;
 }

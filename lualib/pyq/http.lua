@@ -51,6 +51,16 @@ local function check_response(res, fname)
   end
 end
 
+-- The body, for the methods that read it; a download's went elsewhere.
+local function body_of(res, fname)
+  local body = rawget(res, "body")
+  if body == nil then
+    usage(3, format("res:%s: the body is not in memory (it went to %s)", fname,
+      rawget(res, "path") and "the file " .. rawget(res, "path") or "output or on_data"))
+  end
+  return body
+end
+
 -- res.headers is parsed from res.raw_headers on first use.
 function Response.__index(res, key)
   check_response(res, "__index")
@@ -60,6 +70,9 @@ function Response.__index(res, key)
     return headers
   elseif key == "retries" then
     return 0
+  elseif key == "size" then   -- set by C for a download (output, on_data)
+    local body = rawget(res, "body")
+    return body and #body
   elseif key == "content_type" then   -- the media type, lower case, no parameters
     local value = rawget(res.headers, "content-type")
     return value and lower((match(value, "^%s*([^;%s]+)"))) or nil
@@ -71,7 +84,7 @@ end
 -- naming the URL.
 function Response:json()
   check_response(self, "json")
-  local ok, value = pcall(json.decode, self.body)
+  local ok, value = pcall(json.decode, body_of(self, "json"))
   if not ok then
     local url = C.mask_url(self.url)
     local info = getinfo(2, "Sl")
@@ -100,7 +113,7 @@ end
 -- end of line ("\n" or "\r\n"); a last line without one comes too.
 function Response:lines()
   check_response(self, "lines")
-  local body, pos = self.body, 1
+  local body, pos = body_of(self, "lines"), 1
   return function()
     if pos > #body then return nil end
     local nl = find(body, "\n", pos, true)
@@ -113,13 +126,13 @@ end
 --- The body parsed as HTML (pyq.html), links resolving against res.url.
 function Response:html()
   check_response(self, "html")
-  return std.require("pyq.html").parse(self.body, self.url)
+  return std.require("pyq.html").parse(body_of(self, "html"), self.url)
 end
 
 function Response:__tostring()
   check_response(self, "__tostring")
   return format("pyq.http.response: %s %s -> %d (%d bytes)",
-    self.method, C.mask_url(self.url), self.status, #self.body)
+    self.method, C.mask_url(self.url), self.status, self.size)
 end
 
 C.set_response_mt(Response)

@@ -212,8 +212,13 @@ local function runtime(api, dir, closers)
   rt["pyq.JoinOptions"] = options(function(o) return queue:join(o) end)
 
   local res = pyq.http.get(api.base .. "/status/200")
+  local downloads = {   -- the fields of a download's response
+    pyq.http.get(api.base .. "/status/200", { output = dir .. "/download" }),
+    pyq.http.get(api.base .. "/bytes/100", { on_data = function() return false end }),
+  }
   rt["pyq.http.Response"] = function(names, d)
     keys(res, names)
+    for _, r in ipairs(downloads) do keys(r, names) end
     index_keys(debug.getmetatable(res), names)
     lua_fields("lualib/pyq/http.lua", "function Response.__index(res, key)", names)
     return probe(res)(names, d)
