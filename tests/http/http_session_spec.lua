@@ -148,6 +148,26 @@ describe("pyq.http.session defaults", function()
     assert.equal(200, short:get("delay/0.3", { timeout = 5 }).status)
   end)
 
+  it("sends its auth or bearer; a call's auth, bearer or Authorization header replaces it", function()
+    local function authz(s, opts) return s:get(api.base .. "/echo", opts):json().headers.authorization end
+    local b <close> = http.session{ bearer = "S" }
+    assert.equal("Bearer S", authz(b))
+    assert.equal("Basic dTpw", authz(b, { auth = { "u", "p" } }))
+    assert.equal("Bearer C", authz(b, { bearer = "C" }))
+    assert.equal("Token C", authz(b, { headers = { authorization = "Token C" } }))
+    local a <close> = http.session{ auth = { "u", "p" } }
+    assert.equal("Basic dTpw", authz(a))
+    assert.equal("Bearer C", authz(a, { bearer = "C" }))
+    assert.equal("Token C", authz(a, { headers = { Authorization = "Token C" } }))
+    local h <close> = http.session{ headers = { Authorization = "Token S" } }
+    assert.equal("Token S", authz(h))
+    assert.equal("Bearer C", authz(h, { bearer = "C" }))
+    assert.equal("Basic dTpw", authz(h, { auth = { "u", "p" } }))
+    -- and the call's own conflicts are still refused
+    local e = caught(b.get, b, api.base .. "/echo", { bearer = "C", headers = { authorization = "x" } })
+    assert.matches("give bearer or an Authorization header, not both", tostring(e), 1, true)
+  end)
+
   it("refuses bad defaults when it is made, naming pyq.http.session and the option", function()
     local cases = {
       { { base_url = "ftp://h/" }, "pyq.http.session: base_url 'ftp://h/' is not http or https" },
@@ -267,5 +287,4 @@ describe("pyq.http.session cookies", function()
     assert.equal(0, r.code, r.err)
     assert.matches("\tend\t1\n", helper.read_file(file), 1, true)
   end)
-
 end)
