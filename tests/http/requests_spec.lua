@@ -321,7 +321,7 @@ describe("http_version and connection limits", function()
       assert.equal("2", s:get(u, { http_version = "2" }).http_version)
       http.configure{ http_version = "1.1" }
       local v = http.get(u, { verify = false }).http_version
-      http.configure{ http_version = "2" }
+      http.configure{ http2 = true }   -- the default again ("2" would add h2c upgrades)
       assert.equal("1.1", v)
       assert.equal("2", http.get(u, { verify = false }).http_version)
     end)
@@ -330,8 +330,12 @@ describe("http_version and connection limits", function()
   end)
 
   it("speaks HTTP/2 without TLS only when asked to (2-prior-knowledge)", function()
-    -- the fixture API speaks HTTP/1.1 only: prior knowledge fails there
-    assert.equal("1.1", http.get(api.base .. "/echo", { http_version = "2" }).http_version)
+    -- the fixture API speaks HTTP/1.1 only: "2" asks it to upgrade (as
+    -- curl --http2 does), the default does not; prior knowledge fails
+    local res = http.get(api.base .. "/echo", { http_version = "2" })
+    assert.equal("1.1", res.http_version)
+    assert.equal("h2c", res:json().headers.upgrade)
+    assert.is_nil(http.get(api.base .. "/echo"):json().headers.upgrade)
     local e = caught(http.get, api.base .. "/echo", { http_version = "2-prior-knowledge" })
     assert.is_true(pyq.is_error(e, "transport"))
   end)
