@@ -28,13 +28,22 @@
 ---@field keep_partial boolean? with output: keep the .part when the download fails (default: resume's value)
 ---@field resume boolean? with output: continue an existing .part with a Range request
 ---@field on_data fun(chunk: string): boolean? called with the 2xx body in chunks as it arrives, in the task; it cannot wait; return false to stop (res.aborted)
+---@field form table<string, string|number|boolean|(string|number|boolean)[]>? URL-encoded body (names sorted, a list repeats the name), application/x-www-form-urlencoded unless a Content-Type header is given; POST unless a method is
+---@field multipart table<string, string|number|{ path: string?, data: string?, filename: string?, type: string? }>? multipart/form-data through libcurl's mime: a string or number is a field, a table a part with one of `path` (a file, streamed from disk) or `data`; POST unless a method is
+---@field auth { [1]: string, [2]: string, type: "basic"|"digest"? }? user and password (basic unless type = "digest"); dropped on a redirect to another origin
+---@field bearer string? sends `Authorization: Bearer <token>`; not with auth or an Authorization header
+---@field proxy string|false? "http://[user:pw@]host:port", "socks5h://host:port", ...; false: no proxy, not even the environment's; unset: the session's, else http_proxy/https_proxy/all_proxy/no_proxy as curl reads them
+---@field http_version "1.0"|"1.1"|"2"|"2-prior-knowledge"? the version to ask for (unset: HTTP/2 over TLS when offered, else 1.1; "2": as curl --http2, also asking plain http to upgrade (h2c); "2-prior-knowledge": HTTP/2 over plain http at once)
 
 ---Process-wide defaults.
 ---@class pyq.http.ConfigureOptions
 ---@field user_agent string? instead of pyqhost/<version> libcurl/<version>
----@field max_connections integer?
----@field max_per_host integer?
+---@field max_connections integer? the old name of max_total
+---@field max_total integer? connections open at once, all hosts together (0: no limit, the default)
+---@field max_per_host integer? connections open at once to one host (0: no limit, the default)
 ---@field http2 boolean?
+---@field proxy string|false? every request's proxy unless the request or its session names one (false: none, not even the environment's)
+---@field http_version "1.0"|"1.1"|"2"|"2-prior-knowledge"?
 ---@field retries integer?
 ---@field backoff number?
 ---@field max_retry_after number?
@@ -156,12 +165,40 @@ function pyq.http.stats() end
 ---@field retries integer?
 ---@field backoff number?
 ---@field max_retry_after number?
+---@field proxy string|false? as the request option, for every request of the session
+---@field http_version "1.0"|"1.1"|"2"|"2-prior-knowledge"?
+---@field base_url string? http(s) URL relative URLs resolve against (RFC 3986; a '/' is added to its path: "v1" + "users" is v1/users, "/x" is from the host's root)
+---@field cookies boolean|string? true: a cookie jar of the session's own; a path: a Netscape cookie file loaded now and saved when the session ends
+---@field headers table<string, string>? sent with every request; a request's headers of the same name (any case) win
+---@field query table<string, string|number|boolean|(string|number)[]>? added to every request's; the request's win by name
+---@field auth { [1]: string, [2]: string, type: "basic"|"digest"? }? unless the request gives auth, bearer or an Authorization header
+---@field bearer string? unless the request gives auth, bearer or an Authorization header
+---@field timeout number? the default of the request option
+---@field connect_timeout number?
+---@field attempt_timeout number?
+---@field follow_redirects boolean?
+---@field max_redirects integer?
+---@field max_body integer?
+---@field verify boolean?
+---@field allow_downgrade boolean?
+---@field retry_unsafe boolean?
+
+---A cookie of a session's jar.
+---@class pyq.http.Cookie
+---@field name string
+---@field value string
+---@field domain string without a leading "."
+---@field path string
+---@field secure boolean sent over https only
+---@field http_only boolean
+---@field expires integer Unix time; 0: a session cookie
 
 ---Requests with settings of their own; the plain pyq.http functions are
 ---the default session.  Connections, limits and holds are shared.
 ---```lua
----local s <close> = pyq.http.session{ user_agent = "my-job/1.0", retries = 5 }
----local res = s:get(url)
+---local s <close> = pyq.http.session{ base_url = "https://api.example.org/v1",
+---  headers = { Accept = "application/json" }, bearer = token, cookies = true, retries = 5 }
+---local res = s:get("users", { query = { page = 2 } })
 ---```
 ---@param opts pyq.http.SessionOptions?
 ---@return pyq.http.Session
@@ -218,4 +255,9 @@ function Session:put(url, opts) end
 function Session:patch(url, opts) end
 
 ---Refuses later requests; requests in flight finish.  Twice is harmless.
+---A cookie file is saved when the last request in flight has finished.
 function Session:close() end
+
+---The cookies of the session's jar (sessions made with `cookies`).
+---@return pyq.http.Cookie[]
+function Session:cookies() end

@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 #include <curl/curl.h>
 #include "http.h"
 #include "curl_uv.h"
@@ -1479,6 +1480,24 @@ static int session_defaults (lua_State *L, pyq_http_set present) {
   return luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
+/* 1 when a file can be made in path's folder: libcurl saves a cookie file
+ * as a temporary file there that it renames. */
+static int dir_writable (const char *path) {
+  const char *slash = strrchr(path, '/');
+  char dir[4096];
+  size_t n = slash == NULL ? 0 : slash == path ? 1 : (size_t)(slash - path);
+  if (n >= sizeof dir) {
+    errno = ENAMETOOLONG;
+    return 0;
+  }
+  if (n == 0) memcpy(dir, ".", 2);
+  else {
+    memcpy(dir, path, n);
+    dir[n] = '\0';
+  }
+  return access(dir, W_OK | X_OK) == 0;
+}
+
 /* The session's cookie jar: cookies = true, or a Netscape cookie file to
  * load now (a missing one is an empty jar) and save when it ends. */
 static void session_jar (lua_State *L, session *s, const char *fname) {
@@ -1501,6 +1520,9 @@ static void session_jar (lua_State *L, session *s, const char *fname) {
       pyq_usage(L, "%s: cookies: cannot read '%s': %s", fname,
                 lua_tostring(L, -1), strerror(errno));
     if (fp) fclose(fp);
+    if (!dir_writable(lua_tostring(L, -1)))   /* else lost, silently, at the end */
+      pyq_usage(L, "%s: cookies: cannot write '%s': %s", fname,
+                lua_tostring(L, -1), strerror(errno));
     if ((s->cookie_file = strdup(lua_tostring(L, -1))) == NULL ||
         (e = jar_handle(s)) == NULL)
       luaL_error(L, "not enough memory");

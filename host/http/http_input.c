@@ -851,18 +851,69 @@ static void merge_headers (lua_State *L, int d, int r) {
   }
 }
 
+/* 1 when the table at h has an Authorization header, whatever its case. */
+static int has_authorization (lua_State *L, int h) {
+  int found = 0;
+  if (!lua_istable(L, h)) return 0;
+  lua_pushnil(L);
+  while (!found && lua_next(L, h)) {
+    lua_pop(L, 1);
+    found = lua_type(L, -1) == LUA_TSTRING &&
+            strcasecmp(lua_tostring(L, -1), "authorization") == 0;
+  }
+  if (found) lua_pop(L, 1);
+  return found;
+}
+
+/* The request at 3 says how to authenticate (auth, bearer or an
+ * Authorization header): the defaults' ways (in the copy at m) go, so
+ * that the call's wins rather than conflicting with them. */
+static void drop_default_auth (lua_State *L, int m) {
+  int own;
+  if (!lua_istable(L, 3)) return;
+  own = lua_getfield(L, 3, "auth") != LUA_TNIL;
+  own |= lua_getfield(L, 3, "bearer") != LUA_TNIL;
+  lua_getfield(L, 3, "headers");
+  own |= has_authorization(L, lua_gettop(L));
+  lua_pop(L, 3);
+  if (!own) return;
+  lua_pushnil(L);
+  lua_setfield(L, m, "auth");
+  lua_pushnil(L);
+  lua_setfield(L, m, "bearer");
+  if (lua_getfield(L, m, "headers") == LUA_TTABLE &&
+      has_authorization(L, lua_gettop(L))) {
+    int h;
+    push_copy(L, lua_gettop(L));
+    h = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, h - 1)) {
+      lua_pop(L, 1);
+      if (lua_type(L, -1) == LUA_TSTRING &&
+          strcasecmp(lua_tostring(L, -1), "authorization") == 0) {
+        lua_pushvalue(L, -1);
+        lua_pushnil(L);
+        lua_rawset(L, h);
+      }
+    }
+    lua_setfield(L, m, "headers");
+  }
+  lua_pop(L, 1);
+}
+
 void pyq_http_merge (lua_State *L, int d, const char *base, const char *fname) {
   int m;
   d = lua_absindex(L, d);
   push_copy(L, d);
   m = lua_gettop(L);
+  drop_default_auth(L, m);
   if (lua_istable(L, 3)) {
     lua_pushnil(L);
     while (lua_next(L, 3)) {
       const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
       int hq = strcmp(k, "headers") == 0 || strcmp(k, "query") == 0;
       if (hq && lua_istable(L, -1)) {
-        if (lua_getfield(L, d, k) != LUA_TTABLE) {
+        if (lua_getfield(L, m, k) != LUA_TTABLE) {   /* m: the defaults so far */
           lua_pop(L, 1);   /* the defaults had none */
         } else if (k[0] == 'h') {   /* headers case-insensitively */
           merge_headers(L, lua_gettop(L), lua_gettop(L) - 1);

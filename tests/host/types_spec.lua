@@ -230,6 +230,10 @@ local function runtime(api, dir, closers)
     index_keys(debug.getmetatable(session).__index, names)
     return probe(session)(names, d)
   end
+  local jar = pyq.http.session{ cookies = true }
+  closers[#closers + 1] = jar
+  jar:get(api.base .. "/headers")   -- sets the cookies a and b
+  rt["pyq.http.Cookie"] = function(names) return keys(jar:cookies()[1], names) end
   rt["pyq.http.SessionOptions"] = options(function(o)
     closers[#closers + 1] = pyq.http.session(o)
   end)
