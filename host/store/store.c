@@ -329,13 +329,13 @@ static pyq_backend *store_open (lua_State *L, int oidx, int qidx, int slot) {
   if (lua_isnil(L, -2))
     pyq_usage(L, "pyq.Queue: name needs a store (pyq.Queue{ store = path, "
               "name = ... }): it scopes the keys inside one");
-  path = lua_tolstring(L, -2, &n);
-  if (lua_type(L, -2) != LUA_TSTRING || n == 0 || strlen(path) != n)
+  path = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &n) : NULL;
+  if (path == NULL || n == 0 || strlen(path) != n)
     pyq_usage(L, "pyq.Queue: store must be a path (a non-empty string without "
               "NUL), got %s", pyq_got(L, -2));
   if (!lua_isnil(L, -1)) {
-    name = lua_tolstring(L, -1, &n);
-    if (lua_type(L, -1) != LUA_TSTRING || n == 0 || strlen(name) != n)
+    name = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
+    if (name == NULL || n == 0 || strlen(name) != n)
       pyq_usage(L, "pyq.Queue: name must be a non-empty string without NUL, "
                 "got %s", pyq_got(L, -1));
   }
@@ -384,8 +384,8 @@ static const char *check_name (lua_State *L, const char *fname) {
   size_t n;
   const char *name;
   if (lua_isnoneornil(L, 2)) return "default";
-  name = lua_tolstring(L, 2, &n);
-  if (lua_type(L, 2) != LUA_TSTRING || n == 0 || strlen(name) != n)
+  name = lua_type(L, 2) == LUA_TSTRING ? lua_tolstring(L, 2, &n) : NULL;
+  if (name == NULL || n == 0 || strlen(name) != n)
     pyq_usage(L, "%s: name must be a non-empty string, got %s", fname,
               pyq_got(L, 2));
   return name;
@@ -478,9 +478,10 @@ static int handle_tostring (lua_State *L) {
 /* pyq.store.open(path) */
 static int store_open_lua (lua_State *L) {
   size_t n;
-  const char *path = lua_tolstring(L, 1, &n);
+  const char *path = lua_type(L, 1) == LUA_TSTRING ? lua_tolstring(L, 1, &n)
+                                                   : NULL;
   handle *hd;
-  if (lua_type(L, 1) != LUA_TSTRING || n == 0 || strlen(path) != n)
+  if (path == NULL || n == 0 || strlen(path) != n)
     return pyq_usage(L, "pyq.store.open: path must be a non-empty string "
                      "without NUL, got %s", pyq_got(L, 1));
   hd = lua_newuserdatauv(L, sizeof *hd, 0);
