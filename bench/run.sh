@@ -59,5 +59,21 @@ awk '
   }' "$out/sq.txt" "$out/sqpy.txt"
 echo
 
+echo "== job store: keyed tasks vs Python's sqlite3 (100,000 records, WAL, synchronous=NORMAL) =="
+mkdir "$out/store"
+"$build/pyqhost" "$here/store.lua" "$out/store" 100000 > "$out/st.txt"
+python3 "$here/store_py.py" "$out/store" 100000 > "$out/stpy.txt"
+awk '
+  FNR == NR { pyq[$1] = $2; next }
+  { py[$1] = $2 }
+  END {
+    printf "%-44s %12s %12s %8s\n", "measure", "pyqhost", "python3", "ratio"
+    printf "%-44s %12.0f %12.0f %7.2fx\n", "keyed tasks/s, first run (recorded)", pyq["store_first_per_s"], py["executemany_per_s"], pyq["store_first_per_s"] / py["executemany_per_s"]
+    printf "%-44s %12s %12s\n", "  (peer: executemany of the same records)", "", ""
+    printf "%-44s %12.0f %12.0f %7.2fx\n", "keyed tasks/s, re-run (all skipped)", pyq["store_rerun_per_s"], py["lookups_per_s"], pyq["store_rerun_per_s"] / py["lookups_per_s"]
+    printf "%-44s %12s %12s\n", "  (peer: a loop of primary-key reads + json)", "", ""
+  }' "$out/st.txt" "$out/stpy.txt"
+echo
+
 if [ -f "$here/http.sh" ]; then sh "$here/http.sh" "$build"; fi
 if [ -f "$here/download.sh" ]; then sh "$here/download.sh" "$build"; fi

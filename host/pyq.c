@@ -12,12 +12,14 @@
 #include "lua/task.h"
 #include "queue/queue.h"
 #include "sqlite/sqlite.h"
+#include "store/store.h"
 
 int luaopen_pyq_core (lua_State *L) {
   lua_newtable(L);
   pyq_open_task(L);
   pyq_open_time(L);
   pyq_open_queue(L);
+  pyq_open_store(L);   /* after the queue: it registers itself there */
   pyq_open_log(L);
   pyq_open_error(L);
   pyq_open_http(L);

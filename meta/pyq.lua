@@ -13,6 +13,7 @@
 ---@field json pyq.json the host's JSON codec
 ---@field jsonl pyq.jsonl JSON Lines files
 ---@field sqlite pyq.sqlite SQLite databases on the host's loop
+---@field store pyq.store the job store of keyed tasks, for inspection and reset
 ---@field itertools pyq.itertools helpers for feeding queues
 ---@field html pyq.html HTML documents: XPath, CSS selectors, links
 ---@field url pyq.url URLs: join, parse, build, encode, decode

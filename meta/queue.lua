@@ -8,6 +8,12 @@
 ---@field exception_handler (fun(err: any, traceback: string))? runs between tasks, cannot wait; the default logs at WARNING (exit 3)
 ---@field progress boolean? a live progress line
 ---@field total integer? expected tasks: progress shows the percentage and ETA
+---@field store string? a SQLite file recording keyed tasks that finished: a re-run skips them
+---@field name string? scopes the keys inside the store ("default")
+
+---@class pyq.PutOptions
+---@field key string? the task's key in the queue's store: a key recorded by an earlier run is skipped
+---@field delay number? seconds to wait before the put (not for a skipped key)
 
 ---@class pyq.JoinOptions
 ---@field all boolean? one entry per put (result, nil or pyq.Error), `n` the number of puts
@@ -31,6 +37,7 @@
 ---@field done integer tasks finished
 ---@field failed integer tasks that raised
 ---@field cancelled integer tasks cancelled
+---@field skipped integer keyed puts whose result the store had (puts = done + failed + cancelled + skipped)
 ---@field total integer expected tasks (0 when unset)
 ---@field closed boolean
 ---@field exception_handler fun(err: any, traceback: string) may be reassigned (nil: the default)
@@ -43,11 +50,19 @@ local Queue = {}
 function pyq.Queue(opts) end
 
 ---Waits `delay` seconds, then for room (producers served in order), then
----enqueues the task.
+---enqueues the task.  With `{ key = k }` on a queue with a store, a key
+---recorded by an earlier run is not run: its recorded result stands in
+---(counted as skipped); a key pending or running in the queue is refused.
 ---@async
 ---@param task pyq.Taskish
----@param delay? number seconds
+---@param delay? number|pyq.PutOptions seconds, or { key =, delay = }
 function Queue:put(task, delay) end
+
+---Drops the key's record from the queue's store, so its next put runs;
+---true if there was one.
+---@param key string
+---@return boolean
+function Queue:forget(key) end
 
 ---Waits until every task put so far has finished and returns the results in
 ---put order, nils and errors left out (or, with `{ all = true }`, one entry

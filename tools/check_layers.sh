@@ -11,6 +11,8 @@
 #   http    core lua report json libcurl on libuv, requests, pyq.http
 #   queue   core lua report      pyq.Queue, workers, backends
 #   html    core lua             pyq.html: libxml2 documents, XPath, CSS
+#   store   core lua report json sqlite queue   the job store: keyed tasks
+#                                in SQLite, hooked into the queue
 #   host/*.c                     puts them together: may include anything
 # A lower layer that needs something from a higher one takes a hook the
 # higher one registers (h->tasks, h->before_output, pyq_report_section).
@@ -26,6 +28,7 @@ allowed () {
     http) echo "core lua report json" ;;
     queue) echo "core lua report" ;;
     html) echo "core lua" ;;
+    store) echo "core lua report json sqlite queue" ;;
     *) echo "?" ;;
   esac
 }

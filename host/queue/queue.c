@@ -82,6 +82,7 @@ enum {
 typedef struct queues {
   pyq_link open;
   const void *mt;
+  pyq_store_open_fn store_open;   /* the job store's, once registered */
 } queues;
 
 static const char queue_key = 'q';
@@ -158,8 +159,8 @@ static void putter_disarm (pyq_fiber *f, void *on) {
 /* Gives the claimed task at idx to the backend; the queue is at index 1.
  * st->pending counts what this queue pushed and no worker popped yet (what
  * join waits for), kept here rather than asked of the backend per task. */
-static void enqueue (lua_State *L, pyq_queue *q, int idx) {
-  q->be->ops->push(q->be, L, 1, idx, ++q->counter);
+static void enqueue (lua_State *L, pyq_queue *q, int idx, int kidx) {
+  q->be->ops->push(q->be, L, 1, idx, kidx, ++q->counter);
   q->st->pending++;
   q->st->put++;
   if (q->st->running < q->workers) pyq_post(q->host, &q->dispatch);
@@ -324,10 +325,16 @@ static void task_end (lua_State *L, int qidx, pyq_fiber *f, int failed,
   pyq_queue *q = W(f)->queue;
   lua_Integer idx = f->run.idx;
   int outcome = pyq_cancelled(f) ? PYQ_OUT_CANCELLED
-              : failed ? PYQ_OUT_FAILED : PYQ_OUT_DONE;
-  if (q->be && q->be->ops->settle) q->be->ops->settle(q->be, L, idx, outcome);
+              : failed ? PYQ_OUT_FAILED : PYQ_OUT_DONE, settled = 0;
+  if (q->be && q->be->ops->settle &&
+      (settled = q->be->ops->settle(q->be, L, idx, outcome)) ==
+      PYQ_SETTLE_FAILED) {
+    lua_replace(L, -2);   /* its result could not be kept: the error fails it */
+    outcome = PYQ_OUT_FAILED;
+  }
   if (outcome == PYQ_OUT_DONE) {
-    q->st->done++;
+    if (settled == PYQ_SETTLE_SKIPPED) q->st->skipped++;
+    else q->st->done++;
     if (qidx) keep_result(L, qidx, q, idx);   /* takes the result */
   } else {
     if (outcome == PYQ_OUT_FAILED) q->st->failed++;
@@ -487,10 +494,36 @@ static void check_open (lua_State *L, pyq_queue *q, const char *fname) {
   if (q->closed) pyq_usage(L, "%s: the queue is closed", fname);
 }
 
+/* The key at 4, for push: 0 when the put has none. */
+#define KEY_IDX(L) (lua_isnil(L, 4) ? 0 : 4)
+
+/* A keyed put (key at 4) asks the store.  A key recorded by an earlier
+ * run is not run: the task at 2 (claimed first when `claim`) is replaced
+ * by the store's stand-in that gives the recorded result back, which goes
+ * through the queue in put order like any task (join and completed() see
+ * it as if it had run) and is counted as skipped; the key is let go.
+ * Returns PYQ_KEY_NEW, PYQ_KEY_DONE or PYQ_KEY_BUSY (the caller raises,
+ * after handing on any slot it holds). */
+static int recall (lua_State *L, pyq_queue *q, int claim) {
+  int r;
+  if (lua_isnil(L, 4)) return PYQ_KEY_NEW;
+  if ((r = q->be->ops->recall(q->be, L, 4)) != PYQ_KEY_DONE) return r;
+  if (claim) pyq_task_take(L, 2);
+  lua_replace(L, 2);
+  lua_pushnil(L);
+  lua_replace(L, 4);
+  return r;
+}
+
+static int key_busy (lua_State *L) {
+  return pyq_usage(L, "pyq.Queue.put: key %s is already pending or running in "
+                   "this queue (a key runs once at a time)", pyq_got(L, 4));
+}
+
 static int put_or_wait (lua_State *L, pyq_queue *q) {
   pyq_fiber *f;
   if (!must_wait(q)) {
-    enqueue(L, q, 2);
+    enqueue(L, q, 2, KEY_IDX(L));
     return 0;
   }
   f = pyq_fiber_check(L, "pyq.Queue.put");
@@ -524,8 +557,12 @@ static int put_woken (lua_State *L, int status, lua_KContext ctx) {
     if (!ok) return lua_error(L);
     check_open(L, q, "pyq.Queue.put");
   }
-  lua_settop(L, 3);
-  enqueue(L, q, 2);
+  lua_settop(L, 4);
+  if (recall(L, q, 0) == PYQ_KEY_BUSY) {   /* put meanwhile by another */
+    if (reserved) give_room(q);
+    return key_busy(L);
+  }
+  enqueue(L, q, 2, KEY_IDX(L));
   return 0;
 }
 
@@ -533,9 +570,34 @@ static int put_delayed (lua_State *L, int status, lua_KContext ctx) {
   pyq_queue *q = lua_touserdata(L, 1);
   (void)status;
   if (!pyq_resumed(L, (pyq_fiber *)ctx)) return lua_error(L);
-  lua_settop(L, 3);
+  lua_settop(L, 4);
   check_open(L, q, "pyq.Queue.put");
+  if (recall(L, q, 0) == PYQ_KEY_BUSY) return key_busy(L);
   return put_or_wait(L, q);
+}
+
+/* put(task, { key = k, delay = s }): leaves the delay at 3 and the key at
+ * 4 (nil when absent), as put(task, delay) has them. */
+static void put_options (lua_State *L, pyq_queue *q) {
+  lua_pushnil(L);
+  while (lua_next(L, 3)) {
+    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+    lua_pop(L, 1);
+    if (k == NULL || (strcmp(k, "key") != 0 && strcmp(k, "delay") != 0))
+      pyq_usage(L, "pyq.Queue.put: unknown option %s (expected key or delay)",
+                pyq_got(L, -1));
+  }
+  lua_getfield(L, 3, "key");
+  if (!lua_isnil(L, -1)) {
+    if (lua_type(L, -1) != LUA_TSTRING || lua_rawlen(L, -1) == 0)
+      pyq_usage(L, "pyq.Queue.put: key must be a non-empty string, got %s",
+                pyq_got(L, -1));
+    if (q->be != NULL && q->be->ops->recall == NULL)
+      pyq_usage(L, "pyq.Queue.put: key needs a queue with a store "
+                "(pyq.Queue{ store = path })");
+  }
+  lua_getfield(L, 3, "delay");
+  lua_replace(L, 3);
 }
 
 static int queue_put (lua_State *L) {
@@ -543,9 +605,15 @@ static int queue_put (lua_State *L) {
   int delayed;
   lua_settop(L, 3);
   pyq_task_check(L, 2, "pyq.Queue.put");
+  if (lua_type(L, 3) == LUA_TTABLE) put_options(L, q);
+  else lua_pushnil(L);   /* no key */
   delayed = lua_type(L, 3) != LUA_TNIL;
   if (delayed) pyq_checkseconds(L, 3, "pyq.Queue.put", "delay");
   check_open(L, q, "pyq.Queue.put");
+  switch (recall(L, q, 1)) {   /* before the delay: a skipped put has none */
+  case PYQ_KEY_BUSY: return key_busy(L);
+  case PYQ_KEY_DONE: return put_or_wait(L, q);
+  }
   pyq_task_take(L, 2);
   if (delayed && lua_tonumber(L, 3) > 0) {
     pyq_fiber *f = pyq_fiber_check(L, "pyq.Queue.put");
@@ -609,6 +677,7 @@ static const char *const type_names[] = {
 /* Starts a new round: what join and completed() give is the tasks put
  * from here on.  The queue is at index 1. */
 static void round_reset (lua_State *L, pyq_queue *q) {
+  if (q->be && q->be->ops->commit) q->be->ops->commit(q->be);
   lua_newtable(L);
   lua_setiuservalue(L, 1, Q_RESULTS);
   lua_newtable(L);
@@ -1049,6 +1118,22 @@ static int queue_cancel (lua_State *L) {
   return until(L, q, &cancel_wait);
 }
 
+/* queue:forget(key): the store drops the key's record, so a later put of
+ * it runs; true if there was one. */
+static int queue_forget (lua_State *L) {
+  pyq_queue *q = checkqueue(L, "pyq.Queue.forget");
+  lua_settop(L, 2);
+  if (lua_type(L, 2) != LUA_TSTRING || lua_rawlen(L, 2) == 0)
+    return pyq_usage(L, "pyq.Queue.forget: key must be a non-empty string, "
+                     "got %s", pyq_got(L, 2));
+  check_open(L, q, "pyq.Queue.forget");
+  if (q->be->ops->forget == NULL)
+    return pyq_usage(L, "pyq.Queue.forget: the queue has no store "
+                     "(pyq.Queue{ store = path })");
+  lua_pushboolean(L, q->be->ops->forget(q->be, L, 2));
+  return 1;
+}
+
 /* ---- creation and fields ---------------------------------------------- */
 
 /* Logs the failure, and counts it: a job with failures nobody handled
@@ -1096,7 +1181,7 @@ static lua_Integer opt_int (lua_State *L, const char *key, lua_Integer dflt,
 static void check_keys (lua_State *L) {
   static const char *const known[] = {
     "workers", "maxsize", "log_level", "exception_handler", "progress",
-    "total", NULL
+    "total", "store", "name", NULL
   };
   lua_pushnil(L);
   while (lua_next(L, 1)) {
@@ -1109,8 +1194,8 @@ static void check_keys (lua_State *L) {
       if (strcmp(known[i], lua_tostring(L, -1)) == 0) break;
     if (!known[i])
       pyq_usage(L, "pyq.Queue: unknown option '%s' (expected workers, "
-                "maxsize, log_level, exception_handler, progress or total)",
-                lua_tostring(L, -1));
+                "maxsize, log_level, exception_handler, progress, total, "
+                "store or name)", lua_tostring(L, -1));
   }
 }
 
@@ -1149,8 +1234,18 @@ static int queue_new (lua_State *L) {
   }
   q = lua_newuserdatauv(L, sizeof *q, Q_NUV);
   memset(q, 0, sizeof *q);
-  if ((q->be = pyq_ring_open(L, lua_gettop(L), Q_BACKEND)) == NULL)
-    luaL_error(L, "not enough memory");
+  if (lua_getfield(L, 1, "store") != LUA_TNIL ||
+      lua_getfield(L, 1, "name") != LUA_TNIL) {
+    pyq_store_open_fn open = ((queues *)h->tasks.ud)->store_open;
+    lua_settop(L, 3);
+    if (open == NULL)
+      pyq_usage(L, "pyq.Queue: store is not available in this host");
+    q->be = open(L, 1, 3, Q_BACKEND);   /* checks store and name; may raise */
+  } else {
+    lua_settop(L, 3);
+    q->be = pyq_ring_open(L, 3, Q_BACKEND);
+  }
+  if (q->be == NULL) luaL_error(L, "not enough memory");
   if ((q->st = pyq_report_queue(h)) == NULL) luaL_error(L, "not enough memory");
   q->st->total = total;
   q->host = h;
@@ -1215,6 +1310,7 @@ static int queue_index (lua_State *L) {
   else if (strcmp(k, "done") == 0) v = q->st->done;
   else if (strcmp(k, "failed") == 0) v = q->st->failed;
   else if (strcmp(k, "cancelled") == 0) v = q->st->cancelled;
+  else if (strcmp(k, "skipped") == 0) v = q->st->skipped;
   else if (strcmp(k, "puts") == 0) v = q->st->put;
   else if (strcmp(k, "total") == 0) v = q->st->total;
   else return 0;
@@ -1345,7 +1441,8 @@ void pyq_open_queue (lua_State *L) {
   const void *mt;
   static const luaL_Reg methods[] = {
     {"put", queue_put}, {"join", queue_join}, {"close", queue_close},
-    {"cancel", queue_cancel}, {"completed", queue_completed}, {NULL, NULL}
+    {"cancel", queue_cancel}, {"completed", queue_completed},
+    {"forget", queue_forget}, {NULL, NULL}
   };
   lua_createtable(L, 0, 2);
   lua_pushcfunction(L, completed_close);
@@ -1386,4 +1483,8 @@ void pyq_open_queue (lua_State *L) {
   h->tasks.unclosed = warn_unclosed;
   lua_pushcfunction(L, list_open);
   lua_setfield(L, -2, "_open_queues");
+}
+
+void pyq_queue_set_store (pyq_host *h, pyq_store_open_fn open) {
+  ((queues *)h->tasks.ud)->store_open = open;
 }

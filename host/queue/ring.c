@@ -45,8 +45,9 @@ static void ring_grow (ring *r, lua_State *L, int qidx) {
 }
 
 static void ring_push (pyq_backend *b, lua_State *L, int qidx, int tidx,
-                       lua_Integer index) {
+                       int kidx, lua_Integer index) {
   ring *r = R(b);
+  (void)kidx;   /* keys are the store's */
   if (r->count == r->cap) ring_grow(r, L, qidx);
   if (r->count == 0) r->first = index;
   lua_getiuservalue(L, qidx, r->slot);
@@ -89,7 +90,8 @@ static void ring_close (pyq_backend *b, lua_State *L, int qidx) {
 }
 
 static const pyq_backend_ops ring_ops = {
-  "ring", ring_push, ring_pop, NULL, ring_pending, ring_drop, ring_close
+  "ring", ring_push, ring_pop, NULL, ring_pending, ring_drop, ring_close,
+  NULL, NULL, NULL
 };
 
 pyq_backend *pyq_ring_open (lua_State *L, int qidx, int slot) {

@@ -38,7 +38,7 @@
 #define LINE_SIZE 512
 
 typedef struct counts {
-  lua_Integer queues, put, done, failed, cancelled;
+  lua_Integer queues, put, done, failed, cancelled, skipped;
 } counts;
 
 typedef struct pyq_report {
@@ -80,6 +80,7 @@ static void add_counts (counts *c, const pyq_qstats *st) {
   c->done += st->done;
   c->failed += st->failed;
   c->cancelled += st->cancelled;
+  c->skipped += st->skipped;
 }
 
 /* Keeps st if it is among the KEEP largest released records; the smaller
@@ -145,7 +146,7 @@ static size_t compose (char f[NF][sizeof ((pyq_qstats *)0)->where],
 static void format_line (const pyq_host *h, const pyq_qstats *st, double now,
                          size_t width, char *buf, size_t size) {
   char f[NF][sizeof st->where];
-  lua_Integer finished = st->done + st->failed + st->cancelled;
+  lua_Integer finished = st->done + st->failed + st->cancelled + st->skipped;
   double wall = (st->closed_at > 0 ? st->closed_at : now) - st->started;
   double rate = wall > 0 ? (double)finished / wall : 0, secs;
   size_t i, len, wlen;
@@ -415,6 +416,14 @@ static int picked (pyq_qstats **best, int n, const pyq_qstats *st) {
   return 0;
 }
 
+/* " + skipped N" for a queue with keyed puts a job store had done;
+ * nothing otherwise, so the books of other queues read as before. */
+static const char *skipped (lua_Integer n, char *buf, size_t size) {
+  if (n == 0) return "";
+  snprintf(buf, size, " + skipped %lld", (long long)n);
+  return buf;
+}
+
 void pyq_report_summary (pyq_host *h) {
   pyq_report *r = h->report;
   pyq_qstats *best[KEEP];
@@ -436,23 +445,23 @@ void pyq_report_summary (pyq_host *h) {
   for (l = h->report->stats.next; l != &h->report->stats; l = l->next) {
     pyq_qstats *st = pyq_container(l, pyq_qstats, link);
     double wall = (st->closed_at > 0 ? st->closed_at : now) - st->started;
-    lua_Integer finished = st->done + st->failed + st->cancelled;
+    lua_Integer finished = st->done + st->failed + st->cancelled + st->skipped;
     if (!picked(best, n, st)) continue;
     fprintf(stderr, "  queue %s: put %lld = done %lld + failed %lld + "
-            "cancelled %lld%s in %.2f s (%.1f/s)\n", st->where,
+            "cancelled %lld%s%s in %.2f s (%.1f/s)\n", st->where,
             (long long)st->put, (long long)st->done, (long long)st->failed,
-            (long long)st->cancelled,
+            (long long)st->cancelled, skipped(st->skipped, buf, sizeof buf),
             finished == st->put ? "" : " (tasks unaccounted for!)", wall,
             wall > 0 ? (double)finished / wall : 0.0);
   }
   if (more.queues > 0)
     fprintf(stderr, "  %lld more queue%s: put %lld = done %lld + failed %lld "
-            "+ cancelled %lld%s\n", (long long)more.queues,
+            "+ cancelled %lld%s%s\n", (long long)more.queues,
             more.queues == 1 ? "" : "s", (long long)more.put,
             (long long)more.done, (long long)more.failed,
-            (long long)more.cancelled,
-            more.put == more.done + more.failed + more.cancelled ? "" :
-            " (tasks unaccounted for!)");
+            (long long)more.cancelled, skipped(more.skipped, buf, sizeof buf),
+            more.put == more.done + more.failed + more.cancelled +
+            more.skipped ? "" : " (tasks unaccounted for!)");
   if (h->unhandled > 0)   /* main.c exits 3 unless something says otherwise */
     fprintf(stderr, "  %lld task%s failed%s: %s error%s reached the default "
             "exception handler\n", (long long)h->unhandled,
@@ -479,10 +488,12 @@ static void json_str (FILE *out, const char *s) {
 }
 
 static void json_counts (FILE *out, lua_Integer put, lua_Integer done,
-                         lua_Integer failed, lua_Integer cancelled) {
+                         lua_Integer failed, lua_Integer cancelled,
+                         lua_Integer skipped) {
   fprintf(out, "\"put\": %lld, \"done\": %lld, \"failed\": %lld, "
-          "\"cancelled\": %lld", (long long)put, (long long)done,
-          (long long)failed, (long long)cancelled);
+          "\"cancelled\": %lld, \"skipped\": %lld", (long long)put,
+          (long long)done, (long long)failed, (long long)cancelled,
+          (long long)skipped);
 }
 
 /* --summary-json FILE: what the summary says, for scripts and dashboards;
@@ -516,14 +527,16 @@ int pyq_report_summary_json (pyq_host *h, const char *path, int exit_code) {
     first = 0;
     json_str(out, st->where);
     fputs(", ", out);
-    json_counts(out, st->put, st->done, st->failed, st->cancelled);
+    json_counts(out, st->put, st->done, st->failed, st->cancelled,
+                st->skipped);
     fprintf(out, ", \"seconds\": %.3f, \"per_second\": %.1f}", wall,
-            wall > 0 ? (double)(st->done + st->failed + st->cancelled) / wall
-                     : 0.0);
+            wall > 0 ? (double)(st->done + st->failed + st->cancelled +
+                                st->skipped) / wall : 0.0);
   }
   fprintf(out, "%s], \"more_queues\": {\"queues\": %lld, ", first ? "" : "\n",
           (long long)more.queues);
-  json_counts(out, more.put, more.done, more.failed, more.cancelled);
+  json_counts(out, more.put, more.done, more.failed, more.cancelled,
+              more.skipped);
   fputs("}, \"http\": ", out);
   if ((http = http_line(h)) != NULL && *http) {
     size_t len = strlen(http);

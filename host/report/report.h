@@ -14,6 +14,7 @@ typedef struct pyq_qstats {
   char where[160];        /* script:line that created the queue */
   lua_Integer total;      /* expected tasks, for progress; 0 unknown */
   lua_Integer put, done, failed, cancelled, pending, running;
+  lua_Integer skipped;    /* keyed puts a job store had a result for */
   double started, closed_at;   /* seconds; closed_at 0 while open */
   int progress;           /* drawn by report.c */
   int released;           /* its queue is gone (pyq_report_release) */

@@ -9,7 +9,7 @@ for name, value in std.pairs(core) do
 end
 
 local submodules = { itertools = true, http = true, json = true, jsonl = true,
-                     sqlite = true, url = true, html = true }
+                     sqlite = true, url = true, html = true, store = true }
 
 return std.setmetatable(pyq, {
   __index = function(t, name)

@@ -39,7 +39,8 @@ static void push_string (lua_State *L, input *in) {
 /* pyq.Queue's option names, then those of pyq.http's option tables:
  * the fuzzer meets every option the host knows, and no list to update. */
 static const char *const queue_keys[] = {
-  "workers", "maxsize", "log_level", "exception_handler", "progress", "total"
+  "workers", "maxsize", "log_level", "exception_handler", "progress", "total",
+  "store", "name", "key", "delay"
 };
 static const char *keys[128];
 static size_t nkeys;
@@ -86,15 +87,29 @@ static void push_value (lua_State *L, input *in, int depth) {
   }
 }
 
+/* A queue from the bytes (a store is dropped: the fuzzer writes no files;
+ * a name is kept, which must then be refused), then, once it is closed, a
+ * put with an options table (key, delay) from them too: its options are
+ * checked before the closed queue refuses it, and nothing runs. */
 static int queue_case (lua_State *L) {
   input *in = lua_touserdata(L, 1);
   lua_getglobal(L, "pyq");
   lua_getfield(L, -1, "Queue");
   push_table(L, in, 0);
+  lua_pushnil(L);
+  lua_setfield(L, -2, "store");
   lua_call(L, 1, 1);
   lua_getfield(L, -1, "close");
-  lua_insert(L, -2);
+  lua_pushvalue(L, -2);
   lua_call(L, 1, 0);
+  lua_getfield(L, -1, "put");
+  lua_insert(L, -2);
+  lua_getfield(L, -3, "async");
+  lua_getglobal(L, "print");
+  lua_call(L, 1, 1);
+  lua_call(L, 0, 1);   /* a task: print() */
+  push_table(L, in, 0);
+  lua_pcall(L, 3, 0, 0);
   return 0;
 }
 

@@ -210,6 +210,18 @@ local function runtime(api, dir, closers)
     closers[#closers + 1] = pyq.Queue(o)
   end)
   rt["pyq.JoinOptions"] = options(function(o) return queue:join(o) end)
+  rt["pyq.PutOptions"] = options(function(o)
+    o.key = o.key or "k"   -- a key needs a store: the store queue below
+    return closers.store_queue:put(pyq.async(function() end)(), o)
+  end)
+  closers.store_queue = pyq.Queue{ workers = 1, store = dir .. "/store.sqlite" }
+  closers[#closers + 1] = closers.store_queue
+  local store = pyq.store.open(dir .. "/store.sqlite")
+  closers[#closers + 1] = store
+  rt["pyq.store.Store"] = function(names, d)
+    index_keys(debug.getmetatable(store).__index, names)
+    return probe(store)(names, d)
+  end
 
   local res = pyq.http.get(api.base .. "/status/200")
   local downloads = {   -- the fields of a download's response

@@ -27,7 +27,7 @@ static void close_ring (void) {
 static void push_int (lua_Integer v, lua_Integer index) {
   int top = lua_gettop(L);
   lua_pushinteger(L, v);
-  b->ops->push(b, L, Q, lua_gettop(L), index);
+  b->ops->push(b, L, Q, lua_gettop(L), 0, index);
   CHECK_INT(lua_gettop(L), top + 1);   /* push leaves the stack as it was */
   lua_pop(L, 1);
 }
@@ -133,7 +133,7 @@ static void push_tracked (int weak, int n, lua_Integer first) {
     lua_newtable(L);
     lua_pushvalue(L, -1);
     lua_rawseti(L, weak, first + i);
-    b->ops->push(b, L, Q, lua_gettop(L), first + i);
+    b->ops->push(b, L, Q, lua_gettop(L), 0, first + i);
     lua_pop(L, 1);
   }
 }
