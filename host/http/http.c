@@ -62,6 +62,8 @@ typedef struct session {
   char *proxy;            /* NULL: libcurl's (the environment's); "": none */
   char *base_url;         /* ends in '/'; NULL: none */
   int defaults;           /* registry ref of the request defaults, or LUA_NOREF */
+  int cache;              /* registry ref of the response cache's settings
+                             (http.lua's cache_config), or LUA_NOREF */
   /* cookies = true | "file": the session's own jar in its own share, and
    * its own pool of handles (a handle once given the jar keeps the engine
    * on, so it never serves another session) */
@@ -127,11 +129,13 @@ struct pyq_http {
   double hold_until;      /* pyq_clock() until which a Retry-After holds */
   /* for the summary */
   uint64_t requests, bytes, retries, failures;
+  uint64_t cache_hits, cache_misses;
   uint64_t status[600];
   uint64_t latency[LATENCY_BUCKETS];   /* by log2(microseconds) in eighths */
 };
 
-static const char response_key = 'r', retry_key = 't', hold_key = 'h';
+static const char response_key = 'r', retry_key = 't', hold_key = 'h',
+                  config_key = 'c';
 
 static unsigned next_gen = 1;
 
@@ -614,6 +618,10 @@ static double quantile (const pyq_http *hp, double q) {
 
 void pyq_http_report (pyq_http *hp, FILE *out) {
   int s;
+  if (hp->cache_hits + hp->cache_misses > 0)
+    fprintf(out, "  http cache: %llu hit%s, %llu miss%s\n",
+            (unsigned long long)hp->cache_hits, hp->cache_hits == 1 ? "" : "s",
+            (unsigned long long)hp->cache_misses, hp->cache_misses == 1 ? "" : "es");
   if (hp->requests == 0) return;
   fprintf(out, "  http: %llu request%s, %llu retr%s, %llu failed, %.1f MiB;",
           (unsigned long long)hp->requests, hp->requests == 1 ? "" : "s",
@@ -1141,11 +1149,89 @@ static int http_attempt (lua_State *L) {
   return send_request(L, hp, p->s, f, &p->o, timeout, copy_list(L, p->headers), 0);
 }
 
+/* C.cache_key(prepared, vary) -> the response cache's key of a request:
+ * its method and URL normalized (scheme and host in lower case, a default
+ * port and the fragment dropped; the query as sent), then "\nname: value"
+ * for each name of the vary list the request sends ("\nname" when it
+ * does not), so requests that differ only there are cached apart. */
+static int http_cache_key (lua_State *L) {
+  prepared *p = luaL_checkudata(L, 1, PREPARED);
+  CURLU *u = curl_url();
+  char *part[5] = {NULL, NULL, NULL, NULL, NULL};
+  static const CURLUPart parts[5] = {CURLUPART_SCHEME, CURLUPART_HOST,
+    CURLUPART_PORT, CURLUPART_PATH, CURLUPART_QUERY};
+  luaL_Buffer b;
+  lua_Integer i, n;
+  int k;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_getiuservalue(L, 1, PYQ_HS_URL - PYQ_HS_HNAMES + 1);
+  if (u == NULL || curl_url_set(u, CURLUPART_URL, lua_tostring(L, -1), 0) != CURLUE_OK) {
+    curl_url_cleanup(u);   /* cannot be: the URL was checked */
+    return luaL_error(L, "pyq.http: cannot parse %s", lua_tostring(L, -1));
+  }
+  for (k = 0; k < 5; k++)
+    curl_url_get(u, parts[k], &part[k], k == 2 ? CURLU_NO_DEFAULT_PORT : 0);
+  curl_url_cleanup(u);
+  for (k = 0; part[1] && part[1][k]; k++)
+    part[1][k] = (char)tolower((unsigned char)part[1][k]);
+  lua_pushfstring(L, "%s %s://%s%s%s%s%s%s", p->o.method, part[0] ? part[0] : "",
+                  part[1] ? part[1] : "", part[2] ? ":" : "", part[2] ? part[2] : "",
+                  part[3] ? part[3] : "/", part[4] ? "?" : "", part[4] ? part[4] : "");
+  for (k = 0; k < 5; k++) curl_free(part[k]);
+  luaL_buffinit(L, &b);
+  lua_pushvalue(L, -2);
+  luaL_addvalue(&b);
+  n = (lua_Integer)lua_rawlen(L, 2);
+  for (i = 1; i <= n; i++) {
+    struct curl_slist *h;
+    size_t len;
+    const char *name;
+    lua_rawgeti(L, 2, i);
+    name = lua_tolstring(L, -1, &len);
+    lua_pop(L, 1);   /* the list keeps it */
+    if (name == NULL) continue;
+    luaL_addchar(&b, '\n');
+    luaL_addlstring(&b, name, len);
+    for (h = p->headers; h; h = h->next)
+      if (strncasecmp(h->data, name, len) == 0 && h->data[len] == ':') {
+        luaL_addstring(&b, h->data + len);
+        break;
+      }
+  }
+  luaL_pushresult(&b);
+  return 1;
+}
+
+/* C.time(): wall-clock seconds, for ages that mean the same across runs. */
+static int http_time (lua_State *L) {
+  uv_timeval64_t tv;
+  uv_gettimeofday(&tv);
+  lua_pushnumber(L, (lua_Number)tv.tv_sec + tv.tv_usec / 1e6);
+  return 1;
+}
+
+/* C.count_cache(hit) */
+static int http_count_cache (lua_State *L) {
+  pyq_http *hp = lua_touserdata(L, lua_upvalueindex(1));
+  if (lua_toboolean(L, 1)) hp->cache_hits++;
+  else hp->cache_misses++;
+  return 0;
+}
+
 /* The retry loop's result is the request's. */
 static int retry_k (lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   (void)ctx;
   return 1;
+}
+
+/* 1 when the session's response cache may answer this request: GET or
+ * HEAD, not bypassed (cache = false), its body not going to a file or a
+ * callback. */
+static int cached (const session *s, const pyq_http_opts *o) {
+  return s->cache != LUA_NOREF && !o->nocache &&
+         (strcmp(o->method, "GET") == 0 || strcmp(o->method, "HEAD") == 0) &&
+         !(o->present & (PYQ_BIT(PYQ_HO_OUTPUT) | PYQ_BIT(PYQ_HO_ONDATA)));
 }
 
 /* Hands the checked request (its slots, as pyq_http_check left them) to
@@ -1185,7 +1271,15 @@ static int to_retry_loop (lua_State *L, session *s, pyq_http_opts *o) {
   if (o->attempt_timeout > 0) lua_pushnumber(L, o->attempt_timeout);
   else lua_pushnil(L);
   lua_pushnumber(L, o->max_retry_after >= 0 ? o->max_retry_after : s->max_retry_after);
-  lua_callk(L, 10, 1, 0, retry_k);
+  if (cached(s, o)) {   /* the cache's settings, the request's ttl */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->cache);
+    if (o->cache_ttl >= 0) lua_pushnumber(L, o->cache_ttl);
+    else lua_pushnil(L);
+  } else {
+    lua_pushnil(L);
+    lua_pushnil(L);
+  }
+  lua_callk(L, 12, 1, 0, retry_k);
   return 1;
 }
 
@@ -1226,7 +1320,8 @@ static int perform (lua_State *L, pyq_http *hp, session *s) {
   pyq_http_check(L, &o);   /* the slots PYQ_HS_* */
   f = pyq_fiber_check(L, o.fname);
   if ((o.retries > 0 || (o.retries < 0 && s->retries > 0)) ||
-      o.attempt_timeout > 0 || hp->limited || pyq_clock() < hp->hold_until)
+      o.attempt_timeout > 0 || hp->limited || pyq_clock() < hp->hold_until ||
+      cached(s, &o))
     return to_retry_loop(L, s, &o);
   return send_request(L, hp, s, f, &o, o.timeout, build_headers(L, &o), 1);
 }
@@ -1270,7 +1365,8 @@ static int session_close (lua_State *L) {
   if (b->s) {
     b->s->closed = 1;
     luaL_unref(L, LUA_REGISTRYINDEX, b->s->defaults);
-    b->s->defaults = LUA_NOREF;
+    luaL_unref(L, LUA_REGISTRYINDEX, b->s->cache);
+    b->s->defaults = b->s->cache = LUA_NOREF;
     session_unref(b->s);
     b->s = NULL;
   }
@@ -1339,10 +1435,13 @@ static int http_gate (lua_State *L) {
   return 0;
 }
 
-/* C.set_hooks(retry, obey_retry_after) */
+/* C.set_hooks(retry, obey_retry_after, cache_config) */
 static int http_set_hooks (lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
   luaL_checktype(L, 2, LUA_TFUNCTION);
+  luaL_checktype(L, 3, LUA_TFUNCTION);
+  lua_pushvalue(L, 3);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &config_key);
   lua_pushvalue(L, 1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &retry_key);
   lua_pushvalue(L, 2);
@@ -1364,8 +1463,21 @@ static void set_names (lua_State *L, char **list, int i) {
  * into v and present) on s; every check is made before anything changes. */
 static void apply_session (lua_State *L, int t, session *s, const char *fname,
                            const pyq_http_value *v, pyq_http_set present) {
-  int top = lua_gettop(L);
+  int top = lua_gettop(L), cache = s->cache;
   char *agent = NULL, *proxy = NULL;
+  if (present & (PYQ_BIT(PYQ_HC_CACHE) | PYQ_BIT(PYQ_HC_CTTL) |
+                 PYQ_BIT(PYQ_HC_CSTATUSES) | PYQ_BIT(PYQ_HC_CVARY))) {
+    /* http.lua's cache_config(settings or nil, options, fname) -> new
+     * settings or nil (cache = false); it checks and raises first */
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &config_key);
+    if (cache != LUA_NOREF) lua_rawgeti(L, LUA_REGISTRYINDEX, cache);
+    else lua_pushnil(L);
+    lua_pushvalue(L, t);
+    lua_pushstring(L, fname);
+    lua_call(L, 3, 1);
+    cache = lua_isnil(L, -1) ? (lua_pop(L, 1), LUA_NOREF)
+                             : luaL_ref(L, LUA_REGISTRYINDEX);
+  }
 #define GOT(id) (present & PYQ_BIT(PYQ_HC_##id))
   lua_getfield(L, t, "sensitive_headers");   /* top + 1 */
   if (GOT(SHEADERS)) pyq_http_names(L, fname, "sensitive_headers");
@@ -1390,6 +1502,10 @@ static void apply_session (lua_State *L, int t, session *s, const char *fname,
     s->http_version = v[PYQ_HC_HTTP2].count ? CURL_HTTP_VERSION_2TLS
                                             : CURL_HTTP_VERSION_1_1;
   if (GOT(VERSION)) s->http_version = (long)v[PYQ_HC_VERSION].count;
+  if (cache != s->cache) {
+    luaL_unref(L, LUA_REGISTRYINDEX, s->cache);
+    s->cache = cache;
+  }
   if (GOT(PROXY)) {
     free(s->proxy);
     s->proxy = proxy;
@@ -1559,7 +1675,11 @@ static int http_session (lua_State *L) {
   if ((s = calloc(1, sizeof *s)) == NULL) return luaL_error(L, "not enough memory");
   b->s = s;
   s->refs = 1;
-  s->defaults = LUA_NOREF;
+  s->defaults = s->cache = LUA_NOREF;
+  if (d->cache != LUA_NOREF) {   /* the same settings: they never change */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, d->cache);
+    s->cache = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
   s->http_version = d->http_version;
   s->retries = d->retries;
   s->backoff = d->backoff;
@@ -1613,6 +1733,10 @@ static int http_stats (lua_State *L) {
   lua_setfield(L, -2, "bytes");
   lua_pushinteger(L, (lua_Integer)hp->retries);
   lua_setfield(L, -2, "retries");
+  lua_pushinteger(L, (lua_Integer)hp->cache_hits);
+  lua_setfield(L, -2, "cache_hits");
+  lua_pushinteger(L, (lua_Integer)hp->cache_misses);
+  lua_setfield(L, -2, "cache_misses");
   return 1;
 }
 
@@ -1664,7 +1788,8 @@ void pyq_open_http (lua_State *L) {
     {"gate", http_gate}, {"set_hooks", http_set_hooks},
     {"stats", http_stats}, {"set_response_mt", http_set_response_mt},
     {"parse_headers", http_parse_headers}, {"count_retry", http_count_retry},
-    {"mask_url", http_mask_url},
+    {"mask_url", http_mask_url}, {"cache_key", http_cache_key},
+    {"time", http_time}, {"count_cache", http_count_cache},
     {NULL, NULL}
   };
   static const char *const verbs[] = {
@@ -1678,7 +1803,7 @@ void pyq_open_http (lua_State *L) {
   memset(hp, 0, sizeof *hp);
   hp->host = h;
   hp->defaults.refs = 1;   /* the state's: never released */
-  hp->defaults.defaults = LUA_NOREF;
+  hp->defaults.defaults = hp->defaults.cache = LUA_NOREF;
   hp->defaults.gen = next_gen++;
   hp->defaults.http_version = CURL_HTTP_VERSION_2TLS;
   hp->defaults.backoff = 0.5;

@@ -61,6 +61,7 @@ enum {
   PYQ_HO_UNSAFE, PYQ_HO_ATTEMPT, PYQ_HO_MAXRA,
   PYQ_HO_FORM, PYQ_HO_MULTIPART, PYQ_HO_AUTH, PYQ_HO_BEARER, PYQ_HO_PROXY,
   PYQ_HO_VERSION, PYQ_HO_OUTPUT, PYQ_HO_KEEP, PYQ_HO_RESUME, PYQ_HO_ONDATA,
+  PYQ_HO_CACHE, PYQ_HO_CTTL,
   PYQ_HO_N
 };
 /* A set of options present, one bit per id. */
@@ -71,6 +72,7 @@ typedef uint64_t pyq_http_set;
 enum {
   PYQ_HC_AGENT, PYQ_HC_HTTP2, PYQ_HC_SHEADERS, PYQ_HC_SQUERY,
   PYQ_HC_RETRIES, PYQ_HC_BACKOFF, PYQ_HC_MAXRA, PYQ_HC_PROXY, PYQ_HC_VERSION,
+  PYQ_HC_CACHE, PYQ_HC_CTTL, PYQ_HC_CSTATUSES, PYQ_HC_CVARY,
   PYQ_HC_SESSION,
   PYQ_HC_MAXCONN = PYQ_HC_SESSION, PYQ_HC_PERHOST, PYQ_HC_MAXTOTAL, PYQ_HC_N
 };
@@ -102,6 +104,8 @@ typedef struct pyq_http_opts {
   int follow, verify, allow_downgrade;
   int has_type;           /* a Content-Type among the headers */
   long http_version;      /* CURL_HTTP_VERSION_*; 0: the session's */
+  int nocache;            /* cache = false */
+  double cache_ttl;       /* < 0: the cache's own */
   long max_redirects;
   curl_off_t max_body;
   /* the retry plan; < 0: the session's default */

@@ -61,6 +61,7 @@ const pyq_http_option pyq_http_request_options[PYQ_HO_N + 1] = {
   O("proxy", PROXY, EASY, 0),         O("http_version", VERSION, EASY, 0),
   O("output", STRING, SINK, 0),       O("keep_partial", BOOL, SINK, 0),
   O("resume", BOOL, SINK, 0),         O("on_data", FUNCTION, SINK, 0),
+  O("cache", BOOL, PLAN, 1),          O("cache_ttl", DURATION, PLAN, 1),
   { NULL, 0, 0, 0 }
 };
 
@@ -70,7 +71,9 @@ const pyq_http_option pyq_http_request_options[PYQ_HO_N + 1] = {
   O("sensitive_query", NAMES, SESSION, 0), \
   O("retries", COUNT, PLAN, 1),       O("backoff", DURATION, PLAN, 1), \
   O("max_retry_after", DURATION, PLAN, 1), \
-  O("proxy", PROXY, SESSION, 0),      O("http_version", VERSION, SESSION, 0)
+  O("proxy", PROXY, SESSION, 0),      O("http_version", VERSION, SESSION, 0), \
+  O("cache", ANY, SESSION, 1),        O("cache_ttl", DURATION, SESSION, 1), \
+  O("cache_statuses", TABLE, SESSION, 1), O("cache_vary", NAMES, SESSION, 1)
 
 const pyq_http_option pyq_http_configure_options[PYQ_HC_N + 1] = {
   SESSION_OPTIONS,
@@ -751,6 +754,8 @@ int pyq_http_check (lua_State *L, pyq_http_opts *o) {
   o->retry_unsafe = 0;
   o->http_version = 0;
   o->keep_partial = o->resume = 0;
+  o->nocache = 0;
+  o->cache_ttl = -1;
   if (lua_istable(L, 3)) {
     present = pyq_http_read(L, 3, fname, pyq_http_request_options, v);
 #define GOT(id) (present & PYQ_BIT(PYQ_HO_##id))
@@ -767,6 +772,8 @@ int pyq_http_check (lua_State *L, pyq_http_opts *o) {
     if (GOT(ATTEMPT)) o->attempt_timeout = v[PYQ_HO_ATTEMPT].num;
     if (GOT(UNSAFE)) o->retry_unsafe = (int)v[PYQ_HO_UNSAFE].count;
     if (GOT(VERSION)) o->http_version = (long)v[PYQ_HO_VERSION].count;
+    if (GOT(CACHE)) o->nocache = !v[PYQ_HO_CACHE].count;
+    if (GOT(CTTL)) o->cache_ttl = v[PYQ_HO_CTTL].num;
     check_conflicts(L, present, fname);
     check_sink(L, fname, present, v, o);
   }

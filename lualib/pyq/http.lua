@@ -29,6 +29,8 @@ local Error, is_error = core.Error, core.is_error
 
 local C = core._http
 local M = {}
+local setmetatable = std.setmetatable
+local function require_cache() return std.require("pyq.cache") end
 
 -- A "usage" error at the caller `level` frames up, positioned as error()
 -- would position a string.
@@ -70,6 +72,8 @@ function Response.__index(res, key)
     return headers
   elseif key == "retries" then
     return 0
+  elseif key == "cached" then
+    return false
   elseif key == "size" then   -- set by C for a download (output, on_data)
     local body = rawget(res, "body")
     return body and #body
@@ -326,11 +330,39 @@ end
 
 local SENT = "pyq%.http: %S+ %S+: (.*)$"
 
+local send   -- below: the attempts of a request that the cache did not answer
+
+-- A response from the cache: as it was stored, with cached = true.
+local function from_cache(row)
+  local status = row.status
+  return setmetatable({
+    status = status, ok = status >= 200 and status < 300, body = row.body,
+    raw_headers = row.raw_headers, url = row.url, method = row.method,
+    http_version = row.http_version, elapsed = 0, retries = 0, cached = true,
+  }, Response)
+end
+
 -- The loop C hands a request to when it has retries, an attempt_timeout,
 -- or limits or a hold in force: req is the checked request, sent again by
 -- C.attempt(req, timeout) with no checks; shown its masked URL.
 local function retry(req, verb, url, shown, timeout, retries, backoff, retry_unsafe,
-                     attempt_timeout, max_retry_after)
+                     attempt_timeout, max_retry_after, cache, cache_ttl)
+  local key
+  if cache then   -- a hit is answered here: nothing sent, no rate-limit slot taken
+    key = C.cache_key(req, cache.vary)
+    local hit = cache.store:get(key, cache_ttl or cache.ttl)
+    C.count_cache(hit ~= nil)
+    if hit then return from_cache(hit) end
+  end
+  local res = send(req, verb, url, shown, timeout, retries, backoff, retry_unsafe,
+                   attempt_timeout, max_retry_after)
+  if cache and cache.statuses[res.status] then cache.store:put(key, res) end
+  return res
+end
+
+-- The request's attempts: limits, holds, retries with backoff, one deadline.
+function send(req, verb, url, shown, timeout, retries, backoff, retry_unsafe,
+              attempt_timeout, max_retry_after)
   local r = {   -- what the errors name, and how far the request has got
     verb = verb, shown = shown, timeout = timeout, deadline = now() + timeout,
     max_retry_after = max_retry_after, attempts = 0, last = nil,
@@ -377,7 +409,68 @@ local function obey(url, res)
   obey_retry_after(host_key(url), res)
 end
 
-C.set_hooks(retry, obey)
+-- ---- the response cache ------------------------------------------------
+
+local CACHE_STATUSES = { 200, 203, 300, 301, 404, 410 }
+
+-- C calls this when configure or session options name the cache: the
+-- settings `old` (or nil) changed by opts, checked first; nil when cache
+-- = false.  Settings are never changed in place: a session made earlier
+-- keeps its own.
+local function cache_config(old, opts, fname)
+  local path = opts.cache
+  if path == false then return nil end
+  if path ~= nil and (type(path) ~= "string" or path == "" or find(path, "\0", 1, true)) then
+    usage(3, format("%s: cache must be the path of a SQLite file or false, got %s", fname,
+      type(path) == "string" and format("%q", path) or tostring(path)))
+  end
+  if path == nil and not old then
+    usage(3, format("%s: cache_ttl, cache_statuses and cache_vary need cache = \"file.sqlite\"", fname))
+  end
+  local statuses, vary = old and old.statuses, old and old.vary
+  if opts.cache_statuses ~= nil then
+    statuses = {}
+    local list = opts.cache_statuses
+    for i = 1, #list do
+      local st = list[i]
+      if type(st) ~= "number" or tointeger(st) == nil or st < 100 or st > 599 then
+        usage(3, format("%s: cache_statuses must be a list of HTTP statuses (100-599), got %s at %d",
+          fname, tostring(st), i))
+      end
+      statuses[tointeger(st)] = true
+    end
+    for k in next, list do
+      if type(k) ~= "number" or tointeger(k) == nil or k < 1 or k > #list then
+        usage(3, format("%s: cache_statuses must be a list, got the key %s", fname, tostring(k)))
+      end
+    end
+  elseif not statuses then
+    statuses = {}
+    for i = 1, #CACHE_STATUSES do statuses[CACHE_STATUSES[i]] = true end
+  end
+  if opts.cache_vary ~= nil then
+    local list = opts.cache_vary
+    if type(list) ~= "table" then
+      usage(3, format("%s: cache_vary must be a list of non-empty strings, got %s", fname, type(list)))
+    end
+    vary = {}
+    for i = 1, #list do
+      local name = list[i]
+      if type(name) ~= "string" or not match(name, "^[%w!#$%%&'*+.^_`|~-]+$") then
+        usage(3, format("%s: cache_vary must be a list of non-empty strings (header names), got %s at %d",
+          fname, type(name) == "string" and format("%q", name) or type(name), i))
+      end
+      vary[i] = lower(name)
+    end
+  end
+  return {
+    store = path and require_cache().open(path, fname) or old.store,
+    ttl = opts.cache_ttl or (old and old.ttl) or 86400,
+    statuses = statuses, vary = vary or {},
+  }
+end
+
+C.set_hooks(retry, obey, cache_config)
 
 --- http.request{ url =, method =, headers =, body =, json =, query =,
 -- timeout =, attempt_timeout =, connect_timeout =, follow_redirects =,
