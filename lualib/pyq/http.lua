@@ -322,7 +322,8 @@ local function learned_windows(spec, counts, t, old)
     if n and n >= 1 and secs > 0 then
       local w = { n = n, d = pad(secs), times = {}, next = 1, count = 0 }
       windows[#windows + 1] = w
-      for _ = 1, min(spent[d] or 0, n) do take({ w }, t) end
+      local one = { w }
+      for _ = 1, min(spent[d] or 0, n) do take(one, t) end
     end
   end
   if #windows == 0 then return nil end
