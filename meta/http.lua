@@ -146,9 +146,15 @@ function pyq.http.configure(opts) end
 ---Requests to `host` ("name" or "name:port") wait until every window allows
 ---them: `http.limit("api.example.org", "20/1s", "100/2m")`; calling it again
 ---replaces the limits, `http.limit(host, nil)` removes them.
+---`"auto"` (alone or among rates, the stricter applying) keeps to the limits
+---the host's answers state: `X-App-Rate-Limit`/`X-Method-Rate-Limit` (+
+---`-Count`, per method path), `RateLimit-Policy` and `RateLimit`,
+---`RateLimit-*` and `X-RateLimit-*` (hold until the reset when none
+---remain), and a 429's `X-Rate-Limit-Type`; the first request goes alone
+---until they are known.  Naming `"auto"` again keeps what was learned.
 ---@param host string
----@param rate string|nil "N/D", D like 500ms, 1s, 2m, 1h
----@param ... string more windows
+---@param rate string|"auto"|nil "N/D", D like 500ms, 1s, 2m, 1h; or "auto"
+---@param ... string|"auto" more windows
 function pyq.http.limit(host, rate, ...) end
 
 ---The process's figures so far.

@@ -2,9 +2,10 @@
 --   pyqhost scripts/consume_matches.lua BASE_URL [count] [out.jsonl]
 -- 30,000 match documents (~20 KB each) are fetched by tasks that consume
 -- them and return nothing; the match list is iterated with frozen_generator,
--- so tasks fill copies while the list stays small.  The API's own rate-limit
--- headers set pyq.http.limit, retries absorb the odd 429 or 5xx, progress
--- is shown, and one JSON line per match goes to out.jsonl.
+-- so tasks fill copies while the list stays small.  pyq.http.limit's
+-- "auto" keeps to the limits the API's headers state, retries absorb the
+-- odd 429 or 5xx, progress is shown, and one JSON line per match goes to
+-- out.jsonl.
 local base = arg[1] or error("usage: pyqhost scripts/consume_matches.lua BASE_URL [count] [out.jsonl]", 0)
 local count = tonumber(arg[2]) or 30000
 local out_path = arg[3] or "matches.jsonl"
@@ -12,26 +13,16 @@ local http = pyq.http
 local frozen_generator = pyq.itertools.frozen_generator
 
 http.configure{ retries = 5, backoff = 0.2 }
+-- Respect the API: its X-App-Rate-Limit and X-Method-Rate-Limit headers
+-- become windows (padded for the network, seeded with what -Count says
+-- is spent), the first request going alone until they are known.
+http.limit(base:match("^%a+://([^/]+)"), "auto")
 
 local function peak_rss_mib()
   local f = assert(io.open("/proc/self/status"))
   local kib = f:read("a"):match("VmHWM:%s*(%d+)")
   f:close()
   return tonumber(kib) / 1024
-end
-
--- Respect the API: "20:1,100:120" becomes pyq.http.limit(host, "20/1.100s",
--- "100/126.050s"): the windows are padded by 5% and 50 ms, since the server
--- counts arrivals in its own windows and the network adds jitter.
-local function limit_from_headers(res)
-  local spec = res.headers["x-app-rate-limit"]
-  if not spec then return "none" end
-  local rates = {}
-  for n, secs in spec:gmatch("(%d+):(%d+)") do
-    rates[#rates + 1] = ("%s/%.3fs"):format(n, tonumber(secs) * 1.05 + 0.05)
-  end
-  http.limit(base:match("^%a+://([^/]+)"), table.unpack(rates))
-  return table.concat(rates, ", ")
 end
 
 local seen_429 = 0
@@ -45,7 +36,7 @@ end
 -- 1. The match ids, 100 per page, as small objects the tasks will fill.
 local ids_url = base .. "/lol/match/v5/matches/by-puuid/puuid-demo/ids"
 local first, res = get_json(ids_url, { query = { start = 0, count = math.min(100, count) } })
-local limits = limit_from_headers(res)
+local limits = res.headers["x-app-rate-limit"] or "none"   -- for the report
 
 local list_ids = pyq.async(function(start)
   return get_json(ids_url, { query = { start = start, count = math.min(100, count - start) } })

@@ -1,7 +1,8 @@
 -- pyq.http: HTTP requests from tasks.  The verbs are C's (host/http/http.c:
 -- checked once against the option table, sent on libcurl's multi handle on
 -- the host's loop); this file adds the response methods, retries,
--- Retry-After holds, per-host rate limits and the whole-request timeout.
+-- Retry-After holds, per-host rate limits (given, or learned from the
+-- server's rate-limit headers: "auto") and the whole-request timeout.
 -- C sends a request with no retries, no limits and no hold in force
 -- itself; any other comes to retry() below as a checked request that each
 -- attempt sends again (C.attempt), with C's timeout cut to what is left of
@@ -16,15 +17,16 @@ local json = require "pyq.json"
 
 local type, next, select = std.type, std.next, std.select
 local tostring, tonumber, error, pcall = std.tostring, std.tonumber, std.error, std.pcall
-local rawget, rawset, rawequal = std.rawget, std.rawset, std.rawequal
+local rawget, rawset, rawequal, setmetatable = std.rawget, std.rawset, std.rawequal, std.setmetatable
 local getmetatable, getinfo = std.debug.getmetatable, std.debug.getinfo
-local format, lower, match, gsub, find, sub = std.string.format, std.string.lower,
-  std.string.match, std.string.gsub, std.string.find, std.string.sub
-local max, min, floor, random, tointeger =
-  std.math.max, std.math.min, std.math.floor, std.math.random, std.math.tointeger
+local format, lower, match, gsub, find, sub, gmatch = std.string.format, std.string.lower,
+  std.string.match, std.string.gsub, std.string.find, std.string.sub, std.string.gmatch
+local concat = std.table.concat
+local max, min, floor, random, tointeger, huge =
+  std.math.max, std.math.min, std.math.floor, std.math.random, std.math.tointeger, std.math.huge
 local os_time, os_date = std.os.time, std.os.date
 local now, sleep = core.now, core.sleep
-local warning = core.log.warning
+local warning, info = core.log.warning, core.log.info
 local Error, is_error = core.Error, core.is_error
 
 local C = core._http
@@ -227,21 +229,26 @@ end
 -- Records the hold a 429 or 503 asks for and returns its seconds and the
 -- header's text.  A hold is logged once: when none is in force, or when it
 -- moves the end of the current one by a second or more (a burst of 429s
--- at the same moment is one line).
-local function obey_retry_after(key, res)
+-- at the same moment is one line).  With `m` (a learned method's state, for
+-- a 429 of X-Rate-Limit-Type: method) only that method path is held.
+local function obey_retry_after(key, res, m)
   local value = res.headers["retry-after"]
   local secs = retry_after(value)
   if secs and secs > 0 and key then
     local t = now()
-    local hold = blocked[key]
+    local hold = m and m.hold or not m and blocked[key]
     if not hold or hold.at < t + secs then
       if not hold or hold.at <= t or t + secs - hold.at >= 1 then
         warning(format("pyq.http: %s answered %d with Retry-After: %s: holding every request "
-          .. "to it for %s s, until %s", key, res.status, shown_value(value), seconds(secs),
-          utc_after(secs)))
+          .. "to %s for %s s, until %s", key, res.status, shown_value(value),
+          m and "its method " .. m.path or "it", seconds(secs), utc_after(secs)))
       end
-      blocked[key] = { at = t + secs, value = value }
-      C.gate(next(limits) ~= nil, t + secs)   -- C's fast path waits it out here
+      if m then
+        m.hold = { at = t + secs, value = value }
+      else
+        blocked[key] = { at = t + secs, value = value }
+        C.gate(next(limits) ~= nil, t + secs)   -- C's fast path waits it out here
+      end
     end
   end
   return secs, value
@@ -282,35 +289,294 @@ local function take(limit, t)
   end
 end
 
+-- ---- limits learned from the server: http.limit(host, "auto") ------------
+--
+-- limits[host].auto is the host's learner.  It turns the rate-limit headers
+-- of the host's answers into windows like parse_rate's, and into a quota:
+--   X-App-Rate-Limit: 20:1,100:120 (+ -Count)   windows for the host
+--   X-Method-Rate-Limit (+ -Count)               windows per method path
+--   RateLimit-Policy: 10;w=1 or "p";q=10;w=1     windows for the host
+--   RateLimit: limit=10, remaining=3, reset=1, or "p";r=3;t=1, or
+--   RateLimit-Limit/-Remaining/-Reset, or X-RateLimit-Limit/-Remaining/
+--   -Reset (a Reset over 1e9 is an epoch time)   the quota: what is left
+--                                                 until the reset
+-- A request takes a slot in every window that applies to it.  Until the
+-- host's first answer one request (the ping) goes alone; once the host has
+-- sent method limits, the first request of each new method path goes alone
+-- too.  The server counts arrivals, not our send times, so learned
+-- lengths of time are padded; -Count seeds a window with what is already
+-- spent in it (by an earlier run, say).  A header whose value changes
+-- rebuilds its windows.
+
+local POLL_MIN, POLL_MAX = 0.005, 0.1   -- re-checks while a ping is out, doubling
+
+-- A learned length of time, padded for the network's jitter: 5% + 50 ms.
+local function pad(d) return d * 1.05 + 0.05 end
+
+-- The method path the server keys method limits by: the URL's path with
+-- every segment that looks like an id as "{}".  A segment is kept when it
+-- is a version ("v5") or lower-case letters, "-" and "_" of at most 32
+-- characters (the game API's route words: "matches", "by-puuid", "ids");
+-- anything with a digit, a capital or another character is an id.
+local function method_path(url)
+  local path = match(url, "^%a[%w+.-]*://[^/?#]*([^?#]*)") or ""
+  return (gsub(path, "[^/]+", function(seg)
+    if #seg <= 32 and (match(seg, "^[%l_-]+$") or match(seg, "^v%d+$")) then return nil end
+    return "{}"
+  end))
+end
+
+-- "20:1,100:120" (with its counts "3:1,40:120", matched by seconds) ->
+-- padded windows seeded at t with the counts; the slots `old` windows had
+-- reserved after t stay reserved.  nil when the value holds no "N:S".
+local function learned_windows(spec, counts, t, old)
+  local spent = {}
+  for c, d in gmatch(counts or "", "(%d+):(%d+%.?%d*)") do spent[d] = tonumber(c) end
+  local windows = {}
+  for n, d in gmatch(spec, "(%d+):(%d+%.?%d*)") do
+    local secs = tonumber(d)
+    n = tointeger(tonumber(n))
+    if n and n >= 1 and secs > 0 then
+      local w = { n = n, d = pad(secs), times = {}, next = 1, count = 0 }
+      windows[#windows + 1] = w
+      local one = { w }
+      for _ = 1, min(spent[d] or 0, n) do take(one, t) end
+    end
+  end
+  if #windows == 0 then return nil end
+  local w1 = old and old[1]
+  if w1 then
+    for i = 0, w1.count - 1 do   -- from the oldest slot on
+      local at = w1.times[(w1.next - w1.count + i - 1) % w1.n + 1]
+      if at > t then take(windows, at) end
+    end
+  end
+  return windows
+end
+
+-- RateLimit-Policy (or a draft's RateLimit-Limit) -> "q:w,..." for
+-- learned_windows: each member's quota (q=, or the bare integer of the
+-- older drafts) and window (w=); nil when none has both.
+local function policy_spec(value)
+  if not value then return nil end
+  local parts = {}
+  for item in gmatch(value, "[^,]+") do
+    local q = match(item, ";%s*q%s*=%s*(%d+)") or match(item, "^%s*(%d+)%s*;")
+    local w = match(item, ";%s*w%s*=%s*(%d+%.?%d*)")
+    if q and w then parts[#parts + 1] = q .. ":" .. w end
+  end
+  return #parts > 0 and concat(parts, ",") or nil
+end
+
+local function number_in(value)
+  return value and tonumber(match(value, "^%s*(%d+%.?%d*)"))
+end
+
+-- The quota an answer states: limit (or nil), remaining and seconds to
+-- the reset, or nothing.  RateLimit's dictionary (limit=, remaining=,
+-- reset=) or its items ("p";r=;t=, the one with the least left), else the
+-- RateLimit-* triple, else X-RateLimit-*.
+local function read_quota(h)
+  local limit, remaining, reset
+  local rl = h["ratelimit"]
+  if rl then
+    limit, remaining, reset = match(rl, "limit%s*=%s*(%d+)"), match(rl, "remaining%s*=%s*(%d+)"),
+      match(rl, "reset%s*=%s*(%d+%.?%d*)")
+    remaining = tonumber(remaining)
+    if not remaining then
+      for item in gmatch(rl, "[^,]+") do
+        local left = tonumber(match(item, ";%s*r%s*=%s*(%d+)"))
+        if left and (not remaining or left < remaining) then
+          remaining, reset = left, match(item, ";%s*t%s*=%s*(%d+%.?%d*)")
+        end
+      end
+    end
+    limit, reset = tonumber(limit), tonumber(reset)
+  else
+    local p = h["ratelimit-remaining"] and "ratelimit-" or "x-ratelimit-"
+    limit, remaining, reset = number_in(h[p .. "limit"]), number_in(h[p .. "remaining"]), number_in(h[p .. "reset"])
+  end
+  if not (remaining and reset) then return nil end
+  if reset > 1e12 then reset = reset / 1000 - os_time()   -- epoch milliseconds
+  elseif reset > 1e9 then reset = reset - os_time() end    -- epoch seconds
+  return limit, remaining, max(0, reset)
+end
+
+local function learner()
+  return { known = false, ping = nil, methods = {}, sent = 0, per_method = false }
+end
+
+local function method_of(A, path)
+  local m = A.methods[path]
+  if not m then
+    m = { path = path, known = false }
+    A.methods[path] = m
+  end
+  return m
+end
+
+-- The ping's end, however its request ends (also as r's __close).
+local function release(r)
+  local A = r.auto
+  if A then
+    if A.ping == r then A.ping = nil end
+    local m = A.methods[r.mpath]
+    if m and m.ping == r then m.ping = nil end
+  end
+end
+local Request = { __close = release }
+
+-- nil when r may take its slots now; else the seconds to wait first and,
+-- for a method's Retry-After hold, the method.
+local function auto_wait(r, A, t)
+  local m = A.methods[r.mpath]
+  if m and m.hold then
+    if m.hold.at > t then return m.hold.at - t, m end
+    m.hold = nil
+  end
+  if not A.known then
+    m = A
+  elseif A.per_method then
+    m = m or method_of(A, r.mpath)
+    if m.known then m = nil end
+  else
+    m = nil
+  end
+  if m and m.ping ~= r then   -- the host or the method is not known yet
+    if m.ping then
+      r.poll = min(POLL_MAX, r.poll and r.poll * 2 or POLL_MIN)
+      return r.poll
+    end
+    m.ping = r
+  end
+  r.poll = nil
+  return nil
+end
+
+-- The earliest time from `at` the learned windows and the quota allow.
+local function auto_slot(r, A, at)
+  if A.app then at = slot(A.app, at) end
+  if A.policy then at = slot(A.policy, at) end
+  local m = A.methods[r.mpath]
+  if m and m.windows then at = slot(m.windows, at) end
+  local q = A.quota
+  if q then
+    if q.left <= 0 then at = max(at, q.reset_at) else at = max(at, q.start) end
+  end
+  return at
+end
+
+local function auto_take(r, A, at)
+  if A.app then take(A.app, at) end
+  if A.policy then take(A.policy, at) end
+  local m = A.methods[r.mpath]
+  if m and m.windows then take(m.windows, at) end
+  local q = A.quota
+  if q then
+    if at >= q.reset_at then   -- by our reckoning a new quota window began
+      q.start, q.reset_at, q.left = at, at + pad(q.window), q.limit
+    end
+    q.left = q.left - 1
+  end
+  A.sent = A.sent + 1
+  r.seq, r.sent_at = A.sent, at
+end
+
+-- What an answer to r says about the host's limits.
+local function learn(A, r, res)
+  local h, t = res.headers, now()
+  A.known = true
+  local app = h["x-app-rate-limit"]
+  if app and app ~= A.app_spec then
+    A.app, A.app_spec = learned_windows(app, h["x-app-rate-limit-count"], t, A.app), app
+    info(format("pyq.http: %s: X-App-Rate-Limit: %s", r.key, shown_value(app)))
+  end
+  local spec = h["x-method-rate-limit"]
+  local m = (spec or A.per_method) and method_of(A, r.mpath)
+  if spec then
+    A.per_method = true
+    if spec ~= m.spec then
+      m.windows, m.spec = learned_windows(spec, h["x-method-rate-limit-count"], t, m.windows), spec
+      info(format("pyq.http: %s: X-Method-Rate-Limit: %s for %s", r.key, shown_value(spec), m.path))
+    end
+  end
+  if m then m.known = true end
+  local policy = policy_spec(h["ratelimit-policy"] or h["ratelimit-limit"])
+  if policy and policy ~= A.policy_spec then
+    A.policy, A.policy_spec = learned_windows(policy, nil, t, A.policy), policy
+    info(format("pyq.http: %s: RateLimit-Policy: %s", r.key, policy))
+  end
+  local limit, remaining, reset = read_quota(h)
+  local q = A.quota
+  -- the newest answer sent in the current quota window says what is left:
+  -- its count less what was sent after it
+  if remaining and (not q or r.seq > q.seq and r.sent_at >= q.start) then
+    A.reset_max = max(A.reset_max or 0, reset)
+    local window
+    for n, w in gmatch(policy or A.policy_spec or "", "(%d+):([%d.]+)") do
+      if not window or tonumber(n) == limit then window = tonumber(w) end
+    end
+    A.quota = { limit = limit or huge, left = remaining - (A.sent - r.seq), start = r.sent_at,
+                reset_at = t + pad(reset), window = window or A.reset_max, seq = r.seq }
+  end
+end
+
+-- Waits out a Retry-After hold on `where` (a host, or a host's method
+-- path), or raises at once if it would outlast max_retry_after or the
+-- deadline.
+local function held(r, where, hold, t)
+  if hold.at - t > r.max_retry_after then
+    fail(r, "status", nil, "requests to %s are held for %s s more (Retry-After: %s), over max_retry_after (%s s)",
+      where, seconds(hold.at - t), shown_value(hold.value), seconds(r.max_retry_after))
+  end
+  if hold.at > r.deadline then
+    timed_out(r, "would run out during the Retry-After hold on " .. where)
+  end
+  sleep(hold.at - t)
+end
+
 -- Suspends the task until the host's limits and any Retry-After allow a
 -- request, or raises at once if that would run past the request's
 -- deadline or hold it longer than its max_retry_after.  Slots are taken on
 -- arrival, so waiting requests go in order; a Retry-After that comes while
 -- a slot is awaited makes the request wait it out and take a new slot, so
--- the windows count real send times.
+-- the windows count real send times.  With a learner, a request waits for
+-- a ping's answer (re-checking, as there is no event to wait on) and for
+-- its method's hold too.
 local function wait_turn(r, key, name)
   while true do
     local t = now()
     local hold = blocked[key]
     if hold and hold.at > t then
-      if hold.at - t > r.max_retry_after then
-        fail(r, "status", nil, "requests to %s are held for %s s more (Retry-After: %s), over max_retry_after (%s s)",
-          key, seconds(hold.at - t), shown_value(hold.value), seconds(r.max_retry_after))
-      end
-      if hold.at > r.deadline then
-        timed_out(r, "would run out during the Retry-After hold on " .. key)
-      end
-      sleep(hold.at - t)
+      held(r, key, hold, t)
     else
       blocked[key] = nil
       local limit = limits[key] or limits[name]
+      local A = limit and limit.auto
+      r.auto = A
       if not limit then return end
-      local at = slot(limit, t)
-      if at > r.deadline then timed_out(r, "would run out waiting for the rate limit of " .. key) end
-      take(limit, at)
-      if at > t then sleep(at - t) end
-      hold = blocked[key]
-      if not hold or hold.at <= now() then return end
+      local wait, m
+      if A then
+        r.mpath = r.mpath or method_path(r.url)
+        wait, m = auto_wait(r, A, t)
+      end
+      if m then
+        held(r, key .. m.path, m.hold, t)
+      elseif wait then
+        if t >= r.deadline then timed_out(r, "ran out waiting for the first answer from " .. key) end
+        sleep(min(wait, r.deadline - t))
+      else
+        local at = slot(limit, t)
+        if A then at = auto_slot(r, A, at) end
+        if at > r.deadline then timed_out(r, "would run out waiting for the rate limit of " .. key) end
+        take(limit, at)
+        if A then auto_take(r, A, at) end
+        if at > t then sleep(at - t) end
+        t = now()
+        hold = blocked[key]
+        m = A and A.methods[r.mpath]
+        if (not hold or hold.at <= t) and not (m and m.hold and m.hold.at > t) then return end
+      end
     end
   end
 end
@@ -363,12 +629,12 @@ end
 -- The request's attempts: limits, holds, retries with backoff, one deadline.
 function send(req, verb, url, shown, timeout, retries, backoff, retry_unsafe,
               attempt_timeout, max_retry_after)
-  local r = {   -- what the errors name, and how far the request has got
-    verb = verb, shown = shown, timeout = timeout, deadline = now() + timeout,
-    max_retry_after = max_retry_after, attempts = 0, last = nil,
-  }
-  if not (SAFE[verb] or retry_unsafe) then retries = 0 end
   local key, name = host_key(url)
+  local r <close> = setmetatable({   -- what the errors name, and how far the request has got
+    verb = verb, shown = shown, timeout = timeout, deadline = now() + timeout,
+    max_retry_after = max_retry_after, attempts = 0, last = nil, url = url, key = key,
+  }, Request)
+  if not (SAFE[verb] or retry_unsafe) then retries = 0 end
   while true do
     if key then wait_turn(r, key, name) end
     local left = r.deadline - now()
@@ -377,10 +643,20 @@ function send(req, verb, url, shown, timeout, retries, backoff, retry_unsafe,
     local ok, res = pcall(C.attempt, req, max(0.001, attempt_timeout and min(attempt_timeout, left) or left))
     local attempt = r.attempts
     r.attempts = attempt + 1
+    local A = r.auto
+    if A then
+      if ok then learn(A, r, res) end
+      release(r)
+    end
     local delay
     if ok then
       local wait, value
-      if res.status == 429 or res.status == 503 then wait, value = obey_retry_after(key, res) end
+      if res.status == 429 or res.status == 503 then
+        -- X-Rate-Limit-Type: method holds that method path only; the
+        -- others (application, service) or none, the host
+        local scope = A and res.status == 429 and lower(res.headers["x-rate-limit-type"] or "") == "method"
+        wait, value = obey_retry_after(key, res, scope and method_of(A, r.mpath) or nil)
+      end
       if not RETRY_STATUS[res.status] or attempt >= retries then
         res.retries = attempt
         return res
@@ -502,7 +778,7 @@ local function parse_rate(rate)
   end
   n, d = tonumber(n), (d == "" and 1 or tonumber(d))
   if not n or n < 1 or not d or d <= 0 or not UNITS[unit] then
-    usage(3, format("pyq.http.limit: bad rate %s (expected \"N/D\" such as \"20/1s\", "
+    usage(3, format("pyq.http.limit: bad rate %s (expected \"auto\" or \"N/D\" such as \"20/1s\", "
       .. "\"100/2m\" or \"5/500ms\")", type(rate) == "string" and format("%q", rate) or tostring(rate)))
   end
   return { n = tointeger(n), d = d * UNITS[unit], times = {}, next = 1, count = 0 }
@@ -510,7 +786,9 @@ end
 
 --- http.limit(host, rate, ...): requests to host ("name" or "name:port")
 -- wait until every rate window ("N/D", D like 500ms, 1s, 2m, 1h) allows
--- them; http.limit(host, nil) removes the limits.
+-- them; "auto" among the rates adds the limits the host's answers state
+-- (kept when http.limit names "auto" again); http.limit(host, nil)
+-- removes the limits.
 function M.limit(host, ...)
   if type(host) ~= "string" or host == "" or find(host, "[/%s]") then
     usage(2, "pyq.http.limit: host must be \"name\" or \"name:port\", got " .. tostring(host))
@@ -522,8 +800,17 @@ function M.limit(host, ...)
     C.gate(next(limits) ~= nil)
     return
   end
-  local windows = {}
-  for i = 1, n do windows[i] = parse_rate((select(i, ...))) end
+  local windows, auto = {}, nil
+  for i = 1, n do
+    local rate = (select(i, ...))
+    if rate == "auto" then
+      if auto then usage(2, "pyq.http.limit: \"auto\" given twice") end
+      auto = limits[host] and limits[host].auto or learner()
+    else
+      windows[#windows + 1] = parse_rate(rate)
+    end
+  end
+  windows.auto = auto
   limits[host] = windows
   C.gate(true)
 end
