@@ -24,6 +24,8 @@
 ---@field backoff number? seconds before the first retry, doubling, with jitter (0.5)
 ---@field retry_unsafe boolean? retry POST and PATCH too (false)
 ---@field max_retry_after number? longest Retry-After hold to wait for, seconds (300)
+---@field cache boolean? false: neither look in the response cache nor store this answer
+---@field cache_ttl number? seconds: an entry older than this is not used (instead of the cache's cache_ttl)
 ---@field output string? download a 2xx body to this path (through path..".part", renamed when whole); res.body is nil, res.size and res.path are set; max_body is unlimited unless given
 ---@field keep_partial boolean? with output: keep the .part when the download fails (default: resume's value)
 ---@field resume boolean? with output: continue an existing .part with a Range request
@@ -49,6 +51,10 @@
 ---@field max_retry_after number?
 ---@field sensitive_headers string[]? added to each request's
 ---@field sensitive_query string[]? added to each request's
+---@field cache string|false? a SQLite file holding the response cache (GET and HEAD answers with a status of cache_statuses); false: none
+---@field cache_ttl number? seconds an entry answers for (86400)
+---@field cache_statuses integer[]? the statuses stored ({ 200, 203, 300, 301, 404, 410 })
+---@field cache_vary string[]? request headers whose values are part of the key (e.g. { "Accept-Language" })
 
 ---An HTTP answer (an error status is a response too).
 ---@class pyq.http.Response
@@ -66,6 +72,7 @@
 ---@field http_version string
 ---@field retries integer retries it took
 ---@field content_type string? the media type ("application/json"), lower case, no parameters
+---@field cached boolean answered from the response cache (nothing was sent)
 local Response = {}
 
 ---Decodes the body as JSON; an invalid body raises an error naming the URL.
@@ -88,6 +95,8 @@ function Response:html() end
 ---@field requests integer
 ---@field retries integer
 ---@field bytes integer
+---@field cache_hits integer requests the response cache answered
+---@field cache_misses integer requests it could have answered and did not
 
 ---@class pyq.http
 pyq.http = {}
@@ -188,6 +197,10 @@ function pyq.http.stats() end
 ---@field verify boolean?
 ---@field allow_downgrade boolean?
 ---@field retry_unsafe boolean?
+---@field cache string|false? a SQLite file holding the response cache (GET and HEAD answers with a status of cache_statuses); false: none
+---@field cache_ttl number? seconds an entry answers for (86400)
+---@field cache_statuses integer[]? the statuses stored ({ 200, 203, 300, 301, 404, 410 })
+---@field cache_vary string[]? request headers whose values are part of the key (e.g. { "Accept-Language" })
 
 ---A cookie of a session's jar.
 ---@class pyq.http.Cookie
