@@ -53,6 +53,15 @@ CONF
   printf "%-36s %12s req/s\n" "C loop (libcurl multi + libuv)" "$c"
   printf "%-36s %12s req/s\n" "wrk -c25 (the server's limit)" "$wrk_rps"
   awk -v p="$p" -v c="$c" 'BEGIN { printf "pyqhost / C loop: %.2fx\n", p / c }'
+  echo
+  echo "== HTTP: the response cache, 20,000 distinct 1 KiB answers, Queue{workers=25} =="
+  "$build/pyqhost" "$here/cache.lua" "$url" 20000 25 "$tmp/cache.sqlite" live > "$tmp/live"
+  "$build/pyqhost" "$here/cache.lua" "$url" 20000 25 "$tmp/cache.sqlite" replay > "$tmp/replay"
+  l=$(field requests_per_s "$tmp/live"); r=$(field requests_per_s "$tmp/replay")
+  printf "%-36s %12s req/s\n" "live from nginx (no cache)" "$l"
+  printf "%-36s %12s req/s\n" "replayed from the cache" "$r"
+  printf "%-36s %12s bytes\n" "cache file (WAL checkpointed)" "$(stat -c %s "$tmp/cache.sqlite")"
+  awk -v r="$r" -v l="$l" 'BEGIN { printf "replay / live: %.2fx\n", r / l }'
 else
   echo "nginx not found: skipping the nginx benchmark (tools/deps.sh bench installs it)"
 fi
