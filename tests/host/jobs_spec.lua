@@ -463,6 +463,47 @@ describe("a real job: signals, progress and the summary", function()
     assert.matches("http: 10 requests, 0 retries, 0 failed, [%d.]+ MiB; 200 x8 404 x2; latency p50 [%d.]+ ms, p90 [%d.]+ ms, p99", r.err)
   end)
 
+  it("consume_matches.lua --store: interrupted, then run again, fetches only what is missing", function()
+    local limited = helper.start_api{ "--rate-limit", "150:1" }
+    local dir = helper.tempdir()
+    local script = helper.read_file(helper.source .. "/scripts/consume_matches.lua")
+    local function served()
+      return pyq.http.get(limited.base .. "/stats"):json().requests
+    end
+    local job = helper.spawn("", script, table.concat({ limited.base, "600", "--store", dir }, " "))
+    pyq.sleep(2)
+    os.execute("kill -INT " .. job.pid)
+    local code, out, err = helper.wait_exit(job)
+    assert.equal(130, code, out .. err)
+    local first = served()
+    local db = pyq.sqlite.open(dir .. "/matches.sqlite")
+    local rows = db:one("SELECT count(*) AS n FROM matches").n
+    assert.equal("ok", db:one("PRAGMA integrity_check").integrity_check)
+    db:close()
+    assert.is_true(rows > 0 and rows < 600, "rows after the interrupt: " .. rows)
+    local r = helper.run{ file = helper.source .. "/scripts/consume_matches.lua",
+                          args = { limited.base, "600", "--store", dir }, timeout = 120 }
+    assert.equal(0, r.code, r.err)
+    assert.matches("600 rows in", r.out, 1, true)
+    local skipped = tonumber(r.out:match("skipped (%d+)"))
+    assert.is_true(skipped >= rows, r.out)
+    assert.matches(("consumed %d matches"):format(600 - skipped), r.out, 1, true)
+    -- every match was fetched once over both runs, but for those in flight
+    -- when the first was interrupted (at most its 50 workers); the id pages
+    -- came from the cache
+    local second = served() - first - 1   -- less the /stats call itself
+    assert.is_true(first - 1 + second <= 6 + 600 + 50, ("served %d + %d"):format(first, second))
+    assert.is_true(second <= 600 - rows + 50, ("second run: %d requests for %d missing"):format(second, 600 - rows))
+    -- a third run fetches nothing
+    r = helper.run{ file = helper.source .. "/scripts/consume_matches.lua",
+                    args = { limited.base, "600", "--store", dir }, timeout = 60 }
+    assert.equal(0, r.code, r.err)
+    assert.matches("; 0 requests,", r.out, 1, true)
+    assert.matches("skipped 600", r.out, 1, true)
+    limited.stop()
+    os.execute("rm -rf " .. helper.quote(dir))
+  end)
+
   it("consume_matches.lua completes 30,000 matches with no 429 reaching it", function()
     local limited = helper.start_api{ "--rate-limit", "3000:1,100000:120" }
     local out = helper.fresh(".jsonl")
