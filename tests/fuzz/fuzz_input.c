@@ -133,8 +133,8 @@ static int configure_case (lua_State *L) {
   return 0;
 }
 
-/* A session from the bytes (a cookie file name is dropped: the fuzzer
- * writes no files), then a request on it: the defaults merged and checked
+/* A session from the bytes (a cookie or cache file name is dropped: the
+ * fuzzer writes no files), then a request on it: the defaults merged and checked
  * (it cannot be sent: the fuzzer is not a task). */
 static int session_case (lua_State *L) {
   input *in = lua_touserdata(L, 1);
@@ -146,7 +146,11 @@ static int session_case (lua_State *L) {
     lua_pushnil(L);
     lua_setfield(L, -3, "cookies");
   }
-  lua_pop(L, 1);
+  if (lua_getfield(L, -2, "cache") == LUA_TSTRING) {   /* a cache file */
+    lua_pushnil(L);
+    lua_setfield(L, -4, "cache");
+  }
+  lua_pop(L, 2);
   lua_call(L, 1, 1);
   lua_getfield(L, -1, "get");
   lua_pushvalue(L, -2);
