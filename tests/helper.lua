@@ -230,6 +230,7 @@ http {
   end
   return {
     base = "https://127.0.0.1:" .. port,
+    www = dir .. "/www",   -- the folder it serves
     connections = function()
       local seen, n = {}, 0
       for line in io.lines(dir .. "/access.log") do

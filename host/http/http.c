@@ -746,7 +746,9 @@ static int request_k (lua_State *L, int status, lua_KContext ctx) {
   long code = 0;
   (void)status;
   f->on = NULL;
-  if (!pyq_resumed(L, f)) {   /* cancelled or timed out after it finished */
+  if (!pyq_resumed(L, f)) {   /* cancelled or timed out after it was woken */
+    if (x && x->dl && x->dl->chunks)   /* woken for a chunk: still on the loop */
+      stream_stop(x);
     if (x) xfer_free(x);
     return lua_error(L);
   }
@@ -794,6 +796,9 @@ static void setup_fixed (pyq_http *hp, xfer *x) {
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+  /* a proxy's "200 Connection established" is not the answer: it must not
+   * reach the sink (a download would take it for its 2xx) nor raw_headers */
+  curl_easy_setopt(e, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
   curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
@@ -815,37 +820,33 @@ static long ms (double seconds) { return (long)ceil(seconds * 1000); }
     } \
   } while (0)
 
-/* The multipart table at i as libcurl's mime on x: files are named, not
- * read (libcurl streams them as it sends).  0 when out of memory. */
+/* The multipart parts at i (http_input.c's checked copy) as libcurl's mime
+ * on x: files are named, not read (libcurl streams them as it sends).
+ * Raw reads of tables no script sees: nothing here raises.  0 when out of
+ * memory. */
 static int build_mime (lua_State *L, xfer *x, int i) {
   curl_mime *m = x->mime = curl_mime_init(x->easy);
+  lua_Integer k, n = (lua_Integer)lua_rawlen(L, i);
   int ok = m != NULL, top = lua_gettop(L);
-  lua_pushnil(L);
-  while (ok && lua_next(L, i)) {
+  for (k = 1; ok && k <= n; k++) {
     curl_mimepart *part = curl_mime_addpart(m);
-    int p = lua_gettop(L);
-    size_t n;
-    const char *v;
-    ok = part && curl_mime_name(part, lua_tostring(L, p - 1)) == CURLE_OK;
-    if (ok && lua_istable(L, p)) {
-      if (lua_getfield(L, p, "path") == LUA_TSTRING) {
-        ok = curl_mime_filedata(part, lua_tostring(L, -1)) == CURLE_OK;
-      } else if (lua_getfield(L, p, "data") == LUA_TSTRING) {
-        v = lua_tolstring(L, -1, &n);
-        ok = curl_mime_data(part, v, n) == CURLE_OK;
-      }
-      if (ok && lua_getfield(L, p, "filename") == LUA_TSTRING)
-        ok = curl_mime_filename(part, lua_tostring(L, -1)) == CURLE_OK;
-      if (ok && lua_getfield(L, p, "type") == LUA_TSTRING)
-        ok = curl_mime_type(part, lua_tostring(L, -1)) == CURLE_OK;
-    } else if (ok) {   /* a string, or a number's text (tolstring on a copy) */
-      lua_pushvalue(L, p);
-      v = lua_tolstring(L, -1, &n);
-      ok = curl_mime_data(part, v, n) == CURLE_OK;
-    }
-    lua_settop(L, p - 1);   /* the key, for lua_next */
+    size_t len;
+    const char *kind, *v;
+    lua_rawgeti(L, i, k);
+    lua_rawgeti(L, -1, 1);   /* name */
+    lua_rawgeti(L, -2, 2);   /* kind */
+    lua_rawgeti(L, -3, 3);   /* content */
+    lua_rawgeti(L, -4, 4);   /* filename or nil */
+    lua_rawgeti(L, -5, 5);   /* type or nil */
+    kind = lua_tostring(L, -4);
+    v = lua_tolstring(L, -3, &len);
+    ok = part && curl_mime_name(part, lua_tostring(L, -5)) == CURLE_OK &&
+         (kind[0] == 'f' ? curl_mime_filedata(part, v)
+                         : curl_mime_data(part, v, len)) == CURLE_OK &&
+         (lua_isnil(L, -2) || curl_mime_filename(part, lua_tostring(L, -2)) == CURLE_OK) &&
+         (lua_isnil(L, -1) || curl_mime_type(part, lua_tostring(L, -1)) == CURLE_OK);
+    lua_settop(L, top);
   }
-  lua_settop(L, top);
   return ok;
 }
 
@@ -1149,11 +1150,28 @@ static int http_attempt (lua_State *L) {
   return send_request(L, hp, p->s, f, &p->o, timeout, copy_list(L, p->headers), 0);
 }
 
-/* C.cache_key(prepared, vary) -> the response cache's key of a request:
- * its method and URL normalized (scheme and host in lower case, a default
- * port and the fragment dropped; the query as sent), then "\nname: value"
- * for each name of the vary list the request sends ("\nname" when it
- * does not), so requests that differ only there are cached apart. */
+/* 1 when the request carries credentials: its answer is someone's and
+ * must not answer anyone else (the cache keeps no secrets either). */
+static int has_credentials (lua_State *L, prepared *p, const char *user) {
+  struct curl_slist *h;
+  int auth;
+  if (user != NULL || p->s->share != NULL) return 1;   /* URL user, a cookie jar */
+  auth = lua_getiuservalue(L, 1, PYQ_HS_AUTH - PYQ_HS_HNAMES + 1) != LUA_TNIL;
+  lua_getiuservalue(L, 1, PYQ_HS_HNAMES - PYQ_HS_HNAMES + 1);
+  for (h = p->headers; h && !auth; h = h->next)
+    auth = pyq_http_secret(h->data, strcspn(h->data, ":;"), p->s->hnames,
+                           lua_tostring(L, -1));
+  lua_pop(L, 2);
+  return auth;
+}
+
+/* C.cache_key(prepared, vary) -> the response cache's key of a request,
+ * or nil when it must not be cached (it carries credentials): its method
+ * and URL normalized (scheme and host in lower case, a default port and
+ * the fragment dropped; the query as sent), how it follows redirects when
+ * not the default, then "\nname: value" for each name of the vary list
+ * the request sends ("\nname" when it does not), so requests that differ
+ * only there are cached apart. */
 static int http_cache_key (lua_State *L) {
   prepared *p = luaL_checkudata(L, 1, PREPARED);
   CURLU *u = curl_url();
@@ -1171,13 +1189,29 @@ static int http_cache_key (lua_State *L) {
   }
   for (k = 0; k < 5; k++)
     curl_url_get(u, parts[k], &part[k], k == 2 ? CURLU_NO_DEFAULT_PORT : 0);
-  curl_url_cleanup(u);
+  {
+    char *user = NULL;
+    curl_url_get(u, CURLUPART_USER, &user, 0);
+    curl_url_cleanup(u);
+    k = has_credentials(L, p, user);
+    curl_free(user);
+    if (k) {
+      for (k = 0; k < 5; k++) curl_free(part[k]);
+      lua_pushnil(L);
+      return 1;
+    }
+  }
   for (k = 0; part[1] && part[1][k]; k++)
     part[1][k] = (char)tolower((unsigned char)part[1][k]);
   lua_pushfstring(L, "%s %s://%s%s%s%s%s%s", p->o.method, part[0] ? part[0] : "",
                   part[1] ? part[1] : "", part[2] ? ":" : "", part[2] ? part[2] : "",
                   part[3] ? part[3] : "/", part[4] ? "?" : "", part[4] ? part[4] : "");
   for (k = 0; k < 5; k++) curl_free(part[k]);
+  if (!p->o.follow) lua_pushliteral(L, "\n\tredirects not followed");
+  else if (p->o.max_redirects != 10)
+    lua_pushfstring(L, "\n\tat most %d redirects", (int)p->o.max_redirects);
+  else lua_pushliteral(L, "");
+  lua_concat(L, 2);
   luaL_buffinit(L, &b);
   lua_pushvalue(L, -2);
   luaL_addvalue(&b);

@@ -611,35 +611,44 @@ static const char *part_string (lua_State *L, int part, const char *key,
 }
 
 /* The multipart option: { name = "value" | number | { path = | data =,
- * filename =, type = } }.  Checked here, the table itself is the body
- * slot; http.c builds libcurl's mime from it for each attempt, so files
- * are read from disk as they are sent, never into Lua. */
+ * filename =, type = } }, checked and copied: the body slot holds a list
+ * of { name, kind, content, filename, type } (kind "v" a value, "f" a file
+ * path, "d" data) that only http.c sees, so an attempt made later (a
+ * retry, a wait for a rate limit) sends what was checked, whatever the
+ * script does to its table meanwhile; http.c builds libcurl's mime from
+ * it, and files are read from disk as they are sent, never into Lua. */
 static void check_multipart (lua_State *L, int t, const char *fname) {
-  int m;
+  int m, c;
+  lua_Integer np = 0;
   lua_getfield(L, t, "multipart");
   m = lua_gettop(L);
   if (!lua_istable(L, m))
     pyq_usage(L, "%s: multipart must be a table, got %s", fname, luaL_typename(L, m));
+  lua_newtable(L);
+  c = lua_gettop(L);
   lua_pushnil(L);
   while (lua_next(L, m)) {
     size_t n;
     const char *name = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &n) : NULL;
+    int part = lua_gettop(L);
     if (name == NULL || n == 0 || !pyq_http_header_safe(name, n) ||
         strchr(name, '"') != NULL)
       pyq_usage(L, "%s: multipart field names must be non-empty strings "
                 "without quotes, CR, LF or NUL, got %s", fname,
                 name ? "a bad string" : luaL_typename(L, -2));
-    if (lua_type(L, -1) == LUA_TTABLE) {
-      int part = lua_gettop(L);
+    lua_createtable(L, 5, 0);   /* the copy: name, kind, content, filename, type */
+    lua_pushvalue(L, part - 1);
+    lua_rawseti(L, -2, 1);
+    if (lua_type(L, part) == LUA_TTABLE) {
       const char *path = part_string(L, part, "path", fname, name, 0);
       const char *data = part_string(L, part, "data", fname, name, 2);
+      const char *filename = part_string(L, part, "filename", fname, name, 1);
+      const char *type = part_string(L, part, "type", fname, name, 1);
       struct stat st;
-      part_string(L, part, "filename", fname, name, 1);
-      part_string(L, part, "type", fname, name, 1);
       if ((path != NULL) == (data != NULL))
         pyq_usage(L, "%s: multipart field '%s' needs one of path (a file "
                   "to send) or data (a string)", fname, name);
-          if (path && stat(path, &st) != 0)
+      if (path && stat(path, &st) != 0)
         pyq_usage(L, "%s: multipart field '%s': cannot read '%s': %s", fname,
                   name, path, strerror(errno));
       if (path && !S_ISREG(st.st_mode))
@@ -657,13 +666,33 @@ static void check_multipart (lua_State *L, int t, const char *fname) {
                     "data, filename, type)", fname, name, k);
         lua_pop(L, 1);
       }
-    } else if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER) {
+      lua_pushstring(L, path ? "f" : "d");
+      lua_rawseti(L, -2, 2);
+      lua_getfield(L, part, path ? "path" : "data");
+      lua_rawseti(L, -2, 3);
+      if (filename) {
+        lua_pushstring(L, filename);
+        lua_rawseti(L, -2, 4);
+      }
+      if (type) {
+        lua_pushstring(L, type);
+        lua_rawseti(L, -2, 5);
+      }
+    } else if (lua_type(L, part) == LUA_TSTRING || lua_type(L, part) == LUA_TNUMBER) {
+      lua_pushliteral(L, "v");
+      lua_rawseti(L, -2, 2);
+      lua_pushvalue(L, part);
+      lua_tostring(L, -1);   /* a number's text, on the copy */
+      lua_rawseti(L, -2, 3);
+    } else {
       pyq_usage(L, "%s: multipart field '%s' must be a string, a number or "
                 "a table { path = | data =, filename =, type = }, got %s",
-                fname, name, luaL_typename(L, -1));
+                fname, name, luaL_typename(L, part));
     }
-    lua_pop(L, 1);
+    lua_rawseti(L, c, ++np);
+    lua_settop(L, part - 1);
   }
+  lua_replace(L, m);   /* the copy is the body */
 }
 
 /* The auth option, { user, password [, type = "basic" | "digest"] },

@@ -150,6 +150,11 @@ static int start_body (pyq_sink_dl *d) {
     return 1;
   }
   if (d->chunks) return 1;
+  if (d->opened) {   /* a second 2xx answer (not a proxy's CONNECT reply: those are suppressed) */
+    close(d->fd);
+    d->opened = 0;
+    d->fd = -1;
+  }
   if (d->status == 206 && (d->from == 0 || d->range_at != d->from))
     return fail(d, "resume", 0);
   flags |= d->status == 206 ? O_APPEND : O_TRUNC;

@@ -17,8 +17,14 @@ local std = require "pyq.std"
 local core = require "pyq.core"
 
 local type, format, pcall, error = std.type, std.string.format, std.pcall, std.error
+local tostring = std.tostring
 local C = core._http
 local Error = core.Error
+local warning = core.log.warning
+
+-- Another process holding the file is waited for this long (the wait
+-- blocks the loop); past it a lookup is a miss and a store is dropped.
+local BUSY_TIMEOUT = 0.25
 
 local M = {}
 local opened = {}   -- path -> cache
@@ -39,7 +45,7 @@ function M.open(path, fname)
   local c = opened[path]
   if c then return c end
   local sqlite = std.require("pyq.sqlite")
-  local ok, db = pcall(sqlite.open, path)
+  local ok, db = pcall(sqlite.open, path, { busy_timeout = BUSY_TIMEOUT })
   if ok then ok, db = pcall(function() db:exec(SCHEMA) db:commit() return db end) end
   if not ok then
     error(Error("usage", format("%s: cache: cannot use '%s' as a response cache: %s",
@@ -50,18 +56,35 @@ function M.open(path, fname)
   return c
 end
 
+-- A cache that fails (locked by another process past BUSY_TIMEOUT, a full
+-- disk) must not fail the request it was only to speed up: the failure is
+-- logged once a minute at WARNING and the request goes on without it.
+local function trouble(self, what, err)
+  local t = C.time()
+  if not self.warned or t - self.warned >= 60 then
+    self.warned = t
+    warning(format("pyq.http: the response cache %s could not %s (the request goes on without it): %s",
+      self.path, what, type(err) == "table" and tostring(err.message) or tostring(err)))
+  end
+end
+
 --- The stored response under key if younger than ttl seconds: its fields
 -- as a table, or nil.
 function Cache:get(key, ttl)
-  local row = self.db:one(GET, key)
+  local ok, row = pcall(self.db.one, self.db, GET, key)
+  if not ok then
+    trouble(self, "be read", row)
+    return nil
+  end
   if row and C.time() - row.stored < ttl then return row end
   return nil
 end
 
 --- Stores res under key (grouped: committed with the loop turn's writes).
 function Cache:put(key, res)
-  self.db:exec(PUT, key, res.status, res.url, res.method, res.raw_headers,
-    self.blob(res.body), res.http_version, C.time())
+  local ok, err = pcall(self.db.exec, self.db, PUT, key, res.status, res.url, res.method,
+    res.raw_headers, self.blob(res.body), res.http_version, C.time())
+  if not ok then trouble(self, "store an answer", err) end
 end
 
 return M

@@ -329,6 +329,11 @@ end
 -- "20:1,100:120" (with its counts "3:1,40:120", matched by seconds) ->
 -- padded windows seeded at t with the counts; the slots `old` windows had
 -- reserved after t stay reserved.  nil when the value holds no "N:S".
+-- A learned window holds one slot per request it allows, filled from the
+-- server's -Count at once: a window wider than this is no limit a job can
+-- meet, and a header claiming one must not make the process build it.
+local MAX_LEARNED = 100000
+
 local function learned_windows(spec, counts, t, old)
   local spent = {}
   for c, d in gmatch(counts or "", "(%d+):(%d+%.?%d*)") do spent[d] = tonumber(c) end
@@ -336,7 +341,7 @@ local function learned_windows(spec, counts, t, old)
   for n, d in gmatch(spec, "(%d+):(%d+%.?%d*)") do
     local secs = tonumber(d)
     n = tointeger(tonumber(n))
-    if n and n >= 1 and secs > 0 then
+    if n and n >= 1 and n <= MAX_LEARNED and secs > 0 then
       local w = { n = n, d = pad(secs), times = {}, next = 1, count = 0 }
       windows[#windows + 1] = w
       local one = { w }
@@ -614,15 +619,19 @@ end
 local function retry(req, verb, url, shown, timeout, retries, backoff, retry_unsafe,
                      attempt_timeout, max_retry_after, cache, cache_ttl)
   local key
-  if cache then   -- a hit is answered here: nothing sent, no rate-limit slot taken
-    key = C.cache_key(req, cache.vary)
+  -- a request with credentials has no key: its answer is its sender's
+  key = cache and C.cache_key(req, cache.vary)
+  if key then   -- a hit is answered here: nothing sent, no rate-limit slot taken
     local hit = cache.store:get(key, cache_ttl or cache.ttl)
     C.count_cache(hit ~= nil)
     if hit then return from_cache(hit) end
   end
   local res = send(req, verb, url, shown, timeout, retries, backoff, retry_unsafe,
                    attempt_timeout, max_retry_after)
-  if cache and cache.statuses[res.status] then cache.store:put(key, res) end
+  -- an answer that sets a cookie is for its session, not for replay
+  if key and cache.statuses[res.status] and not res.headers["set-cookie"] then
+    cache.store:put(key, res)
+  end
   return res
 end
 

@@ -93,6 +93,55 @@ describe("pyq.http's response cache", function()
     assert.is_false(http.get(url("dl"), { output = dir .. "/dl2.bin" }).cached)
   end)
 
+  it("keeps no answer to a request with credentials, nor one that sets a cookie", function()
+    http.configure{ cache = file }
+    local function twice(u, opts)
+      http.get(u, opts)
+      return http.get(u, opts).cached
+    end
+    assert.is_false(twice(url("cred-auth"), { auth = { "u", "p" } }))
+    assert.is_false(twice(url("cred-bearer"), { bearer = "alice-secret" }))
+    assert.is_false(twice(url("cred-header"), { headers = { ["X-Api-Key"] = "k" } }))
+    assert.is_false(twice((url("cred-user"):gsub("^http://", "http://alice:pw@"))))
+    local jar <close> = http.session{ cookies = true }
+    jar:get(url("cred-jar"))
+    assert.is_false(jar:get(url("cred-jar")).cached)
+    assert.is_false(twice(api.base .. "/headers"))   -- answers with Set-Cookie
+    assert.is_true(twice(url("cred-none")))
+    local db <close> = pyq.sqlite.open(file)
+    assert.is_nil(db:one("SELECT key FROM responses WHERE url LIKE '%alice%' OR key LIKE '%cred-auth%'"))
+  end)
+
+  it("keys how redirects are followed", function()
+    http.configure{ cache = file }
+    local u = api.base .. "/redirect-status/301?url=/counted-bytes/redir/9"   -- 301 is cached
+    assert.equal(301, http.get(u, { follow_redirects = false }).status)
+    local followed = http.get(u)
+    assert.same({ 200, false }, { followed.status, followed.cached })
+    assert.same({ 301, true }, { http.get(u, { follow_redirects = false }).status,
+                                 http.get(u, { follow_redirects = false }).cached })
+    assert.same({ 200, true }, { http.get(u).status, http.get(u).cached })
+  end)
+
+  it("treats a cache another process holds locked as a miss, not an error", function()
+    http.configure{ cache = file }
+    http.get(url("locked"))
+    os.execute(("python3 -c 'import sqlite3, time; c = sqlite3.connect(%q, isolation_level=None); "
+      .. "c.execute(\"BEGIN EXCLUSIVE\"); open(%q, \"w\").close(); time.sleep(3)' &"):format(file, dir .. "/held"))
+    for _ = 1, 200 do
+      if io.open(dir .. "/held") then break end
+      pyq.sleep(0.02)
+    end
+    local t0 = pyq.now()
+    local res = http.get(url("locked2"))
+    assert.equal(200, res.status)
+    assert.is_false(res.cached)
+    assert.is_true(pyq.now() - t0 < 2)
+    pyq.sleep(3.2)   -- the holder is gone: the cache works again
+    http.get(url("locked3"))
+    assert.is_true(http.get(url("locked3")).cached)
+  end)
+
   it("takes no rate-limit slot on a hit", function()
     http.configure{ cache = file }
     http.get(url("limit"))
