@@ -32,7 +32,7 @@ describe("pyq.log", function()
     pyq.log.level = 10
     assert.equal(10, pyq.log.level)
     assert.has_error(function() pyq.log.level = "chatty" end)
-    assert.has_error(function() pyq.log.verbose = true end)
+    assert.has_error(function() pyq.log.verbose = true end)   -- luacheck: ignore 122 (read-only)
     assert.has_error(function() pyq.log.log("nope", "x") end)
     pyq.log.level = saved
   end)
@@ -102,7 +102,6 @@ describe("pyq.itertools.frozen_generator", function()
 end)
 
 describe("a log call that cannot be formatted", function()
-  local helper = require 'tests.helper'
   for _, flags in ipairs({ {}, { "-v" }, { "-vv" } }) do
     it("is reported on one line naming the call site, and the job goes on ("
        .. (flags[1] or "default level") .. ")", function()
