@@ -25,7 +25,8 @@ do
     end
   end
 end
-local base = args[1] or error("usage: pyqhost scripts/consume_matches.lua BASE_URL [count] [out.jsonl] [--store DIR]", 0)
+local base = args[1]
+  or error("usage: pyqhost scripts/consume_matches.lua BASE_URL [count] [out.jsonl] [--store DIR]", 0)
 local count = tonumber(args[2]) or 30000
 local out_path = args[3] or "matches.jsonl"
 local http = pyq.http

@@ -31,14 +31,13 @@ local Error, is_error = core.Error, core.is_error
 
 local C = core._http
 local M = {}
-local setmetatable = std.setmetatable
 local function require_cache() return std.require("pyq.cache") end
 
 -- A "usage" error at the caller `level` frames up, positioned as error()
 -- would position a string.
 local function usage(level, msg)
-  local info = getinfo(level + 1, "Sl")
-  local where = info and info.currentline > 0 and format("%s:%d: ", info.short_src, info.currentline) or ""
+  local frame = getinfo(level + 1, "Sl")
+  local where = frame and frame.currentline > 0 and format("%s:%d: ", frame.short_src, frame.currentline) or ""
   error(Error("usage", where .. msg), 0)
 end
 
@@ -93,8 +92,8 @@ function Response:json()
   local ok, value = pcall(json.decode, body_of(self, "json"))
   if not ok then
     local url = C.mask_url(self.url)
-    local info = getinfo(2, "Sl")
-    local where = info and info.currentline > 0 and format("%s:%d: ", info.short_src, info.currentline) or ""
+    local frame = getinfo(2, "Sl")
+    local where = frame and frame.currentline > 0 and format("%s:%d: ", frame.short_src, frame.currentline) or ""
     error(Error("decode", format("%spyq.http: %s %s: the response is not valid JSON (%s)",
       where, self.method, url, tostring(value)), { method = self.method, url = url }), 0)
   end
@@ -109,8 +108,8 @@ function Response:raise_for_status()
   local status = self.status
   if status >= 200 and status < 300 then return self end
   local url = C.mask_url(self.url)
-  local info = getinfo(2, "Sl")
-  local where = info and info.currentline > 0 and format("%s:%d: ", info.short_src, info.currentline) or ""
+  local frame = getinfo(2, "Sl")
+  local where = frame and frame.currentline > 0 and format("%s:%d: ", frame.short_src, frame.currentline) or ""
   error(Error("status", format("%spyq.http: %s %s -> %d", where, self.method, url, status),
     { method = self.method, url = url, status = status }), 0)
 end
@@ -671,7 +670,8 @@ function send(req, verb, url, shown, timeout, retries, backoff, retry_unsafe,
         return res
       end
       if wait and wait > r.max_retry_after then
-        fail(r, "status", { status = res.status }, "%s answered %d with Retry-After: %s (%s s), over max_retry_after (%s s)",
+        fail(r, "status", { status = res.status },
+          "%s answered %d with Retry-After: %s (%s s), over max_retry_after (%s s)",
           key, res.status, shown_value(value), seconds(wait), seconds(r.max_retry_after))
       end
       r.last = format("status %d", res.status)

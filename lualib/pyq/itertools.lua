@@ -1,7 +1,12 @@
 -- pyq.itertools: helpers for feeding queues without keeping data alive.
+-- Loaded on first use, after a script may have replaced any global: what
+-- it calls comes from pyq.std.
+local std = require "pyq.std"
+
 local M = {}
 
-local getmetatable, setmetatable = debug.getmetatable, debug.setmetatable
+local type, next, error = std.type, std.next, std.error
+local getmetatable, setmetatable = std.debug.getmetatable, std.debug.setmetatable
 
 local function deepcopy(value, seen)
   if type(value) ~= "table" then return value end

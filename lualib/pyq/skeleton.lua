@@ -35,10 +35,17 @@ for _, item in ipairs(queue:join()) do
 end
 ]]
 
+-- The settings below the first line are those of pyqhost's own .luacheckrc
+-- for its scripts (tests/host/docs_spec.lua compares them).
 local LUACHECKRC = [[
 -- luacheck settings for a pyqhost job (Debian: apt install lua-check)
 std = "lua54"
-read_globals = { "pyq" }
+-- pyqhost defines `pyq`; of its fields a job assigns only pyq.log.level
+read_globals = {
+  pyq = { other_fields = true, fields = {
+    log = { other_fields = true, fields = { level = { read_only = false } } },
+  } },
+}
 max_line_length = 120
 ]]
 

@@ -17,4 +17,4 @@ for _, lib in ipairs({ "coroutine", "debug", "io", "math", "os", "string", "tabl
   for k, v in pairs(_G[lib]) do copy[k] = v end
   std[lib] = copy
 end
-return setmetatable({}, { __index = std, __newindex = function() error("pyq.std is read-only", 2) end })
+return setmetatable({}, { __index = std, __newindex = function() std.error("pyq.std is read-only", 2) end })

@@ -70,7 +70,9 @@ describe("pyqhost init", function()
       assert.is_string(helper.read_file(dir .. "/" .. f), f)
     end
     assert.matches('"workspace.library": %[".-/meta"%]', helper.read_file(dir .. "/.luarc.json"))
-    assert.matches('read_globals = { "pyq" }', helper.read_file(dir .. "/.luacheckrc"), 1, true)
+    -- the job settings are the project's own (below its first line)
+    local luacheckrc = helper.read_file(dir .. "/.luacheckrc")
+    assert.matches(luacheckrc:gsub("^[^\n]*\n", ""), helper.read_file(helper.source .. "/.luacheckrc"), 1, true)
     -- the skeleton compiles and runs (its requests answered by a stand-in)
     local job = helper.read_file(dir .. "/job.lua")
     local stub = "pyq.http.get = function() return { json = function() return { id = 1 } end } end\n"
@@ -81,5 +83,23 @@ describe("pyqhost init", function()
     assert.matches("already has job.lua, .luarc.json, .luacheckrc; nothing written", again.err, 1, true)
     assert.matches("init takes at most one directory",
                    helper.run{ nofile = true, flags = { "init", dir, "x" } }.err, 1, true)
+  end)
+
+  it("writes a .luacheckrc that passes the skeleton and pyq.log.level, and flags other pyq writes", function()
+    if not helper.shell("command -v luacheck"):find("luacheck") then
+      pending("luacheck is not installed (Debian lua-check)")
+      return
+    end
+    local dir = helper.tempdir() .. "/job"
+    assert.equal(0, helper.run{ nofile = true, flags = { "init", dir } }.code)
+    local f = assert(io.open(dir .. "/more.lua", "w"))
+    f:write('pyq.log.level = "DEBUG"\npyq.log.verbose = true\npyq.htpp = nil\nlocal unused = 1\n')
+    f:close()
+    local out = helper.shell("cd " .. helper.quote(dir) .. " && luacheck --no-cache --no-color --codes job.lua more.lua")
+    assert.matches("job.lua%s+OK", out)
+    assert.not_matches("more.lua:1:", out, 1, true)
+    assert.matches("more.lua:2:%d+: %(W122%) setting read%-only field 'log.verbose' of global 'pyq'", out)
+    assert.matches("more.lua:3:%d+: %(W122%) setting read%-only field 'htpp' of global 'pyq'", out)
+    assert.matches("more.lua:4:%d+: %(W211%) unused variable 'unused'", out)
   end)
 end)

@@ -25,7 +25,7 @@ describe("pyq.Error", function()
   it("has kind timeout when pyq.timeout fires, for the wait and for the scope", function()
     local inner
     local err = failure(pyq.await, pyq.timeout(0.02, pyq.async(function()
-      local ok, e = pcall(pyq.sleep, 5)
+      local _, e = pcall(pyq.sleep, 5)
       inner = e
       error(e)
     end)()))
@@ -38,7 +38,7 @@ describe("pyq.Error", function()
     local seen
     local q <close> = pyq.Queue{ workers = 1 }
     q:put(pyq.async(function()
-      local ok, e = pcall(pyq.sleep, 5)
+      local _, e = pcall(pyq.sleep, 5)
       seen = e
       error(e)
     end)())

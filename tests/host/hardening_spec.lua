@@ -194,4 +194,15 @@ describe("hardening", function()
       end)
     end
   end)
+
+  it("keeps pyq.std read-only after a script replaced error", function()
+    local r = helper.run{ script = [[
+      local std, pcall, print = require "pyq.std", pcall, print
+      error = function() end
+      print(pcall(function() std.type = print end))
+      print(std.type == print)
+    ]] }
+    assert.equal(0, r.code, r.err)
+    assert.matches("^false\t[^\n]*: pyq.std is read%-only\nfalse\n$", r.out)
+  end)
 end)

@@ -32,7 +32,7 @@ describe("pyq.log", function()
     pyq.log.level = 10
     assert.equal(10, pyq.log.level)
     assert.has_error(function() pyq.log.level = "chatty" end)
-    assert.has_error(function() pyq.log.verbose = true end)
+    assert.has_error(function() pyq.log.verbose = true end)   -- luacheck: ignore 122 (read-only)
     assert.has_error(function() pyq.log.log("nope", "x") end)
     pyq.log.level = saved
   end)
@@ -73,6 +73,23 @@ describe("pyq.itertools.frozen_generator", function()
       "pyq.itertools.frozen_generator: list must be a table, got number")
   end)
 
+  it("copies with the standard functions, whatever the script did to the globals", function()
+    local r = helper.run{ script = [[
+      local mt, rawequal, print, pcall = {}, rawequal, print, pcall
+      type = function() return "number" end
+      next = function() return nil end
+      error = function() end
+      debug.getmetatable, debug.setmetatable = function() end, function(t) return t end
+      local item = setmetatable({ tags = { "a" } }, mt)
+      local copy = pyq.itertools.deepcopy(item)
+      print(copy ~= item, copy.tags ~= item.tags, copy.tags[1], rawequal(getmetatable(copy), mt))
+      print(pcall(pyq.itertools.frozen_generator, 5))
+    ]] }
+    assert.equal(0, r.code, r.err)
+    assert.equal("true\ttrue\ta\ttrue\n"
+      .. "false\tpyq.itertools.frozen_generator: list must be a table, got number\n", r.out)
+  end)
+
   it("feeds a queue without growing the list", function()
     local list = {}
     for i = 1, 100 do list[i] = { id = i } end
@@ -85,7 +102,6 @@ describe("pyq.itertools.frozen_generator", function()
 end)
 
 describe("a log call that cannot be formatted", function()
-  local helper = require 'tests.helper'
   for _, flags in ipairs({ {}, { "-v" }, { "-vv" } }) do
     it("is reported on one line naming the call site, and the job goes on ("
        .. (flags[1] or "default level") .. ")", function()

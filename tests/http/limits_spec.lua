@@ -32,9 +32,9 @@ local function burst(n, workers, f)
   return counts
 end
 
-local function stats(api, key)
-  http.limit(api.host, nil)   -- the stats request waits for no window
-  return http.get(api.base .. "/limits/stats/" .. key):json()
+local function stats(server, key)
+  http.limit(server.host, nil)   -- the stats request waits for no window
+  return http.get(server.base .. "/limits/stats/" .. key):json()
 end
 
 describe("http.limit(host, \"auto\")", function()

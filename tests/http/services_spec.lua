@@ -98,7 +98,7 @@ print(f'Digest username="{user}", realm="{ch["realm"]}", nonce="{ch["nonce"]}", 
     local res = http.post(hb.base .. "/post", {
       body = "name=" .. pyq.url.encode("a b&c") .. "&k=1&k=2",
       headers = { ["Content-Type"] = "application/x-www-form-urlencoded" } })
-    local doc = res:json()
+    doc = res:json()
     assert.equal("a b&c", doc.form.name)
     assert.same({ "1", "2" }, doc.form.k)
   end)

@@ -298,7 +298,7 @@ describe("closing", function()
     do
       local queue <close> = pyq.Queue{ workers = 3 }
       q = queue
-      for i = 1, 9 do
+      for _ = 1, 9 do
         queue:put(pyq.async(function() pyq.sleep(0.005); finished = finished + 1 end)())
       end
     end

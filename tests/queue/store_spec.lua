@@ -173,9 +173,9 @@ describe("pyq.Queue with a store", function()
     assert.same({ 8, 2, 6, 0, 0 }, { q.puts, q.done, q.skipped, q.failed, q.cancelled })
     -- completed() gives skipped tasks as finished, nil results too
     for i = 1, 3 do q:put(task(i, "x"), { key = "k" .. i }) end
-    local seen = {}
-    for i, ok, value in q:completed() do seen[i] = { ok, value } end
-    assert.same({ { true, { n = 1 } }, { true, { n = 2 } }, { true } }, seen)
+    local got = {}
+    for i, ok, value in q:completed() do got[i] = { ok, value } end
+    assert.same({ { true, { n = 1 } }, { true, { n = 2 } }, { true } }, got)
   end)
 
   it("does not record failed or cancelled tasks: they run again", function()

@@ -129,7 +129,7 @@ describe("waiting where the host cannot suspend", function()
   it("waits inside a __close handler on a normal exit", function()
     local t0 = pyq.now()
     do
-      local x <close> = setmetatable({}, { __close = function() pyq.sleep(0.02) end })
+      local guard <close> = setmetatable({}, { __close = function() pyq.sleep(0.02) end })
     end
     assert.is_true(pyq.now() - t0 >= 0.019)
   end)
