@@ -13,6 +13,17 @@
 #include <lauxlib.h>
 #include "embed.h"
 
+/* A module of the library (pyq.std excepted) runs with an environment that
+ * holds only the start-up `require`: lualib reads no other global
+ * (.luacheckrc checks it), and a script that replaced `require` before
+ * the module's first use cannot break it.  pyq.std reads the start-up
+ * globals it copies, at start-up. */
+static void own_env (lua_State *L, const char *name) {
+  if (strcmp(name, "pyq.std") == 0) return;
+  lua_pushvalue(L, lua_upvalueindex(2));
+  if (lua_setupvalue(L, -2, 1) == NULL) lua_pop(L, 1);
+}
+
 static int is_pyq (const char *name) {
   return strncmp(name, "pyq", 3) == 0 && (name[3] == '\0' || name[3] == '.');
 }
@@ -33,6 +44,7 @@ static int search_dir (lua_State *L, const char *dir, const char *name) {
   if (st != LUA_OK)
     return luaL_error(L, "error loading module '%s' from file '%s':\n\t%s",
                       name, file, lua_tostring(L, -1));
+  own_env(L, name);
   lua_pushstring(L, file);
   return 2;
 }
@@ -48,6 +60,7 @@ static int search_pyq (lua_State *L) {
     if (luaL_loadbufferx(L, m->bytes, m->size, m->chunkname, "t") != LUA_OK)
       return luaL_error(L, "error loading module '%s' from pyqhost:\n\t%s",
                         name, lua_tostring(L, -1));
+    own_env(L, name);
     lua_pushliteral(L, ":embedded:");
     return 2;
   }
@@ -67,7 +80,10 @@ void pyq_open_lualib (lua_State *L) {
   }
   if (dir != NULL && *dir != '\0') lua_pushstring(L, dir);
   else lua_pushnil(L);
-  lua_pushcclosure(L, search_pyq, 1);
+  lua_createtable(L, 0, 1);   /* the modules' environment */
+  lua_getglobal(L, "require");
+  lua_setfield(L, -2, "require");
+  lua_pushcclosure(L, search_pyq, 2);
   lua_rawseti(L, -2, 2);
   lua_pop(L, 2);
 }

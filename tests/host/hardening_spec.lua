@@ -205,4 +205,13 @@ describe("hardening", function()
     assert.equal(0, r.code, r.err)
     assert.matches("^false\t[^\n]*: pyq.std is read%-only\nfalse\n$", r.out)
   end)
+
+  it("loads the library's modules with the start-up require, whatever a script put in the global", function()
+    local r = helper.run{ script = [[
+      require = function() return {} end
+      print(pyq.url.parse("http://a.example/b").host, type(pyq.http.get), type(pyq.html.parse))
+    ]] }
+    assert.equal(0, r.code, r.err)
+    assert.equal("a.example\tfunction\tfunction\n", r.out)
+  end)
 end)
