@@ -755,7 +755,7 @@ static int request_k (lua_State *L, int status, lua_KContext ctx) {
   if (x->dl && x->dl->chunks && !stream(L, f, x))
     return pyq_park(L, f, &xfer_wait, x, request_k);
   count(x);
-  if (x->result != CURLE_OK) {   /* errors get logged: no secrets in them */
+  if (x->result != CURLE_OK || (x->dl && x->dl->op != NULL)) {   /* a rename that failed too */
     char shown[1024];
     const char *kind;
     pyq_http_mask(x->url, shown, sizeof shown, x->s->qnames, x->qnames);

@@ -266,6 +266,8 @@ struct curl_slist *pyq_http_headers (lua_State *L, int t, pyq_http_opts *o) {
     if (n == NULL) luaL_error(L, "not enough memory");
     b->list = n;
   }
+  if (has_auth && (o->present & PYQ_BIT(PYQ_HO_AUTH)))
+    pyq_usage(L, "%s: give auth or an Authorization header, not both", fname);
   if (o->present & PYQ_BIT(PYQ_HO_BEARER)) {
     if (has_auth)
       pyq_usage(L, "%s: give bearer or an Authorization header, not both", fname);
@@ -412,7 +414,16 @@ static void push_pairs (lua_State *L, int q, const char *fname,
     lua_pushlstring(L, names[i].s, names[i].n);
     lua_pushvalue(L, -1);
     if (lua_rawget(L, q) == LUA_TTABLE) {   /* a list: the name repeated */
-      lua_Integer j, m = (lua_Integer)lua_rawlen(L, -1);
+      lua_Integer j, m = (lua_Integer)lua_rawlen(L, -1), keys = 0;
+      lua_pushnil(L);
+      while (lua_next(L, -2)) {   /* nothing but 1..m: a map is not sent */
+        lua_pop(L, 1);
+        keys++;
+      }
+      if (keys != m)
+        pyq_usage(L, "%s: %s value for '%s' must be a string, number, boolean "
+                  "or a list of them, got a table that is not a list", fname,
+                  what, lua_tostring(L, -2));
       for (j = 1; j <= m; j++) {
         lua_rawgeti(L, -1, j);
         encode_pair(L, lua_gettop(L) - 2, fname, what);
@@ -529,7 +540,11 @@ static void check_method (lua_State *L, int t, pyq_http_set present, char *out,
                           size_t size, const char *fname) {
   const char *m = (present & (PYQ_BIT(PYQ_HO_BODY) | PYQ_BIT(PYQ_HO_JSON) | PYQ_BIT(PYQ_HO_FORM) | PYQ_BIT(PYQ_HO_MULTIPART))) ? "POST" : "GET";
   size_t i, n;
-  int type = lua_type(L, 1) != LUA_TNIL ? (lua_pushvalue(L, 1), lua_type(L, 1))
+  int type;
+  if (lua_type(L, 1) != LUA_TNIL && (present & PYQ_BIT(PYQ_HO_METHOD)))
+    pyq_usage(L, "%s: method is the function's (%s): give it to "
+              "pyq.http.request{ method = ... }", fname, lua_tostring(L, 1));
+  type = lua_type(L, 1) != LUA_TNIL ? (lua_pushvalue(L, 1), lua_type(L, 1))
            : (present & PYQ_BIT(PYQ_HO_METHOD)) ? lua_getfield(L, t, "method")
            : (lua_pushnil(L), LUA_TNIL);
   if (type == LUA_TNIL) {
@@ -717,6 +732,15 @@ static void push_auth (lua_State *L, int t, const char *fname) {
     pyq_usage(L, "%s: auth must be { user, password } (two strings "
               "without NUL), got %s and %s", fname, luaL_typename(L, a + 1),
               luaL_typename(L, a + 2));
+  lua_pushnil(L);
+  while (lua_next(L, a)) {
+    lua_Integer k = lua_isinteger(L, -2) ? lua_tointeger(L, -2) : 0;
+    if ((k < 1 || k > 2) && !(lua_type(L, -2) == LUA_TSTRING &&
+                              strcmp(lua_tostring(L, -2), "type") == 0))
+      pyq_usage(L, "%s: auth: unknown key %s (auth is { user, password [, type "
+                "= \"digest\"] })", fname, pyq_got(L, -2));
+    lua_pop(L, 1);
+  }
   if (!lua_isnil(L, a + 3)) type = lua_isstring(L, a + 3) ? lua_tostring(L, a + 3) : "?";
   for (i = 0; types[i] && strcmp(types[i], type) != 0; i++) ;
   if (types[i] == NULL)

@@ -716,11 +716,14 @@ local function cache_config(old, opts, fname)
   if opts.cache_statuses ~= nil then
     statuses = {}
     local list = opts.cache_statuses
+    if type(list) ~= "table" then
+      usage(3, format("%s: cache_statuses must be a list of HTTP statuses (100-599), got %s", fname, type(list)))
+    end
     for i = 1, #list do
       local st = list[i]
       if type(st) ~= "number" or tointeger(st) == nil or st < 100 or st > 599 then
         usage(3, format("%s: cache_statuses must be a list of HTTP statuses (100-599), got %s at %d",
-          fname, tostring(st), i))
+          fname, type(st) == "string" and format("%q", st) or tostring(st), i))
       end
       statuses[tointeger(st)] = true
     end

@@ -30,6 +30,44 @@ describe("pyq.http regressions", function()
     assert(ok, err)
   end)
 
+  it("refuses what it used to drop or ignore, naming the function and option", function()
+    local api = helper.start_api{}
+    local dir = helper.tempdir()
+    local ok, err = pcall(function()
+      local function message(f, ...)
+        local e = helper.error_of(f, ...)
+        return tostring(e), e
+      end
+      local u = api.base .. "/echo"
+      local cases = {
+        { http.get, u, { auth = { "u", "p" }, headers = { Authorization = "Basic eA==" } },
+          "pyq.http.get: give auth or an Authorization header, not both" },
+        { http.get, u, { method = "POST" }, "pyq.http.get: method is the function's (GET)" },
+        { http.get, u, { auth = { "u", "p", tpye = "digest" } }, "pyq.http.get: auth: unknown key \"tpye\"" },
+        { http.post, u, { form = { q = true, t = { a = 1 } } },
+          "pyq.http.post: form value for 't' must be a string, number, boolean or a list of them" },
+        { http.get, u, { query = { t = { 1, x = 2 } } }, "query value for 't' must be" },
+      }
+      for _, c in ipairs(cases) do
+        local text, e = message(c[1], c[2], c[3])
+        assert.is_true(pyq.is_error(e, "usage"), text)
+        assert.matches(c[4], text, 1, true)
+      end
+      local text = message(http.configure, { cache = dir .. "/c.sqlite", cache_statuses = 200 })
+      assert.matches("pyq.http.configure: cache_statuses must be a list of HTTP statuses", text, 1, true)
+      os.execute("mkdir " .. helper.quote(dir .. "/sub"))
+      local e
+      text, e = message(http.get, api.base .. "/bytes/10", { output = dir .. "/sub" })
+      assert.is_true(pyq.is_error(e, "io"), text)
+      assert.matches("cannot rename", text, 1, true)
+      assert.is_nil(io.open(dir .. "/sub.part"))
+      assert.equal("PUT", http.request{ url = u, method = "PUT" }:json().method)
+    end)
+    api.stop()
+    os.execute("rm -rf " .. helper.quote(dir))
+    assert(ok, err)
+  end)
+
   it("downloads through an https proxy's CONNECT tunnel: resume appends, an error page makes no file", function()
     local nginx = helper.start_nginx_h2()
     if not nginx then return pending("nginx is not installed") end
