@@ -28,6 +28,8 @@
   "  --progress        show progress for every queue\n" \
   "  --summary         print a summary of queues and HTTP at exit\n" \
   "  --summary-json FILE  write that summary to FILE as JSON\n" \
+  "  --worker URL      run the script with pyq.worker = true, then serve its\n" \
+  "                    cluster queues on redis://host:port/db until they end\n" \
   "  -h, --help        show this help\n" \
   "  -V, --version     show the versions of pyqhost, Lua, libuv, libcurl\n" \
   "  --                stop handling options\n" \
@@ -51,6 +53,7 @@ typedef struct options {
   int log_level;
   int progress, summary;
   const char *summary_json;
+  const char *worker;   /* --worker URL */
 } options;
 
 static int usage_error (const char *prog, const char *fmt, const char *arg) {
@@ -106,6 +109,9 @@ static int parse_args (int argc, char **argv, options *o) {
     } else if (strcmp(a, "--summary-json") == 0) {
       if ((o->summary_json = argv[++i]) == NULL)
         return usage_error("pyqhost", "'%s' needs a file name", a);
+    } else if (strcmp(a, "--worker") == 0) {
+      if ((o->worker = argv[++i]) == NULL || strncmp(o->worker, "redis://", 8))
+        return usage_error("pyqhost", "'--worker' needs a redis:// URL%s", "");
     } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
       printf(USAGE, "pyqhost", "pyqhost");
       exit(0);
@@ -162,16 +168,28 @@ static void create_arg (lua_State *L, int argc, char **argv, int script) {
   lua_setglobal(L, "arg");
 }
 
-/* script is argv's index of the script, or argc for stdin. */
-static int run_script (pyq_host *h, int argc, char **argv, int script) {
+/* script is argv's index of the script, or argc for stdin.  With worker
+ * (--worker URL), pyq.cluster.worker(URL, chunk, args...) runs instead:
+ * the script with pyq.worker set, then the serving of its queues. */
+static int run_script (pyq_host *h, int argc, char **argv, int script,
+                       const char *worker) {
   const char *name = script < argc ? argv[script] : NULL;
-  int i, st;
+  int i, st, extra = 0;
   if (name && strcmp(name, "-") == 0 && strcmp(argv[script - 1], "--") != 0)
     name = NULL;
+  if (worker) {
+    lua_getglobal(h->L, "require");
+    lua_pushliteral(h->L, "pyq.cluster");
+    if (lua_pcall(h->L, 1, 1, 0) != LUA_OK) return load_error(h, LUA_ERRRUN);
+    lua_getfield(h->L, -1, "worker");
+    lua_remove(h->L, -2);
+    lua_pushstring(h->L, worker);
+    extra = 2;
+  }
   st = luaL_loadfile(h->L, name);
   if (st != LUA_OK) return load_error(h, st);
   for (i = script + 1; i < argc; i++) lua_pushstring(h->L, argv[i]);
-  return pyq_host_run_main(h, script < argc ? argc - script - 1 : 0);
+  return pyq_host_run_main(h, (script < argc ? argc - script - 1 : 0) + extra);
 }
 
 /* Where pyq's editor definitions are: installed, or in the source tree
@@ -218,7 +236,8 @@ int main (int argc, char **argv) {
   for (i = 0; i < o.npre && code == 0 && !host.exit_requested; i++)
     code = run_pre(&host, &o.pre[i]);
   if (code == 0 && (o.script || o.from_stdin) && !host.exit_requested)
-    code = run_script(&host, argc, argv, o.script ? o.script : argc);
+    code = run_script(&host, argc, argv, o.script ? o.script : argc,
+                      o.worker);
   if (o.interactive && code == 0 && !host.exit_requested && !host.signal) {
     code = pyq_repl_run(&host);
   }

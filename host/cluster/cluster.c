@@ -221,6 +221,7 @@ static void on_tick (uv_timer_t *t) {
   if (c->base.failure) return;
   if (c->npending == 0) {   /* nothing unfinished: nothing to watch */
     c->last_claim = now;
+    uv_unref((uv_handle_t *)&c->tick);
     return;
   }
   last = pyq_redis_last_reply(c->rd);
@@ -313,7 +314,8 @@ static void cl_push (pyq_backend *b, lua_State *L, int qidx, int tidx,
     luaL_error(L, "not enough memory");
   }
   c->idx[++c->seq] = index;
-  c->npending++;
+  if (c->npending++ == 0)   /* unfinished tasks: the watch keeps the loop */
+    uv_ref((uv_handle_t *)&c->tick);
   snprintf(seq, sizeof seq, "%lld", (long long)c->seq);
   argv[0] = "XADD"; argv[1] = c->key_tasks; argv[2] = "*";
   argv[3] = "s"; argv[4] = seq; argv[5] = "f"; argv[6] = lua_tostring(L, -1);
@@ -348,7 +350,7 @@ static void make_task (cluster *c, lua_State *L, entry *e) {
     lua_pushboolean(L, ok);
     if (!ok) lua_pushstring(L, e->a);
     else if (e->alen == 0 || !pyq_json_decode(L, e->a, e->alen, 0) ||
-             lua_touserdata(L, -1) == NULL) {
+             lua_islightuserdata(L, -1)) {
       lua_settop(L, top + 2);
       lua_pushnil(L);   /* nil, null, or not JSON (a worker's bug) */
     }

@@ -477,7 +477,11 @@ static void dispatch (pyq_host *h, pyq_job *j) {
   pyq_queue *q = pyq_container(j, pyq_queue, dispatch);
   while (q->st->pending > 0 && q->st->running < q->workers && !q->closed) {
     pyq_link *n = pyq_list_shift(&q->idle);
-    pyq_fiber *f = n ? pyq_container(n, pyq_fiber, wait) : spawn(h, q);
+    pyq_fiber *f;
+    /* workers parked in a backend's wait (PYQ_POP_WAIT) are not running
+     * but are there: the backend wakes them */
+    if (n == NULL && q->spawned >= q->workers) break;
+    f = n ? pyq_container(n, pyq_fiber, wait) : spawn(h, q);
     pyq_fiber_resume(f);
   }
 }
