@@ -56,6 +56,7 @@ typedef struct cluster {
   double visibility, timeout, ctimeout, last_claim;
   pyq_link entries;        /* read, not popped yet */
   pyq_link waiters;        /* workers parked in pop */
+  pyq_link xadds;          /* puts Redis has not confirmed */
   int nwait, reading, claiming;
   lua_Integer seq;         /* puts so far */
   lua_Integer cap;         /* size of the arrays below */
@@ -249,11 +250,58 @@ static void send_cmd (cluster *c, int argc, const char **argv) {
   pyq_redis_cmd(c->cmd, 0, NULL, NULL, argc, argv, lens);
 }
 
+/* An XADD kept until Redis has it: a lost connection or a timeout sends
+ * it again (a duplicate entry is dropped as a second run would be), until
+ * cluster_timeout breaks the queue.  An error reply breaks it at once. */
+typedef struct xadd {
+  pyq_link link;          /* in c->xadds */
+  cluster *c;
+  const char *argv[9];
+  size_t lens[9];
+  char data[1];           /* the words, one after the other */
+} xadd;
+
+static void xadd_send (xadd *x);
+
 static void push_done (void *ud, redisReply *reply, const char *err) {
-  cluster *c = ud;
-  if (reply && reply->type == REDIS_REPLY_ERROR) err = reply->str;
-  if (err) break_queue(c, "pyq.Queue: a task could not be added to the "
-                       "cluster's stream: %s", err);
+  xadd *x = ud;
+  cluster *c = x->c;
+  if (reply && reply->type == REDIS_REPLY_ERROR) {
+    break_queue(c, "pyq.Queue: a task could not be added to the cluster's "
+                "stream: %s", reply->str);
+  } else if (err && !c->base.failure) {
+    pyq_log(c->h, PYQ_DEBUG, c->where, "XADD again: %s", err);
+    xadd_send(x);
+    return;
+  }
+  pyq_list_remove(&x->link);
+  free(x);
+}
+
+static void xadd_send (xadd *x) {
+  if (pyq_redis_cmd(x->c->cmd, 0, push_done, x, 9, x->argv, x->lens) == NULL)
+    break_queue(x->c, "pyq.Queue: %s", "not enough memory");
+}
+
+static void xadd_new (cluster *c, const char **argv, const size_t *lens) {
+  size_t n = 0;
+  int i;
+  xadd *x;
+  for (i = 0; i < 9; i++) n += lens[i] + 1;
+  if ((x = malloc(sizeof *x + n)) == NULL) {
+    break_queue(c, "pyq.Queue: %s", "not enough memory");
+    return;
+  }
+  x->c = c;
+  for (i = 0, n = 0; i < 9; i++) {
+    memcpy(x->data + n, argv[i], lens[i]);
+    x->data[n + lens[i]] = '\0';
+    x->argv[i] = x->data + n;
+    x->lens[i] = lens[i];
+    n += lens[i] + 1;
+  }
+  pyq_list_push(&c->xadds, &x->link);
+  xadd_send(x);
 }
 
 static int grow (void **p, lua_Integer *cap, lua_Integer need, size_t size) {
@@ -322,7 +370,7 @@ static void cl_push (pyq_backend *b, lua_State *L, int qidx, int tidx,
   argv[7] = "a"; argv[8] = buf.p;
   for (i = 0; i < 8; i++) lens[i] = strlen(argv[i]);
   lens[8] = buf.n;
-  pyq_redis_cmd(c->cmd, 0, push_done, c, 9, argv, lens);
+  xadd_new(c, argv, lens);
   pyq_jbuf_free(&buf);
   lua_pop(L, 1);
 }
@@ -478,7 +526,9 @@ static void cl_close (pyq_backend *b, lua_State *L, int qidx) {
     send_cmd(c, 4, argv);
   }
   pyq_redis_free(c->rd);
-  pyq_redis_close(c->cmd);
+  pyq_redis_close(c->cmd);   /* the DEL goes out; no callback runs */
+  while ((l = pyq_list_shift(&c->xadds)) != NULL)
+    free(pyq_container(l, xadd, link));
   while ((l = pyq_list_shift(&c->entries)) != NULL)
     entry_free(pyq_container(l, entry, link));
   for (i = 0; i < c->ackcap; i++) free(c->ack[i]);
@@ -518,16 +568,15 @@ static pyq_backend *cluster_open (lua_State *L, int oidx, int qidx,
   double visibility, ctimeout;
   cluster *c;
   (void)qidx; (void)slot;
-  lua_getfield(L, oidx, "cluster");
-  url = lua_tostring(L, -1);
-  if (lua_type(L, -1) != LUA_TSTRING)
+  if (lua_getfield(L, oidx, "cluster") != LUA_TSTRING)
     pyq_usage(L, "pyq.Queue: cluster must be a redis:// URL, got %s",
               pyq_got(L, -1));
+  url = lua_tostring(L, -1);
   if (!pyq_redis_parse_url(url, host, sizeof host, &port, &db, &why))
     pyq_usage(L, "pyq.Queue: cluster %s %s", pyq_got(L, -1), why);
   lua_getfield(L, oidx, "name");
-  name = lua_tostring(L, -1);
-  if (lua_type(L, -1) != LUA_TSTRING || *name == '\0' || strlen(name) > 200)
+  name = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+  if (*name == '\0' || strlen(name) > 200)
     pyq_usage(L, "pyq.Queue: a cluster queue needs a name (a string of 1 to "
               "200 letters, digits, '_', '-' or '.'), got %s", pyq_got(L, -1));
   for (p = name; *p; p++)
@@ -561,6 +610,7 @@ static pyq_backend *cluster_open (lua_State *L, int oidx, int qidx,
   c->last_claim = pyq_clock();
   pyq_list_init(&c->entries);
   pyq_list_init(&c->waiters);
+  pyq_list_init(&c->xadds);
   c->rd = pyq_redis_new(h, url, c->timeout);
   c->cmd = pyq_redis_new(h, url, c->timeout);
   uv_timer_init(h->loop, &c->tick);
