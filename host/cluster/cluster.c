@@ -316,17 +316,18 @@ static int grow (void **p, lua_Integer *cap, lua_Integer need, size_t size) {
   return 1;
 }
 
-/* The arguments of the task at tidx as a JSON array into b. */
-static void encode_args (lua_State *L, int tidx, pyq_jbuf *b) {
+/* The arguments of the task at tidx as a JSON array into b: 1; or 0 with
+ * the message pushed (b may hold memory either way). */
+static int encode_args (lua_State *L, int tidx, pyq_jbuf *b) {
   int i, n, base = lua_gettop(L);
   lua_pushvalue(L, tidx);
   n = pyq_task_unpack(L);   /* the function, then the arguments */
   if (n == 0) {
     lua_settop(L, base);
-    pyq_jbuf_grow(b, 2);
+    if (!pyq_jbuf_grow(b, 2)) luaL_error(L, "not enough memory");
     memcpy(b->p, "[]", 2);
     b->n = 2;
-    return;
+    return 1;
   }
   lua_createtable(L, n, 0);
   for (i = 1; i <= n; i++) {
@@ -336,10 +337,13 @@ static void encode_args (lua_State *L, int tidx, pyq_jbuf *b) {
     lua_pushvalue(L, base + 1 + i);
     lua_rawseti(L, -2, i);
   }
-  if (!pyq_json_encode(L, lua_gettop(L), b, PYQ_JSON_UTF8_ERROR))
-    pyq_usage(L, "pyq.Queue.put: the arguments of a cluster task must be "
-              "JSON-encodable: %s", lua_tostring(L, -1));
+  if (!pyq_json_encode(L, lua_gettop(L), b, PYQ_JSON_UTF8_ERROR)) {
+    lua_replace(L, base + 1);
+    lua_settop(L, base + 1);
+    return 0;
+  }
   lua_settop(L, base);
+  return 1;
 }
 
 static void cl_push (pyq_backend *b, lua_State *L, int qidx, int tidx,
@@ -356,7 +360,11 @@ static void cl_push (pyq_backend *b, lua_State *L, int qidx, int tidx,
     pyq_usage(L, "pyq.Queue.put: a cluster queue takes tasks of named async "
               "functions (pyq.async(name, fn)), so other processes can run "
               "them");
-  encode_args(L, tidx, &buf);
+  if (!encode_args(L, tidx, &buf)) {
+    pyq_jbuf_free(&buf);
+    pyq_usage(L, "pyq.Queue.put: the arguments of a cluster task must be "
+              "JSON-encodable: %s", lua_tostring(L, -1));
+  }
   if (!grow((void **)&c->idx, &c->cap, c->seq + 1, sizeof *c->idx)) {
     pyq_jbuf_free(&buf);
     luaL_error(L, "not enough memory");
