@@ -198,7 +198,12 @@ static void arm_read (cluster *c) {
 static void claim_done (void *ud, redisReply *reply, const char *err) {
   cluster *c = ud;
   c->claiming = 0;
-  if (err || reply->type != REDIS_REPLY_ARRAY || reply->elements < 2) return;
+  if (err || reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 ||
+      reply->element[1]->type != REDIS_REPLY_ARRAY) return;
+  if (reply->element[1]->elements > 0)
+    pyq_log(c->h, PYQ_INFO, c->where, "took over %d tasks unacknowledged for "
+            "%gs (visibility): their process died or is slow",
+            (int)reply->element[1]->elements, c->visibility);
   take_entries(c, reply->element[1], E_TASK);
 }
 

@@ -58,13 +58,14 @@ describe("a cluster queue", function()
   it("runs again the tasks of a worker killed with -9, after visibility", function()
     local w1 = helper.spawn("--worker " .. redis.url, JOB, "x " .. api.base .. " 0 0.4")
     local w2 = helper.spawn("--worker " .. redis.url, JOB, "x " .. api.base .. " 0 0.4")
-    local main = helper.spawn("", JOB, redis.url .. " " .. api.base .. " 30 0.4")
-    pyq.sleep(1.2)
+    local main = helper.spawn("-v", JOB, redis.url .. " " .. api.base .. " 60 0.4")
+    pyq.sleep(0.8)
     os.execute("kill -9 " .. w1.pid)
     local code, out, err = helper.wait_exit(main)
     assert.equal(0, code, err)
-    assert.equal(29, select(2, out:gsub("\n", "")))
-    for i = 1, 30 do
+    assert.matches("took over %d+ tasks unacknowledged for 1s", err)
+    assert.equal(59, select(2, out:gsub("\n", "")))
+    for i = 1, 60 do
       if i ~= 7 then assert.matches("NA1_" .. i .. "%s+americas\n", out) end
     end
     helper.wait_exit(w1)
