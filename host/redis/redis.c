@@ -191,21 +191,24 @@ static void on_reply (redisAsyncContext *ac, void *reply, void *privdata) {
   finish(q, reply, NULL);
 }
 
-/* Sends the requests not sent yet, in order. */
+/* Hands q to hiredis (the connection is up); a refusal (the context is
+ * going) leaves it unsent, for the next connection or its deadline. */
+static void send_req (pyq_redis *r, pyq_redis_req *q) {
+  if (redisAsyncFormattedCommand(r->ac, on_reply, q, q->cmd, q->len)
+      != REDIS_OK) return;
+  q->sent = 1;
+  free(q->cmd);
+  q->cmd = NULL;
+}
+
+/* Sends the requests not sent yet, in order: after a (re)connect.  While
+ * connected, every request is sent as it is issued. */
 static void flush (pyq_redis *r) {
   pyq_link *l, *next;
   for (l = r->reqs.next; l != &r->reqs && r->ac; l = next) {
     pyq_redis_req *q = pyq_container(l, pyq_redis_req, link);
     next = l->next;
-    if (q->sent) continue;
-    if (redisAsyncFormattedCommand(r->ac, on_reply, q, q->cmd, q->len)
-        != REDIS_OK) {
-      finish(q, NULL, "cannot send the command");
-      continue;
-    }
-    q->sent = 1;
-    free(q->cmd);
-    q->cmd = NULL;
+    if (!q->sent) send_req(r, q);
   }
 }
 
@@ -353,7 +356,7 @@ pyq_redis_req *pyq_redis_cmd (pyq_redis *r, double timeout, pyq_redis_fn fn,
   refresh(r);
   if (!uv_is_active((uv_handle_t *)&r->tick))
     uv_timer_start(&r->tick, on_tick, TICK_MS, TICK_MS);
-  if (r->ac) flush(r);
+  if (r->ac) send_req(r, q);
   return q;
 }
 
