@@ -58,7 +58,8 @@ local run = core.async(function(conn, keys, me, id, f)
     if core.is_error(res) then kind, v = res.kind, std.tostring(res.message)
     else v = std.tostring(res) end
   end
-  conn:send("XADD", keys.results, "*", "s", f.s or "0", "o", ok and "1" or "0", "v", v,
+  -- NOMKSTREAM: once the main process removed the job, nothing comes back
+  conn:send("XADD", keys.results, "NOMKSTREAM", "*", "s", f.s or "0", "o", ok and "1" or "0", "v", v,
             "k", kind or "", "p", me)
   conn:send("XACK", keys.tasks, "pyq", id)
 end)

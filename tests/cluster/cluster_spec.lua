@@ -72,6 +72,18 @@ describe("a cluster queue", function()
     assert.equal(0, (helper.wait_exit(w2)))
   end)
 
+  it("stops on SIGINT to the main process (exit 130) with its keys removed, and its workers end (exit 0)", function()
+    local w1 = helper.spawn("--worker " .. redis.url, JOB, "x " .. api.base .. " 0 0.2")
+    local main = helper.spawn("", JOB, redis.url .. " " .. api.base .. " 200 0.2")
+    pyq.sleep(0.8)
+    os.execute("kill -INT " .. main.pid)
+    local code = helper.wait_exit(main)
+    assert.equal(130, code)
+    assert.equal("", redis.cli("--scan --pattern 'pyq:*'"))
+    local c1, _, e1 = helper.wait_exit(w1)
+    assert.equal(0, c1, e1)
+  end)
+
   it("fails join with a redis error after cluster_timeout when Redis stops answering, logged", function()
     local job = [[
       local sq = pyq.async("sq", function(i) return i * i end)
