@@ -30,6 +30,7 @@
   "  --summary-json FILE  write that summary to FILE as JSON\n" \
   "  --worker URL      run the script with pyq.worker = true, then serve its\n" \
   "                    cluster queues on redis://host:port/db until they end\n" \
+  "  --cluster-status URL NAME  print the cluster job NAME's tasks per process\n" \
   "  -h, --help        show this help\n" \
   "  -V, --version     show the versions of pyqhost, Lua, libuv, libcurl\n" \
   "  --                stop handling options\n" \
@@ -54,6 +55,7 @@ typedef struct options {
   int progress, summary;
   const char *summary_json;
   const char *worker;   /* --worker URL */
+  const char *status[2];  /* --cluster-status URL NAME */
 } options;
 
 static int usage_error (const char *prog, const char *fmt, const char *arg) {
@@ -112,6 +114,12 @@ static int parse_args (int argc, char **argv, options *o) {
     } else if (strcmp(a, "--worker") == 0) {
       if ((o->worker = argv[++i]) == NULL || strncmp(o->worker, "redis://", 8))
         return usage_error("pyqhost", "'--worker' needs a redis:// URL%s", "");
+    } else if (strcmp(a, "--cluster-status") == 0) {
+      if ((o->status[0] = argv[++i]) == NULL ||
+          (o->status[1] = argv[++i]) == NULL)
+        return usage_error("pyqhost", "'%s' needs a redis:// URL and a job "
+                           "name", a);
+      o->has_e = 1;   /* no script: nothing is read from stdin */
     } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
       printf(USAGE, "pyqhost", "pyqhost");
       exit(0);
@@ -235,6 +243,16 @@ int main (int argc, char **argv) {
   create_arg(host.L, argc, argv, o.script ? o.script : argc);
   for (i = 0; i < o.npre && code == 0 && !host.exit_requested; i++)
     code = run_pre(&host, &o.pre[i]);
+  if (o.status[0] && code == 0) {   /* pyq.cluster.status(url, name) */
+    lua_getglobal(host.L, "require");
+    lua_pushliteral(host.L, "pyq.cluster");
+    lua_call(host.L, 1, 1);
+    lua_getfield(host.L, -1, "status");
+    lua_remove(host.L, -2);
+    lua_pushstring(host.L, o.status[0]);
+    lua_pushstring(host.L, o.status[1]);
+    code = pyq_host_run_main(&host, 2);
+  }
   if (code == 0 && (o.script || o.from_stdin) && !host.exit_requested)
     code = run_script(&host, argc, argv, o.script ? o.script : argc,
                       o.worker);

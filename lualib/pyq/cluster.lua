@@ -117,4 +117,46 @@ function M.worker(url, chunk, ...)
   end
 end
 
+-- pyqhost --cluster-status URL NAME: per process, the tasks it holds
+-- (running, unacknowledged) and the outcomes it added (done, failed); the
+-- tasks no process has taken yet.  Read-only; 1 when the job is not there.
+function M.status(url, name)
+  local conn <close> = core._redis(url)
+  local tasks, results = "pyq:" .. name .. ":tasks", "pyq:" .. name .. ":results"
+  if conn:call("EXISTS", "pyq:" .. name .. ":meta") == 0 then
+    std.io.stderr:write(("pyqhost: no cluster job named '%s' at %s\n"):format(name, url))
+    return std.os.exit(1)
+  end
+  local rows, order = {}, {}
+  local function row(p)
+    if not rows[p] then rows[p] = { running = 0, done = 0, failed = 0 }; order[#order + 1] = p end
+    return rows[p]
+  end
+  local waiting = 0
+  for _, g in std.ipairs(conn:call("XINFO", "GROUPS", tasks)) do
+    local f = fields(g)
+    if f.name == "pyq" then waiting = std.tonumber(f.lag) or 0 end
+  end
+  for _, c in std.ipairs(conn:call("XINFO", "CONSUMERS", tasks, "pyq")) do
+    local f = fields(c)
+    row(f.name).running = f.pending
+  end
+  local from = "-"
+  repeat
+    local batch = conn:call("XRANGE", results, from, "+", "COUNT", 10000)
+    for _, e in std.ipairs(batch) do
+      local f = fields(e[2])
+      local r = row(f.p or "?")
+      if f.o == "1" then r.done = r.done + 1 else r.failed = r.failed + 1 end
+      from = "(" .. e[1]
+    end
+  until #batch < 10000
+  std.print(("%-40s %9s %9s %9s"):format("process", "running", "done", "failed"))
+  for _, p in std.ipairs(order) do
+    local r = rows[p]
+    std.print(("%-40s %9d %9d %9d"):format(p, r.running, r.done, r.failed))
+  end
+  std.print(("%-40s %9d"):format("pending (not taken yet)", waiting))
+end
+
 return M

@@ -84,6 +84,22 @@ describe("a cluster queue", function()
     assert.equal(0, c1, e1)
   end)
 
+  it("has its tasks per process printed by --cluster-status while it runs", function()
+    local w1 = helper.spawn("--worker " .. redis.url, JOB, "x " .. api.base .. " 0 0.2")
+    local main = helper.spawn("", JOB, redis.url .. " " .. api.base .. " 60 0.2")
+    pyq.sleep(1)
+    local st = helper.run{ nofile = true, flags = { "--cluster-status", redis.url, "matches" } }
+    assert.equal(0, st.code, st.err)
+    assert.matches("process%s+running%s+done%s+failed\n", st.out)
+    assert.matches("\nworker@[^\n]- +%d+ +[1-9]%d* +[01]\n", st.out)
+    assert.matches("pending %(not taken yet%) +%d+", st.out)
+    assert.equal(0, (helper.wait_exit(main)))
+    assert.equal(0, (helper.wait_exit(w1)))
+    st = helper.run{ nofile = true, flags = { "--cluster-status", redis.url, "matches" } }
+    assert.equal(1, st.code)
+    assert.matches("no cluster job named 'matches'", st.err)
+  end)
+
   it("fails join with a redis error after cluster_timeout when Redis stops answering, logged", function()
     local job = [[
       local sq = pyq.async("sq", function(i) return i * i end)
