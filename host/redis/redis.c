@@ -13,7 +13,8 @@
  * backoff (0.1 s doubling to 5 s), logged; requests issued meanwhile are
  * kept formatted and sent when it is back.  The poll and the timers are
  * referenced only while requests wait, so an idle connection does not
- * keep the loop alive. */
+ * keep the loop alive.  hiredis 0.14 resolves a host name with a blocking
+ * getaddrinfo when it connects: give an address where that matters. */
 #include <stdlib.h>
 #include <string.h>
 #include <hiredis/async.h>
