@@ -77,3 +77,8 @@ echo
 
 if [ -f "$here/http.sh" ]; then sh "$here/http.sh" "$build"; fi
 if [ -f "$here/download.sh" ]; then sh "$here/download.sh" "$build"; fi
+if [ -f "$here/cluster.sh" ]; then
+  echo
+  echo "== cluster queue: Redis Streams on loopback, next to redis-benchmark's XADD =="
+  sh "$here/cluster.sh" "$build"
+fi

@@ -31,6 +31,8 @@ return {
     { "--progress", nil, "show progress for every queue" },
     { "--summary", nil, "print a summary of queues and HTTP at exit" },
     { "--summary-json", "FILE", "write that summary to FILE as JSON (written whole, or not at all)" },
+    { "--cluster-status", "URL NAME", "print the cluster job NAME's tasks per process: running, done, failed; and those not taken yet" },
+    { "--worker", "URL", "run the script with pyq.worker = true, then serve its cluster queues on redis://host:port/db until they end" },
     { "-h, --help", nil, "show this help" },
     { "-V, --version", nil, "show the versions of pyqhost, Lua, libuv, libcurl" },
     { "--", nil, "stop handling options" },

@@ -28,6 +28,9 @@
   "  --progress        show progress for every queue\n" \
   "  --summary         print a summary of queues and HTTP at exit\n" \
   "  --summary-json FILE  write that summary to FILE as JSON\n" \
+  "  --worker URL      run the script with pyq.worker = true, then serve its\n" \
+  "                    cluster queues on redis://host:port/db until they end\n" \
+  "  --cluster-status URL NAME  print the cluster job NAME's tasks per process\n" \
   "  -h, --help        show this help\n" \
   "  -V, --version     show the versions of pyqhost, Lua, libuv, libcurl\n" \
   "  --                stop handling options\n" \
@@ -51,6 +54,8 @@ typedef struct options {
   int log_level;
   int progress, summary;
   const char *summary_json;
+  const char *worker;   /* --worker URL */
+  const char *status[2];  /* --cluster-status URL NAME */
 } options;
 
 static int usage_error (const char *prog, const char *fmt, const char *arg) {
@@ -106,6 +111,15 @@ static int parse_args (int argc, char **argv, options *o) {
     } else if (strcmp(a, "--summary-json") == 0) {
       if ((o->summary_json = argv[++i]) == NULL)
         return usage_error("pyqhost", "'%s' needs a file name", a);
+    } else if (strcmp(a, "--worker") == 0) {
+      if ((o->worker = argv[++i]) == NULL || strncmp(o->worker, "redis://", 8))
+        return usage_error("pyqhost", "'--worker' needs a redis:// URL%s", "");
+    } else if (strcmp(a, "--cluster-status") == 0) {
+      if ((o->status[0] = argv[++i]) == NULL ||
+          (o->status[1] = argv[++i]) == NULL)
+        return usage_error("pyqhost", "'%s' needs a redis:// URL and a job "
+                           "name", a);
+      o->has_e = 1;   /* no script: nothing is read from stdin */
     } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
       printf(USAGE, "pyqhost", "pyqhost");
       exit(0);
@@ -162,16 +176,28 @@ static void create_arg (lua_State *L, int argc, char **argv, int script) {
   lua_setglobal(L, "arg");
 }
 
-/* script is argv's index of the script, or argc for stdin. */
-static int run_script (pyq_host *h, int argc, char **argv, int script) {
+/* script is argv's index of the script, or argc for stdin.  With worker
+ * (--worker URL), pyq.cluster.worker(URL, chunk, args...) runs instead:
+ * the script with pyq.worker set, then the serving of its queues. */
+static int run_script (pyq_host *h, int argc, char **argv, int script,
+                       const char *worker) {
   const char *name = script < argc ? argv[script] : NULL;
-  int i, st;
+  int i, st, extra = 0;
   if (name && strcmp(name, "-") == 0 && strcmp(argv[script - 1], "--") != 0)
     name = NULL;
+  if (worker) {
+    lua_getglobal(h->L, "require");
+    lua_pushliteral(h->L, "pyq.cluster");
+    if (lua_pcall(h->L, 1, 1, 0) != LUA_OK) return load_error(h, LUA_ERRRUN);
+    lua_getfield(h->L, -1, "worker");
+    lua_remove(h->L, -2);
+    lua_pushstring(h->L, worker);
+    extra = 2;
+  }
   st = luaL_loadfile(h->L, name);
   if (st != LUA_OK) return load_error(h, st);
   for (i = script + 1; i < argc; i++) lua_pushstring(h->L, argv[i]);
-  return pyq_host_run_main(h, script < argc ? argc - script - 1 : 0);
+  return pyq_host_run_main(h, (script < argc ? argc - script - 1 : 0) + extra);
 }
 
 /* Where pyq's editor definitions are: installed, or in the source tree
@@ -217,8 +243,19 @@ int main (int argc, char **argv) {
   create_arg(host.L, argc, argv, o.script ? o.script : argc);
   for (i = 0; i < o.npre && code == 0 && !host.exit_requested; i++)
     code = run_pre(&host, &o.pre[i]);
+  if (o.status[0] && code == 0) {   /* pyq.cluster.status(url, name) */
+    lua_getglobal(host.L, "require");
+    lua_pushliteral(host.L, "pyq.cluster");
+    lua_call(host.L, 1, 1);
+    lua_getfield(host.L, -1, "status");
+    lua_remove(host.L, -2);
+    lua_pushstring(host.L, o.status[0]);
+    lua_pushstring(host.L, o.status[1]);
+    code = pyq_host_run_main(&host, 2);
+  }
   if (code == 0 && (o.script || o.from_stdin) && !host.exit_requested)
-    code = run_script(&host, argc, argv, o.script ? o.script : argc);
+    code = run_script(&host, argc, argv, o.script ? o.script : argc,
+                      o.worker);
   if (o.interactive && code == 0 && !host.exit_requested && !host.signal) {
     code = pyq_repl_run(&host);
   }

@@ -13,6 +13,8 @@
 #include "queue/queue.h"
 #include "sqlite/sqlite.h"
 #include "store/store.h"
+#include "redis/redis.h"
+#include "cluster/cluster.h"
 
 int luaopen_pyq_core (lua_State *L) {
   lua_newtable(L);
@@ -20,6 +22,8 @@ int luaopen_pyq_core (lua_State *L) {
   pyq_open_time(L);
   pyq_open_queue(L);
   pyq_open_store(L);   /* after the queue: it registers itself there */
+  pyq_open_cluster(L);   /* after the queue too */
+  pyq_open_redis(L);
   pyq_open_log(L);
   pyq_open_error(L);
   pyq_open_http(L);

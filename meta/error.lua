@@ -18,6 +18,7 @@
 ---| "transport"   # pyq.http: the connection failed or broke
 ---| "too_big"     # pyq.http: the body passed max_body
 ---| "status"      # pyq.http: a Retry-After longer than max_retry_after
+---| "redis"       # a cluster queue's Redis: an error reply, no answer in time, cluster_timeout
 ---| "failed"      # a task's outcome in join{ all = true } and completed()
 ---| string        # a kind of your own
 

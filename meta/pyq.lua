@@ -17,6 +17,7 @@
 ---@field itertools pyq.itertools helpers for feeding queues
 ---@field html pyq.html HTML documents: XPath, CSS selectors, links
 ---@field url pyq.url URLs: join, parse, build, encode, decode
+---@field worker boolean true in `pyqhost --worker redis://... job.lua`: skip the producing part
 pyq = {}
 
 ---A task: a call of an async function that has not run yet.  It runs once,
@@ -36,8 +37,13 @@ pyq = {}
 ---local get = pyq.async(function(id) return pyq.http.get(base .. id):json() end)
 ---local doc = pyq.await(get(42))
 ---```
+---With a name first, `pyq.async("fetch_match", fn)`, its tasks can go into
+---a cluster queue and run in another process (`pyqhost --worker`): the
+---name is unique in the script; arguments and results must be
+---JSON-encodable (no nil argument).
 ---@param fn async fun(...: any): any
 ---@return pyq.AsyncFunction
+---@overload fun(name: string, fn: async fun(...: any): any): pyq.AsyncFunction
 function pyq.async(fn) end
 
 ---Runs the task here and returns its results; its errors re-raise here.

@@ -9,7 +9,10 @@
 ---@field progress boolean? a live progress line
 ---@field total integer? expected tasks: progress shows the percentage and ETA
 ---@field store string? a SQLite file recording keyed tasks that finished: a re-run skips them
----@field name string? scopes the keys inside the store ("default")
+---@field name string? scopes the keys inside the store ("default"); with cluster, the job's Redis keys pyq:<name>:...
+---@field cluster string? "redis://host:port/db": tasks (of named async functions) go through Redis Streams and `pyqhost --worker` processes run them too
+---@field visibility number? cluster: seconds a task may stay unacknowledged before another process takes it over (30)
+---@field cluster_timeout number? cluster: seconds without an answer from Redis, while tasks are unfinished, before join fails (60)
 
 ---@class pyq.PutOptions
 ---@field key string? the task's key in the queue's store: a key recorded by an earlier run is skipped

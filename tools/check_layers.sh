@@ -13,6 +13,9 @@
 #   html    core lua             pyq.html: libxml2 documents, XPath, CSS
 #   store   core lua report json sqlite queue   the job store: keyed tasks
 #                                in SQLite, hooked into the queue
+#   redis   core lua             hiredis on the loop: connections, commands
+#   cluster core lua report json queue redis   pyq.Queue on Redis Streams,
+#                                hooked into the queue; the worker role
 #   host/*.c                     puts them together: may include anything
 # A lower layer that needs something from a higher one takes a hook the
 # higher one registers (h->tasks, h->before_output, pyq_report_section).
@@ -29,6 +32,8 @@ allowed () {
     queue) echo "core lua report" ;;
     html) echo "core lua" ;;
     store) echo "core lua report json sqlite queue" ;;
+    redis) echo "core lua" ;;
+    cluster) echo "core lua report json queue redis" ;;
     *) echo "?" ;;
   esac
 }

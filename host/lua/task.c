@@ -17,6 +17,7 @@ typedef struct pyq_task {
 } pyq_task;
 
 static const char task_key = 't';
+static const char named_key = 'n';   /* name -> function, function -> name */
 
 /* Makes a task of the function at index base and the n values above it;
  * the metatable is at index mt. */
@@ -52,7 +53,36 @@ void pyq_task_new (lua_State *L, int nargs) {
   lua_settop(L, base);
 }
 
+/* pyq.async(name, fn): the name is what a task of fn is known by in other
+ * processes (cluster queues), so it is unique in the script. */
+static void name_task (lua_State *L) {
+  size_t n;
+  const char *name = lua_tolstring(L, 1, &n);
+  if (n == 0 || n > 200)
+    pyq_usage(L, "pyq.async: name must be a non-empty string of at most 200 "
+              "bytes, got %s", pyq_got(L, 1));
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &named_key);
+  if (lua_getfield(L, -1, name) != LUA_TNIL)
+    pyq_usage(L, "pyq.async: a task named %s exists already (a name is "
+              "unique in the script)", pyq_got(L, 1));
+  lua_pop(L, 1);
+  lua_pushvalue(L, 2);
+  lua_setfield(L, -2, name);
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, 1);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+  lua_remove(L, 1);
+}
+
 static int pyq_async (lua_State *L) {
+  if (lua_type(L, 1) == LUA_TSTRING) {
+    if (lua_type(L, 2) != LUA_TFUNCTION)
+      return pyq_usage(L, "pyq.async: expected a function after the name, "
+                       "got %s", luaL_typename(L, 2));
+    lua_settop(L, 2);
+    name_task(L);
+  }
   if (lua_type(L, 1) != LUA_TFUNCTION)
     return pyq_usage(L, "pyq.async: expected a function, got %s",
                      luaL_typename(L, 1));
@@ -133,6 +163,33 @@ int pyq_task_unpack (lua_State *L) {
   return n;
 }
 
+int pyq_task_name (lua_State *L, int idx) {
+  if (totask(L, idx) == NULL) return 0;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &named_key);
+  lua_getiuservalue(L, idx, 1);
+  if (lua_rawget(L, -2) != LUA_TSTRING) {
+    lua_pop(L, 2);
+    return 0;
+  }
+  lua_remove(L, -2);
+  return 1;
+}
+
+int pyq_task_named (lua_State *L, const char *name) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &named_key);
+  lua_getfield(L, -1, name);
+  lua_remove(L, -2);
+  if (lua_isfunction(L, -1)) return 1;
+  lua_pop(L, 1);
+  return 0;
+}
+
+/* core._named(name) -> the function of pyq.async(name, fn), or nil. */
+static int task_named (lua_State *L) {
+  if (!pyq_task_named(L, luaL_checkstring(L, 1))) lua_pushnil(L);
+  return 1;
+}
+
 static int await_k (lua_State *L, int status, lua_KContext ctx) {
   (void)status; (void)ctx;
   return lua_gettop(L) - 1;
@@ -166,6 +223,10 @@ void pyq_open_task (lua_State *L) {
   lua_setfield(L, -2, "__metatable");
   pyq_host_of(L)->task_mt = lua_topointer(L, -1);   /* anchored below */
   lua_rawsetp(L, LUA_REGISTRYINDEX, &task_key);
+  lua_newtable(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &named_key);
+  lua_pushcfunction(L, task_named);
+  lua_setfield(L, -2, "_named");
   lua_pushcfunction(L, pyq_async);
   lua_setfield(L, -2, "async");
   lua_pushcfunction(L, pyq_await);

@@ -82,8 +82,15 @@ typedef struct pyq_backend_ops {
   void (*commit) (pyq_backend *b);
 } pyq_backend_ops;
 
+/* A backend that can give up (the cluster's Redis stopped answering) sets
+ * `failure` to why and calls broken(b): the queue's join and close then
+ * stop waiting, join raising a pyq.Error of kind "redis" with that
+ * message.  The queue sets broken and queue after open. */
 struct pyq_backend {
   const pyq_backend_ops *ops;
+  const char *failure;   /* NULL while it works */
+  void (*broken) (pyq_backend *b);
+  void *queue;
 };
 
 /* The in-memory ring (ring.c): its state for the queue at qidx, keeping
@@ -97,5 +104,8 @@ pyq_backend *pyq_ring_open (lua_State *L, int qidx, int slot);
 typedef pyq_backend *(*pyq_store_open_fn) (lua_State *L, int oidx, int qidx,
                                            int slot);
 void pyq_queue_set_store (pyq_host *h, pyq_store_open_fn open);
+/* The same for the options cluster, name, visibility and cluster_timeout
+ * (host/cluster/, a layer above this one). */
+void pyq_queue_set_cluster (pyq_host *h, pyq_store_open_fn open);
 
 #endif

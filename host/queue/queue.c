@@ -83,6 +83,7 @@ typedef struct queues {
   pyq_link open;
   const void *mt;
   pyq_store_open_fn store_open;   /* the job store's, once registered */
+  pyq_store_open_fn cluster_open; /* the cluster queue's, once registered */
 } queues;
 
 static const char queue_key = 'q';
@@ -476,7 +477,11 @@ static void dispatch (pyq_host *h, pyq_job *j) {
   pyq_queue *q = pyq_container(j, pyq_queue, dispatch);
   while (q->st->pending > 0 && q->st->running < q->workers && !q->closed) {
     pyq_link *n = pyq_list_shift(&q->idle);
-    pyq_fiber *f = n ? pyq_container(n, pyq_fiber, wait) : spawn(h, q);
+    pyq_fiber *f;
+    /* workers parked in a backend's wait (PYQ_POP_WAIT) are not running
+     * but are there: the backend wakes them */
+    if (n == NULL && q->spawned >= q->workers) break;
+    f = n ? pyq_container(n, pyq_fiber, wait) : spawn(h, q);
     pyq_fiber_resume(f);
   }
 }
@@ -654,7 +659,18 @@ static int until_k (lua_State *L, const waiter *w) {
   return until(L, q, w);
 }
 
-static int idle (const pyq_queue *q) { return queue_idle(q); }
+static lua_Integer cancel (lua_State *L, pyq_queue *q, const pyq_reason *why);
+
+/* The backend gave up (backend.h): joins and closes stop waiting. */
+static int broken (const pyq_queue *q) {
+  return q->be != NULL && q->be->failure != NULL;
+}
+
+static void queue_broken (pyq_backend *b) {
+  wake_joiners(b->queue);
+}
+
+static int idle (const pyq_queue *q) { return queue_idle(q) || broken(q); }
 
 static int own_task (lua_State *L, pyq_queue *q) {
   pyq_fiber *f = pyq_fiber_of(L);
@@ -728,6 +744,11 @@ static int collect (lua_State *L, pyq_queue *q) {
   const char *want = lua_tostring(L, 2);
   int all = lua_toboolean(L, 3);
   lua_settop(L, 3);
+  if (broken(q)) {   /* the tasks are lost: cancel them, raise why */
+    pyq_error_new(L, "redis", q->be->failure);
+    cancel(L, q, &pyq_cancelled_reason);
+    return lua_error(L);
+  }
   lua_getiuservalue(L, 1, Q_RESULTS);                      /* 4 */
   for (i = 1; want && i <= count; i++) {
     int t = lua_rawgeti(L, 4, i);
@@ -1052,7 +1073,7 @@ static int close_failed (lua_State *L, pyq_queue *q) {
 }
 
 static int closed_or_idle (const pyq_queue *q) {
-  return q->closed || queue_idle(q);
+  return q->closed || queue_idle(q) || broken(q);
 }
 
 static int close_k (lua_State *L, int status, lua_KContext ctx);
@@ -1181,7 +1202,8 @@ static lua_Integer opt_int (lua_State *L, const char *key, lua_Integer dflt,
 static void check_keys (lua_State *L) {
   static const char *const known[] = {
     "workers", "maxsize", "log_level", "exception_handler", "progress",
-    "total", "store", "name", NULL
+    "total", "store", "name", "cluster", "visibility", "cluster_timeout",
+    NULL
   };
   lua_pushnil(L);
   while (lua_next(L, 1)) {
@@ -1195,7 +1217,7 @@ static void check_keys (lua_State *L) {
     if (!known[i])
       pyq_usage(L, "pyq.Queue: unknown option '%s' (expected workers, "
                 "maxsize, log_level, exception_handler, progress, total, "
-                "store or name)", lua_tostring(L, -1));
+                "store, name, cluster, visibility or cluster_timeout)", lua_tostring(L, -1));
   }
 }
 
@@ -1234,7 +1256,17 @@ static int queue_new (lua_State *L) {
   }
   q = lua_newuserdatauv(L, sizeof *q, Q_NUV);
   memset(q, 0, sizeof *q);
-  if (lua_getfield(L, 1, "store") != LUA_TNIL ||
+  if (lua_getfield(L, 1, "cluster") != LUA_TNIL) {
+    pyq_store_open_fn open = ((queues *)h->tasks.ud)->cluster_open;
+    lua_settop(L, 3);
+    if (open == NULL)
+      pyq_usage(L, "pyq.Queue: cluster is not available in this host");
+    q->be = open(L, 1, 3, Q_BACKEND);   /* checks its options; may raise */
+  } else if (lua_getfield(L, 1, "visibility") != LUA_TNIL) {
+    pyq_usage(L, "pyq.Queue: visibility needs cluster (a redis:// URL)");
+  } else if (lua_getfield(L, 1, "cluster_timeout") != LUA_TNIL) {
+    pyq_usage(L, "pyq.Queue: cluster_timeout needs cluster (a redis:// URL)");
+  } else if (lua_getfield(L, 1, "store") != LUA_TNIL ||
       lua_getfield(L, 1, "name") != LUA_TNIL) {
     pyq_store_open_fn open = ((queues *)h->tasks.ud)->store_open;
     lua_settop(L, 3);
@@ -1246,6 +1278,8 @@ static int queue_new (lua_State *L) {
     q->be = pyq_ring_open(L, 3, Q_BACKEND);
   }
   if (q->be == NULL) luaL_error(L, "not enough memory");
+  q->be->broken = queue_broken;
+  q->be->queue = q;
   if ((q->st = pyq_report_queue(h)) == NULL) luaL_error(L, "not enough memory");
   q->st->total = total;
   q->host = h;
@@ -1487,4 +1521,8 @@ void pyq_open_queue (lua_State *L) {
 
 void pyq_queue_set_store (pyq_host *h, pyq_store_open_fn open) {
   ((queues *)h->tasks.ud)->store_open = open;
+}
+
+void pyq_queue_set_cluster (pyq_host *h, pyq_store_open_fn open) {
+  ((queues *)h->tasks.ud)->cluster_open = open;
 }

@@ -8,6 +8,8 @@ for name, value in std.pairs(core) do
   if name:sub(1, 1) ~= "_" then pyq[name] = value end   -- _http: pyq.http's C half
 end
 
+pyq.worker = false   -- true in `pyqhost --worker URL job.lua` (pyq.cluster)
+
 local submodules = { itertools = true, http = true, json = true, jsonl = true,
                      sqlite = true, url = true, html = true, store = true }
 

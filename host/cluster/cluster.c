@@ -1,0 +1,653 @@
+/* cluster.c -- pyq.Queue{ cluster = "redis://...", name = n }: the main
+ * process's backend on Redis Streams.
+ *
+ * The job's keys are pyq:<n>:tasks (a stream: fields s, the backend's own
+ * sequence number of the put, f, the task's pyq.async name, and a, its
+ * arguments as a JSON array), pyq:<n>:results (fields s, ok "1" or "0",
+ * v the result as JSON ("" for nil) or the error's message, k the error's
+ * kind when it was a pyq.Error, p the process that ran it) and pyq:<n>:meta
+ * (workers, main), with the consumer group "pyq" on both streams.  Worker
+ * processes (lualib/pyq/cluster.lua) read tasks through the group, run
+ * them, add the outcome to results and XACK.
+ *
+ * push XADDs (hiredis pipelines what a turn issues).  The main process's
+ * workers pop from one XREADGROUP ... NOACK over both streams on a second
+ * connection (its BLOCK would hold up the first): a task entry becomes the
+ * named task again, run here; a result entry becomes a stand-in task that
+ * returns the result or raises the error (named after the process), so
+ * the queue counts, keeps and hands failures to exception_handler as for
+ * a local task, in put order.  Each put is counted once: the first entry
+ * of its sequence number wins, later ones (a task run twice after a
+ * reclaim) are dropped.  Every visibility/2 seconds the main process
+ * XAUTOCLAIMs tasks idle longer than visibility (a worker died) and runs
+ * them.  When Redis has not answered for cluster_timeout seconds while
+ * tasks are unfinished, the queue is broken (backend.h): join raises. */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "cluster.h"
+#include "core/log.h"
+#include "json/json.h"
+#include "lua/check.h"
+#include "lua/error.h"
+#include "lua/task.h"
+#include "queue/backend.h"
+#include "redis/redis.h"
+
+enum { E_TASK, E_OUTCOME };
+
+typedef struct entry {
+  pyq_link link;
+  int kind;
+  lua_Integer seq;
+  char *id;                /* stream id (tasks: for XACK) */
+  char *f, *a;             /* task: name, arguments; outcome: ok, value */
+  size_t alen;
+  char *k, *p;             /* outcome: error kind, process */
+} entry;
+
+typedef struct cluster {
+  pyq_backend base;
+  pyq_host *h;
+  pyq_redis *cmd, *rd;     /* commands; the blocking read */
+  char key_tasks[300], key_results[300], key_meta[300];
+  char me[200];            /* this process's consumer name */
+  char where[300];
+  double visibility, timeout, ctimeout, last_claim;
+  pyq_link entries;        /* read, not popped yet */
+  pyq_link waiters;        /* workers parked in pop */
+  pyq_link xadds;          /* puts Redis has not confirmed */
+  int nwait, reading, claiming;
+  lua_Integer seq;         /* puts so far */
+  lua_Integer cap;         /* size of the arrays below */
+  lua_Integer *idx;        /* seq -> put index, 0 once popped or dropped */
+  lua_Integer npending;
+  lua_Integer ackcap;
+  char **ack;              /* put index -> stream id to XACK at settle */
+  uv_timer_t tick;
+  char why[512];
+} cluster;
+
+#define C(b) ((cluster *)(b))
+
+/* ---- entries -------------------------------------------------------------- */
+
+static void entry_free (entry *e) {
+  free(e->id); free(e->f); free(e->a); free(e->k); free(e->p);
+  free(e);
+}
+
+static char *dup_str (const redisReply *x) {
+  char *s;
+  if (x == NULL || (x->type != REDIS_REPLY_STRING &&
+                    x->type != REDIS_REPLY_STATUS)) return NULL;
+  if ((s = malloc(x->len + 1)) == NULL) return NULL;
+  memcpy(s, x->str, x->len);
+  s[x->len] = '\0';
+  return s;
+}
+
+/* One stream entry [id, [field, value, ...]] as an entry of kind. */
+static entry *parse_entry (const redisReply *x, int kind) {
+  entry *e;
+  size_t i;
+  const redisReply *fv;
+  if (x->type != REDIS_REPLY_ARRAY || x->elements != 2 ||
+      x->element[1]->type != REDIS_REPLY_ARRAY) return NULL;
+  if ((e = calloc(1, sizeof *e)) == NULL) return NULL;
+  e->kind = kind;
+  e->id = dup_str(x->element[0]);
+  fv = x->element[1];
+  for (i = 0; i + 1 < fv->elements; i += 2) {
+    const char *k = fv->element[i]->str;
+    const redisReply *v = fv->element[i + 1];
+    if (k == NULL || v->type != REDIS_REPLY_STRING) continue;
+    switch (*k) {
+    case 's': e->seq = strtoll(v->str, NULL, 10); break;
+    case 'f': case 'o': free(e->f); e->f = dup_str(v); break;
+    case 'a': case 'v': free(e->a); e->a = dup_str(v); e->alen = v->len; break;
+    case 'k': free(e->k); e->k = dup_str(v); break;
+    case 'p': free(e->p); e->p = dup_str(v); break;
+    }
+  }
+  if (e->id == NULL || e->f == NULL || e->a == NULL) {
+    entry_free(e);
+    return NULL;
+  }
+  return e;
+}
+
+/* Buffers the entries of a stream's array; wakes a parked worker each. */
+static void take_entries (cluster *c, const redisReply *list, int kind) {
+  size_t i;
+  if (list == NULL || list->type != REDIS_REPLY_ARRAY) return;
+  for (i = 0; i < list->elements; i++) {
+    entry *e = parse_entry(list->element[i], kind);
+    pyq_link *w;
+    if (e == NULL) continue;
+    pyq_list_push(&c->entries, &e->link);
+    if ((w = pyq_list_shift(&c->waiters)) != NULL) {
+      c->nwait--;
+      pyq_wake(pyq_container(w, pyq_fiber, wait), 0);
+    }
+  }
+}
+
+/* ---- giving up ----------------------------------------------------------- */
+
+static void break_queue (cluster *c, const char *fmt, const char *arg) {
+  if (c->base.failure) return;
+  snprintf(c->why, sizeof c->why, fmt, arg);
+  pyq_log(c->h, PYQ_ERROR, c->where, "%s", c->why);
+  c->base.failure = c->why;
+  if (c->base.broken) c->base.broken(&c->base);
+}
+
+/* ---- reading ------------------------------------------------------------ */
+
+static void arm_read (cluster *c);
+
+static void read_done (void *ud, redisReply *reply, const char *err) {
+  cluster *c = ud;
+  size_t i;
+  c->reading = 0;
+  if (reply && reply->type == REDIS_REPLY_ERROR) err = reply->str;
+  if (err) {   /* the group may not exist yet; the connection comes back */
+    pyq_log(c->h, PYQ_DEBUG, c->where, "read: %s", err);
+    return;   /* the tick reads again */
+  }
+  if (reply->type == REDIS_REPLY_ARRAY)
+    for (i = 0; i < reply->elements; i++) {
+      const redisReply *s = reply->element[i];
+      if (s->type != REDIS_REPLY_ARRAY || s->elements != 2) continue;
+      take_entries(c, s->element[1],
+                   strcmp(s->element[0]->str, c->key_tasks) == 0 ? E_TASK
+                   : E_OUTCOME);
+    }
+  if (c->nwait > 0) arm_read(c);
+}
+
+/* One blocking read for the parked workers: up to as many entries of each
+ * stream as there are of them. */
+static void arm_read (cluster *c) {
+  char count[32];
+  const char *argv[13];
+  size_t lens[13];
+  int i;
+  if (c->reading || c->base.failure) return;
+  snprintf(count, sizeof count, "%d", c->nwait > 0 ? c->nwait : 1);
+  argv[0] = "XREADGROUP"; argv[1] = "GROUP"; argv[2] = "pyq";
+  argv[3] = c->me; argv[4] = "COUNT"; argv[5] = count;
+  argv[6] = "BLOCK"; argv[7] = "1000"; argv[8] = "NOACK";
+  argv[9] = "STREAMS"; argv[10] = c->key_tasks; argv[11] = c->key_results;
+  argv[12] = ">";
+  for (i = 0; i < 13; i++) lens[i] = strlen(argv[i]);
+  /* "> >": the same id for both streams */
+  {
+    const char *av[14];
+    size_t lv[14];
+    memcpy(av, argv, sizeof argv);
+    memcpy(lv, lens, sizeof lens);
+    av[13] = ">";
+    lv[13] = 1;
+    if (pyq_redis_cmd(c->rd, c->timeout + 1, read_done, c, 14, av, lv))
+      c->reading = 1;
+  }
+}
+
+static void claim_done (void *ud, redisReply *reply, const char *err) {
+  cluster *c = ud;
+  c->claiming = 0;
+  if (err || reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 ||
+      reply->element[1]->type != REDIS_REPLY_ARRAY) return;
+  if (reply->element[1]->elements > 0)
+    pyq_log(c->h, PYQ_INFO, c->where, "took over %d tasks unacknowledged for "
+            "%gs (visibility): their process died or is slow",
+            (int)reply->element[1]->elements, c->visibility);
+  take_entries(c, reply->element[1], E_TASK);
+}
+
+/* Tasks idle longer than visibility in a consumer's pending list (their
+ * process died or lost Redis) are taken over and run here. */
+static void claim (cluster *c) {
+  char ms[32];
+  const char *argv[] = {"XAUTOCLAIM", c->key_tasks, "pyq", c->me, ms, "0-0",
+                        "COUNT", "100"};
+  size_t lens[8];
+  int i;
+  snprintf(ms, sizeof ms, "%lld", (long long)(c->visibility * 1000));
+  for (i = 0; i < 8; i++) lens[i] = strlen(argv[i]);
+  if (pyq_redis_cmd(c->cmd, 0, claim_done, c, 8, argv, lens))
+    c->claiming = 1;
+}
+
+static void on_tick (uv_timer_t *t) {
+  cluster *c = t->data;
+  double now = pyq_clock(), last;
+  if (c->base.failure) return;
+  if (c->npending == 0) {   /* nothing unfinished: nothing to watch */
+    c->last_claim = now;
+    uv_unref((uv_handle_t *)&c->tick);
+    return;
+  }
+  last = pyq_redis_last_reply(c->rd);
+  if (pyq_redis_last_reply(c->cmd) > last) last = pyq_redis_last_reply(c->cmd);
+  if (now - last > c->ctimeout) {
+    char s[64];
+    snprintf(s, sizeof s, "%g", c->ctimeout);
+    break_queue(c, "pyq.Queue: the cluster's Redis did not answer for %ss "
+                "(cluster_timeout); the unfinished tasks are lost", s);
+    return;
+  }
+  if (c->nwait > 0) arm_read(c);
+  if (!c->claiming && now - c->last_claim >= c->visibility / 2) {
+    c->last_claim = now;
+    claim(c);
+  }
+}
+
+/* ---- the backend ----------------------------------------------------------- */
+
+static void send_cmd (cluster *c, int argc, const char **argv) {
+  size_t lens[16];
+  int i;
+  for (i = 0; i < argc; i++) lens[i] = strlen(argv[i]);
+  pyq_redis_cmd(c->cmd, 0, NULL, NULL, argc, argv, lens);
+}
+
+/* An XADD kept until Redis has it: a lost connection or a timeout sends
+ * it again (a duplicate entry is dropped as a second run would be), until
+ * cluster_timeout breaks the queue.  An error reply breaks it at once. */
+typedef struct xadd {
+  pyq_link link;          /* in c->xadds */
+  cluster *c;
+  const char *argv[9];
+  size_t lens[9];
+  char data[1];           /* the words, one after the other */
+} xadd;
+
+static void xadd_send (xadd *x);
+
+static void push_done (void *ud, redisReply *reply, const char *err) {
+  xadd *x = ud;
+  cluster *c = x->c;
+  if (reply && reply->type == REDIS_REPLY_ERROR) {
+    break_queue(c, "pyq.Queue: a task could not be added to the cluster's "
+                "stream: %s", reply->str);
+  } else if (err && !c->base.failure) {
+    pyq_log(c->h, PYQ_DEBUG, c->where, "XADD again: %s", err);
+    xadd_send(x);
+    return;
+  }
+  pyq_list_remove(&x->link);
+  free(x);
+}
+
+static void xadd_send (xadd *x) {
+  if (pyq_redis_cmd(x->c->cmd, 0, push_done, x, 9, x->argv, x->lens) == NULL)
+    break_queue(x->c, "pyq.Queue: %s", "not enough memory");
+}
+
+static void xadd_new (cluster *c, const char **argv, const size_t *lens) {
+  size_t n = 0;
+  int i;
+  xadd *x;
+  for (i = 0; i < 9; i++) n += lens[i] + 1;
+  if ((x = malloc(sizeof *x + n)) == NULL) {
+    break_queue(c, "pyq.Queue: %s", "not enough memory");
+    return;
+  }
+  x->c = c;
+  for (i = 0, n = 0; i < 9; i++) {
+    memcpy(x->data + n, argv[i], lens[i]);
+    x->data[n + lens[i]] = '\0';
+    x->argv[i] = x->data + n;
+    x->lens[i] = lens[i];
+    n += lens[i] + 1;
+  }
+  pyq_list_push(&c->xadds, &x->link);
+  xadd_send(x);
+}
+
+static int grow (void **p, lua_Integer *cap, lua_Integer need, size_t size) {
+  lua_Integer n = *cap ? *cap : 1024;
+  void *np;
+  if (need < *cap) return 1;
+  while (n <= need) n *= 2;
+  if ((np = realloc(*p, (size_t)n * size)) == NULL) return 0;
+  memset((char *)np + (size_t)*cap * size, 0, (size_t)(n - *cap) * size);
+  *p = np;
+  *cap = n;
+  return 1;
+}
+
+/* The arguments of the task at tidx as a JSON array into b: 1; or 0 with
+ * the message pushed (b may hold memory either way). */
+static int encode_args (lua_State *L, int tidx, pyq_jbuf *b) {
+  int i, n, base = lua_gettop(L);
+  lua_pushvalue(L, tidx);
+  n = pyq_task_unpack(L);   /* the function, then the arguments */
+  if (n == 0) {
+    lua_settop(L, base);
+    if (!pyq_jbuf_grow(b, 2)) luaL_error(L, "not enough memory");
+    memcpy(b->p, "[]", 2);
+    b->n = 2;
+    return 1;
+  }
+  lua_createtable(L, n, 0);
+  for (i = 1; i <= n; i++) {
+    if (lua_isnil(L, base + 1 + i))
+      pyq_usage(L, "pyq.Queue.put: argument %d of a cluster task is nil "
+                "(arguments travel as a JSON array: no nil)", i);
+    lua_pushvalue(L, base + 1 + i);
+    lua_rawseti(L, -2, i);
+  }
+  if (!pyq_json_encode(L, lua_gettop(L), b, PYQ_JSON_UTF8_ERROR)) {
+    lua_replace(L, base + 1);
+    lua_settop(L, base + 1);
+    return 0;
+  }
+  lua_settop(L, base);
+  return 1;
+}
+
+static void cl_push (pyq_backend *b, lua_State *L, int qidx, int tidx,
+                     int kidx, lua_Integer index) {
+  cluster *c = C(b);
+  pyq_jbuf buf = {0};
+  char seq[32];
+  const char *argv[9];
+  size_t lens[9];
+  int i;
+  (void)qidx; (void)kidx;
+  if (b->failure) pyq_raise(L, "redis", "pyq.Queue.put: %s", b->failure);
+  if (!pyq_task_name(L, tidx))
+    pyq_usage(L, "pyq.Queue.put: a cluster queue takes tasks of named async "
+              "functions (pyq.async(name, fn)), so other processes can run "
+              "them");
+  if (!encode_args(L, tidx, &buf)) {
+    pyq_jbuf_free(&buf);
+    pyq_usage(L, "pyq.Queue.put: the arguments of a cluster task must be "
+              "JSON-encodable: %s", lua_tostring(L, -1));
+  }
+  if (!grow((void **)&c->idx, &c->cap, c->seq + 1, sizeof *c->idx)) {
+    pyq_jbuf_free(&buf);
+    luaL_error(L, "not enough memory");
+  }
+  c->idx[++c->seq] = index;
+  if (c->npending++ == 0)   /* unfinished tasks: the watch keeps the loop */
+    uv_ref((uv_handle_t *)&c->tick);
+  snprintf(seq, sizeof seq, "%lld", (long long)c->seq);
+  argv[0] = "XADD"; argv[1] = c->key_tasks; argv[2] = "*";
+  argv[3] = "s"; argv[4] = seq; argv[5] = "f"; argv[6] = lua_tostring(L, -1);
+  argv[7] = "a"; argv[8] = buf.p;
+  for (i = 0; i < 8; i++) lens[i] = strlen(argv[i]);
+  lens[8] = buf.n;
+  xadd_new(c, argv, lens);
+  pyq_jbuf_free(&buf);
+  lua_pop(L, 1);
+}
+
+/* The stand-in of a task that ran elsewhere: (ok, value, process, kind). */
+static int standin (lua_State *L) {
+  if (lua_toboolean(L, 1)) {
+    lua_settop(L, 2);
+    return 1;
+  }
+  lua_pushfstring(L, "%s: %s", lua_tostring(L, 3), lua_tostring(L, 2));
+  if (lua_isnil(L, 4)) return lua_error(L);
+  pyq_error_new(L, lua_tostring(L, 4), lua_tostring(L, -1));
+  lua_pushvalue(L, 3);
+  lua_setfield(L, -2, "process");
+  return lua_error(L);
+}
+
+/* Pushes the task of entry e (its function and arguments made a task). */
+static void make_task (cluster *c, lua_State *L, entry *e) {
+  int top = lua_gettop(L), n, i;
+  if (e->kind == E_OUTCOME) {
+    int ok = strcmp(e->f, "1") == 0;
+    lua_pushcfunction(L, standin);
+    lua_pushboolean(L, ok);
+    if (!ok) lua_pushstring(L, e->a);
+    else if (e->alen == 0 || !pyq_json_decode(L, e->a, e->alen, 0) ||
+             lua_islightuserdata(L, -1)) {
+      lua_settop(L, top + 2);
+      lua_pushnil(L);   /* nil, null, or not JSON (a worker's bug) */
+    }
+    lua_pushstring(L, e->p ? e->p : "a worker");
+    if (e->k && *e->k) lua_pushstring(L, e->k);
+    else lua_pushnil(L);
+    pyq_task_new(L, 4);
+    return;
+  }
+  if (!pyq_task_named(L, e->f)) {
+    lua_pushcfunction(L, standin);
+    lua_pushboolean(L, 0);
+    lua_pushfstring(L, "no pyq.async named '%s' in this script", e->f);
+    lua_pushstring(L, c->me);
+    lua_pushliteral(L, "usage");
+    pyq_task_new(L, 4);
+    return;
+  }
+  if (!pyq_json_decode(L, e->a, e->alen, 0) || !lua_istable(L, -1)) {
+    lua_settop(L, top);
+    lua_pushcfunction(L, standin);
+    lua_pushboolean(L, 0);
+    lua_pushliteral(L, "the task's arguments are not a JSON array");
+    lua_pushstring(L, c->me);
+    lua_pushliteral(L, "decode");
+    pyq_task_new(L, 4);
+    return;
+  }
+  n = (int)lua_rawlen(L, -1);
+  luaL_checkstack(L, n, "too many task arguments");
+  for (i = 1; i <= n; i++) lua_rawgeti(L, top + 2, i);
+  lua_remove(L, top + 2);
+  pyq_task_new(L, n);
+}
+
+static void xack (cluster *c, const char *id) {
+  const char *argv[] = {"XACK", c->key_tasks, "pyq", id};
+  send_cmd(c, 4, argv);
+}
+
+static void pop_disarm (pyq_fiber *f, void *on) {
+  cluster *c = on;
+  pyq_list_remove(&f->wait);
+  c->nwait--;
+}
+
+static const pyq_wait_ops pop_wait = {"pyq.Queue (cluster)", pop_disarm};
+
+static int cl_pop (pyq_backend *b, lua_State *L, int qidx,
+                   lua_Integer *index, const pyq_wait_ops **ops, void **on) {
+  cluster *c = C(b);
+  pyq_link *l;
+  pyq_fiber *f;
+  (void)qidx;
+  while ((l = pyq_list_shift(&c->entries)) != NULL) {
+    entry *e = pyq_container(l, entry, link);
+    lua_Integer put;
+    if (e->seq < 1 || e->seq > c->seq || (put = c->idx[e->seq]) == 0) {
+      if (e->kind == E_TASK) xack(c, e->id);   /* done already */
+      entry_free(e);
+      continue;
+    }
+    c->idx[e->seq] = 0;
+    c->npending--;
+    make_task(c, L, e);
+    if (e->kind == E_TASK && grow((void **)&c->ack, &c->ackcap, put,
+                                  sizeof *c->ack)) {
+      free(c->ack[put]);
+      c->ack[put] = e->id;
+      e->id = NULL;
+    }
+    entry_free(e);
+    *index = put;
+    return PYQ_POP_TASK;
+  }
+  if (b->failure || (f = pyq_fiber_of(L)) == NULL) return PYQ_POP_EMPTY;
+  pyq_list_push(&c->waiters, &f->wait);
+  c->nwait++;
+  arm_read(c);
+  *ops = &pop_wait;
+  *on = c;
+  return PYQ_POP_WAIT;
+}
+
+static int cl_settle (pyq_backend *b, lua_State *L, lua_Integer index,
+                      int outcome) {
+  cluster *c = C(b);
+  (void)L; (void)outcome;
+  if (index < c->ackcap && c->ack[index]) {
+    xack(c, c->ack[index]);
+    free(c->ack[index]);
+    c->ack[index] = NULL;
+  }
+  return PYQ_SETTLE_OK;
+}
+
+static lua_Integer cl_pending (const pyq_backend *b) {
+  return C(b)->npending;
+}
+
+/* The tasks stay in the stream; their outcomes, when they come, are
+ * dropped as those of puts already accounted. */
+static lua_Integer cl_drop (pyq_backend *b, lua_State *L, int qidx) {
+  cluster *c = C(b);
+  lua_Integer n = c->npending, i;
+  (void)L; (void)qidx;
+  for (i = 1; i <= c->seq; i++) c->idx[i] = 0;
+  c->npending = 0;
+  return n;
+}
+
+static void tick_closed (uv_handle_t *handle) {
+  free(handle->data);
+}
+
+/* Closed normally, the job's keys go; broken, they stay for a re-run's
+ * look (and the workers, which stop when the keys are gone). */
+static void cl_close (pyq_backend *b, lua_State *L, int qidx) {
+  cluster *c = C(b);
+  pyq_link *l;
+  lua_Integer i;
+  (void)L; (void)qidx;
+  if (b->failure == NULL) {
+    const char *argv[] = {"DEL", c->key_tasks, c->key_results, c->key_meta};
+    send_cmd(c, 4, argv);
+  }
+  pyq_redis_free(c->rd);
+  pyq_redis_close(c->cmd);   /* the DEL goes out; no callback runs */
+  while ((l = pyq_list_shift(&c->xadds)) != NULL)
+    free(pyq_container(l, xadd, link));
+  while ((l = pyq_list_shift(&c->entries)) != NULL)
+    entry_free(pyq_container(l, entry, link));
+  for (i = 0; i < c->ackcap; i++) free(c->ack[i]);
+  free(c->ack);
+  free(c->idx);
+  uv_close((uv_handle_t *)&c->tick, tick_closed);
+}
+
+static const pyq_backend_ops cluster_ops = {
+  "cluster", cl_push, cl_pop, cl_settle, cl_pending, cl_drop, cl_close,
+  NULL, NULL, NULL
+};
+
+/* ---- options ------------------------------------------------------------ */
+
+static double opt_seconds (lua_State *L, int oidx, const char *key,
+                           double dflt) {
+  double v;
+  if (lua_getfield(L, oidx, key) == LUA_TNIL) {
+    lua_pop(L, 1);
+    return dflt;
+  }
+  v = lua_tonumber(L, -1);
+  if (lua_type(L, -1) != LUA_TNUMBER || !(v > 0) || v > 1e6)
+    pyq_usage(L, "pyq.Queue: %s must be a number of seconds greater than 0, "
+              "got %s", key, pyq_got(L, -1));
+  lua_pop(L, 1);
+  return v;
+}
+
+static pyq_backend *cluster_open (lua_State *L, int oidx, int qidx,
+                                  int slot) {
+  pyq_host *h = pyq_host_of(L);
+  const char *url, *name, *why, *p;
+  char host[128], hn[128], workers[32];
+  int port, db;
+  double visibility, ctimeout;
+  cluster *c;
+  (void)qidx; (void)slot;
+  if (lua_getfield(L, oidx, "cluster") != LUA_TSTRING)
+    pyq_usage(L, "pyq.Queue: cluster must be a redis:// URL, got %s",
+              pyq_got(L, -1));
+  url = lua_tostring(L, -1);
+  if (!pyq_redis_parse_url(url, host, sizeof host, &port, &db, &why))
+    pyq_usage(L, "pyq.Queue: cluster %s %s", pyq_got(L, -1), why);
+  lua_getfield(L, oidx, "name");
+  name = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+  if (*name == '\0' || strlen(name) > 200)
+    pyq_usage(L, "pyq.Queue: a cluster queue needs a name (a string of 1 to "
+              "200 letters, digits, '_', '-' or '.'), got %s", pyq_got(L, -1));
+  for (p = name; *p; p++)
+    if (!(*p == '_' || *p == '-' || *p == '.' || (*p >= '0' && *p <= '9') ||
+          ((*p | 32) >= 'a' && (*p | 32) <= 'z')))
+      pyq_usage(L, "pyq.Queue: name must be letters, digits, '_', '-' or "
+                "'.', got %s", pyq_got(L, -1));
+  if (lua_getfield(L, oidx, "store") != LUA_TNIL)
+    pyq_usage(L, "pyq.Queue: store and cluster cannot go together");
+  lua_pop(L, 1);
+  visibility = opt_seconds(L, oidx, "visibility", 30);
+  ctimeout = opt_seconds(L, oidx, "cluster_timeout", 60);
+  lua_getfield(L, oidx, "workers");
+  snprintf(workers, sizeof workers, "%lld",
+           (long long)(lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 25));
+  lua_pop(L, 1);
+  if ((c = calloc(1, sizeof *c)) == NULL) return NULL;
+  c->base.ops = &cluster_ops;
+  c->h = h;
+  snprintf(c->key_tasks, sizeof c->key_tasks, "pyq:%s:tasks", name);
+  snprintf(c->key_results, sizeof c->key_results, "pyq:%s:results", name);
+  snprintf(c->key_meta, sizeof c->key_meta, "pyq:%s:meta", name);
+  if (gethostname(hn, sizeof hn) != 0) strcpy(hn, "localhost");
+  hn[sizeof hn - 1] = '\0';
+  snprintf(c->me, sizeof c->me, "main@%s:%ld", hn, (long)getpid());
+  snprintf(c->where, sizeof c->where, "pyq.Queue(%s)", name);
+  c->visibility = visibility;
+  c->ctimeout = ctimeout;
+  /* a command's own deadline: well inside cluster_timeout */
+  c->timeout = ctimeout / 3 < 5 ? ctimeout / 3 : 5;
+  c->last_claim = pyq_clock();
+  pyq_list_init(&c->entries);
+  pyq_list_init(&c->waiters);
+  pyq_list_init(&c->xadds);
+  c->rd = pyq_redis_new(h, url, c->timeout);
+  c->cmd = pyq_redis_new(h, url, c->timeout);
+  uv_timer_init(h->loop, &c->tick);
+  c->tick.data = c;
+  uv_timer_start(&c->tick, on_tick, 250, 250);
+  uv_unref((uv_handle_t *)&c->tick);
+  {
+    const char *del[] = {"DEL", c->key_tasks, c->key_results, c->key_meta};
+    const char *g1[] = {"XGROUP", "CREATE", c->key_tasks, "pyq", "$",
+                        "MKSTREAM"};
+    const char *g2[] = {"XGROUP", "CREATE", c->key_results, "pyq", "$",
+                        "MKSTREAM"};
+    const char *meta[] = {"HSET", c->key_meta, "workers", workers, "main",
+                          c->me};
+    send_cmd(c, 4, del);
+    send_cmd(c, 6, g1);
+    send_cmd(c, 6, g2);
+    send_cmd(c, 6, meta);
+  }
+  c->why[0] = '\0';
+  lua_pop(L, 2);
+  return &c->base;
+}
+
+void pyq_open_cluster (lua_State *L) {
+  pyq_queue_set_cluster(pyq_host_of(L), cluster_open);
+}

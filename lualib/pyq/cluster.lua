@@ -1,0 +1,162 @@
+-- pyq.cluster: the worker role of a cluster job, `pyqhost --worker URL
+-- job.lua` (host/cluster/cluster.c is the main process's side and says
+-- what the keys hold).
+--
+-- worker(url, chunk, ...) runs the script with pyq.worker = true, so it
+-- defines its named tasks (pyq.async(name, fn)) and skips its producing
+-- part, then looks for the jobs on that Redis (a pyq:<name>:meta key) every
+-- 0.2 s and serves each in a task of its own: one blocking XREADGROUP at a
+-- time feeds a local queue of the job's `workers`, whose tasks run the
+-- named function, add the outcome to pyq:<name>:results and XACK.  A job
+-- ends when the main process deletes its keys (XREADGROUP answers
+-- NOGROUP); the worker returns once every job it served has ended.
+-- SIGINT/SIGTERM cancel what runs: those tasks are not acknowledged, so
+-- the main process takes them back after `visibility`.
+local std = require "pyq.std"
+local core = require "pyq.core"
+
+local M = {}
+
+local function process_name()
+  local f = std.io.open("/proc/self/stat")
+  local pid = f and f:read("n") or 0
+  if f then f:close() end
+  f = std.io.open("/proc/sys/kernel/hostname")
+  local host = f and f:read("l") or "localhost"
+  if f then f:close() end
+  return ("worker@%s:%d"):format(host, pid)
+end
+
+local function fields(list)
+  local t = {}
+  for i = 1, #list - 1, 2 do t[list[i]] = list[i + 1] end
+  return t
+end
+
+-- Runs one task entry; its outcome goes back through Redis.
+local run = core.async(function(conn, keys, me, id, f)
+  local json = std.require "pyq.json"
+  local fn = core._named(f.f or "")
+  local ok, res, kind
+  if not fn then
+    ok, res, kind = false, ("no pyq.async named '%s' in this script"):format(f.f), "usage"
+  else
+    local dok, args = std.pcall(json.decode, f.a or "[]")
+    if not dok or std.type(args) ~= "table" then
+      ok, res, kind = false, "the task's arguments are not a JSON array", "decode"
+    else
+      ok, res = std.pcall(fn, std.table.unpack(args, 1, #args))
+    end
+  end
+  local v = ""
+  if ok and res ~= nil then
+    local eok, s = std.pcall(json.encode, res)
+    if eok then v = s
+    else ok, res, kind = false, "the result is not JSON-encodable: " .. std.tostring(s.message or s), "encode" end
+  end
+  if not ok then
+    if core.is_error(res) then kind, v = res.kind, std.tostring(res.message)
+    else v = std.tostring(res) end
+  end
+  -- NOMKSTREAM: once the main process removed the job, nothing comes back
+  conn:send("XADD", keys.results, "NOMKSTREAM", "*", "s", f.s or "0", "o", ok and "1" or "0", "v", v,
+            "k", kind or "", "p", me)
+  conn:send("XACK", keys.tasks, "pyq", id)
+end)
+
+-- Serves the job `name` until its keys are gone.
+local serve = core.async(function(url, name, me)
+  local keys = { tasks = "pyq:" .. name .. ":tasks", results = "pyq:" .. name .. ":results",
+                 meta = "pyq:" .. name .. ":meta" }
+  local conn <close> = core._redis(url)
+  local rd <close> = core._redis(url, 5)
+  local meta = fields(conn:call("HGETALL", keys.meta))
+  local workers = std.math.tointeger(std.tonumber(meta.workers)) or 25
+  local queue <close> = core.Queue{ workers = workers, maxsize = workers }
+  core.log.info("%s", ("serving %s (%d workers)"):format(name, workers))
+  while true do
+    local ok, reply = std.pcall(rd.call, rd, "XREADGROUP", "GROUP", "pyq", me, "COUNT", workers,
+                                "BLOCK", 1000, "STREAMS", keys.tasks, ">")
+    if not ok then
+      local msg = std.tostring(core.is_error(reply) and reply.message or reply)
+      if msg:find("NOGROUP", 1, true) or msg:find("UNBLOCKED", 1, true) then break end   -- the job ended: its keys are gone
+      core.log.warning("%s", ("%s: %s"):format(name, msg))
+      core.sleep(0.5)
+    elseif reply then
+      for _, stream in std.ipairs(reply) do
+        for _, e in std.ipairs(stream[2] or {}) do
+          queue:put(run(conn, keys, me, e[1], fields(e[2])))
+        end
+      end
+    end
+  end
+  core.log.info("%s", ("%s ended"):format(name))
+end)
+
+function M.worker(url, chunk, ...)
+  local pyq = std.require "pyq"
+  std.rawset(pyq, "worker", true)
+  chunk(...)
+  local me = process_name()
+  local conn <close> = core._redis(url)
+  local jobs <close> = core.Queue{ workers = 1000, maxsize = 0 }
+  local served, seen = {}, false
+  while true do
+    local ok, reply = std.pcall(conn.call, conn, "SCAN", 0, "MATCH", "pyq:*:meta", "COUNT", 1000)
+    if ok then
+      for _, key in std.ipairs(reply[2]) do
+        local name = key:match("^pyq:(.+):meta$")
+        if name and not served[name] then
+          served[name], seen = true, true
+          jobs:put(serve(url, name, me))
+        end
+      end
+    end
+    if seen and jobs.running == 0 and jobs.pending == 0 then break end   -- all ended
+    core.sleep(0.2)
+  end
+end
+
+-- pyqhost --cluster-status URL NAME: per process, the tasks it holds
+-- (running, unacknowledged) and the outcomes it added (done, failed); the
+-- tasks no process has taken yet.  Read-only; 1 when the job is not there.
+function M.status(url, name)
+  local conn <close> = core._redis(url)
+  local tasks, results = "pyq:" .. name .. ":tasks", "pyq:" .. name .. ":results"
+  if conn:call("EXISTS", "pyq:" .. name .. ":meta") == 0 then
+    std.io.stderr:write(("pyqhost: no cluster job named '%s' at %s\n"):format(name, url))
+    return std.os.exit(1)
+  end
+  local rows, order = {}, {}
+  local function row(p)
+    if not rows[p] then rows[p] = { running = 0, done = 0, failed = 0 }; order[#order + 1] = p end
+    return rows[p]
+  end
+  local waiting = 0
+  for _, g in std.ipairs(conn:call("XINFO", "GROUPS", tasks)) do
+    local f = fields(g)
+    if f.name == "pyq" then waiting = std.tonumber(f.lag) or 0 end
+  end
+  for _, c in std.ipairs(conn:call("XINFO", "CONSUMERS", tasks, "pyq")) do
+    local f = fields(c)
+    row(f.name).running = f.pending
+  end
+  local from = "-"
+  repeat
+    local batch = conn:call("XRANGE", results, from, "+", "COUNT", 10000)
+    for _, e in std.ipairs(batch) do
+      local f = fields(e[2])
+      local r = row(f.p or "?")
+      if f.o == "1" then r.done = r.done + 1 else r.failed = r.failed + 1 end
+      from = "(" .. e[1]
+    end
+  until #batch < 10000
+  std.print(("%-40s %9s %9s %9s"):format("process", "running", "done", "failed"))
+  for _, p in std.ipairs(order) do
+    local r = rows[p]
+    std.print(("%-40s %9d %9d %9d"):format(p, r.running, r.done, r.failed))
+  end
+  std.print(("%-40s %9d"):format("pending (not taken yet)", waiting))
+end
+
+return M

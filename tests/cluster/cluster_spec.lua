@@ -1,0 +1,160 @@
+-- pyq.Queue{ cluster = "redis://..." } (issue 12): a main process and
+-- `pyqhost --worker` processes on a redis-server the spec starts on a free
+-- loopback port (tests/helper.lua start_redis) against the fixture API;
+-- the redis layer's deadlines and reconnection; the options' errors.
+require 'busted.runner'()
+local helper = require 'tests.helper'
+local core = require 'pyq.core'
+
+-- The job every process runs: fetch match documents from the fixture API.
+local JOB = [[
+local url, base, n, delay = arg[1], arg[2], tonumber(arg[3]), tonumber(arg[4] or 0)
+local fetch = pyq.async("fetch_match", function(id, region)
+  if delay > 0 then pyq.sleep(delay) end
+  if id == "NA1_7" then error("no such match: " .. id) end
+  local doc = pyq.http.get(base .. "/lol/match/v5/matches/" .. id):json()
+  return { id = doc.metadata and doc.metadata.matchId or id, region = region }
+end)
+if pyq.worker then return end
+local failed = {}
+local opts = { workers = 3, exception_handler = function(e) failed[#failed + 1] = tostring(e) end }
+if url ~= "local" then opts.cluster, opts.name, opts.visibility = url, "matches", 1 end
+local queue <close> = pyq.Queue(opts)
+for i = 1, n do queue:put(fetch("NA1_" .. i, "americas")) end
+local results = queue:join()
+for _, r in ipairs(results) do print(r.id, r.region) end
+for _, f in ipairs(failed) do io.stderr:write("FAILED ", f, "\n") end
+]]
+
+describe("a cluster queue", function()
+  local redis, api
+  setup(function()
+    redis = helper.start_redis()
+    api = helper.start_api()
+  end)
+  teardown(function()
+    redis.stop()
+    api.stop()
+  end)
+
+  it("gives the results of a local run, in put order, with two worker processes, and removes its keys", function()
+    local w1 = helper.spawn("--worker " .. redis.url, JOB, "x " .. api.base .. " 0")
+    local w2 = helper.spawn("--worker " .. redis.url, JOB, "x " .. api.base .. " 0")
+    local main = helper.run{ script = JOB, args = { redis.url, api.base, "300", "0.01" } }
+    local here = helper.run{ script = JOB, args = { "local", api.base, "300" } }
+    assert.equal(0, main.code, main.err)
+    assert.equal(here.out, main.out)
+    assert.equal(299, select(2, main.out:gsub("\n", "")))
+    assert.matches("NA1_1%s+americas\nNA1_2%s", main.out)
+    -- the failure reached the main process's handler, naming where it ran
+    assert.matches("FAILED [^\n]*no such match: NA1_7", main.err)
+    local c1, _, e1 = helper.wait_exit(w1)
+    local c2, _, e2 = helper.wait_exit(w2)
+    assert.equal(0, c1, e1)
+    assert.equal(0, c2, e2)
+    assert.equal("", redis.cli("--scan --pattern 'pyq:*'"))
+  end)
+
+  it("runs again the tasks of a worker killed with -9, after visibility", function()
+    local w1 = helper.spawn("--worker " .. redis.url, JOB, "x " .. api.base .. " 0 0.4")
+    local w2 = helper.spawn("--worker " .. redis.url, JOB, "x " .. api.base .. " 0 0.4")
+    local main = helper.spawn("-v", JOB, redis.url .. " " .. api.base .. " 60 0.4")
+    pyq.sleep(0.8)
+    os.execute("kill -9 " .. w1.pid)
+    local code, out, err = helper.wait_exit(main)
+    assert.equal(0, code, err)
+    assert.matches("took over %d+ tasks unacknowledged for 1s", err)
+    assert.equal(59, select(2, out:gsub("\n", "")))
+    for i = 1, 60 do
+      if i ~= 7 then assert.matches("NA1_" .. i .. "%s+americas\n", out) end
+    end
+    helper.wait_exit(w1)
+    assert.equal(0, (helper.wait_exit(w2)))
+  end)
+
+  it("stops on SIGINT to the main process (exit 130) with its keys removed, and its workers end (exit 0)", function()
+    local w1 = helper.spawn("--worker " .. redis.url, JOB, "x " .. api.base .. " 0 0.2")
+    local main = helper.spawn("", JOB, redis.url .. " " .. api.base .. " 200 0.2")
+    pyq.sleep(0.8)
+    os.execute("kill -INT " .. main.pid)
+    local code = helper.wait_exit(main)
+    assert.equal(130, code)
+    assert.equal("", redis.cli("--scan --pattern 'pyq:*'"))
+    local c1, _, e1 = helper.wait_exit(w1)
+    assert.equal(0, c1, e1)
+  end)
+
+  it("has its tasks per process printed by --cluster-status while it runs", function()
+    local w1 = helper.spawn("--worker " .. redis.url, JOB, "x " .. api.base .. " 0 0.2")
+    local main = helper.spawn("", JOB, redis.url .. " " .. api.base .. " 60 0.2")
+    pyq.sleep(1)
+    local st = helper.run{ nofile = true, flags = { "--cluster-status", redis.url, "matches" } }
+    assert.equal(0, st.code, st.err)
+    assert.matches("process%s+running%s+done%s+failed\n", st.out)
+    assert.matches("\nworker@[^\n]- +%d+ +[1-9]%d* +[01]\n", st.out)
+    assert.matches("pending %(not taken yet%) +%d+", st.out)
+    assert.equal(0, (helper.wait_exit(main)))
+    assert.equal(0, (helper.wait_exit(w1)))
+    st = helper.run{ nofile = true, flags = { "--cluster-status", redis.url, "matches" } }
+    assert.equal(1, st.code)
+    assert.matches("no cluster job named 'matches'", st.err)
+  end)
+
+  it("fails join with a redis error after cluster_timeout when Redis stops answering, logged", function()
+    local job = [[
+      local sq = pyq.async("sq", function(i) return i * i end)
+      local q <close> = pyq.Queue{ workers = 1, cluster = arg[1], name = "stopped", cluster_timeout = 1.5 }
+      for i = 1, 3 do q:put(sq(i)) end
+      os.execute("kill -STOP " .. arg[2])
+      local ok, err = pcall(q.join, q)
+      os.execute("kill -CONT " .. arg[2])
+      print(ok, pyq.is_error(err, "redis"), err)
+    ]]
+    local r = helper.run{ script = job, args = { redis.url, tostring(redis.pid) }, timeout = 30 }
+    redis.resume()
+    assert.matches("^false\ttrue\t[^\n]*cluster_timeout", r.out)
+    assert.matches("WARNING redis: redis://127.0.0.1:%d+/0: no reply within", r.err)
+    redis.cli("del pyq:stopped:tasks pyq:stopped:results pyq:stopped:meta")
+  end)
+
+  it("names bad options and tasks that cannot travel", function()
+    local function err(f) return tostring(helper.error_of(f)) end
+    local sq = pyq.async("spec_sq", function(i) return i end)
+    assert.matches("cluster must be a redis:// URL", err(function() pyq.Queue{ cluster = 5, name = "x" } end))
+    assert.matches('cluster "http://x" must start with redis://', err(function() pyq.Queue{ cluster = "http://x", name = "x" } end))
+    assert.matches("bad port", err(function() pyq.Queue{ cluster = "redis://h:0", name = "x" } end))
+    assert.matches("needs a name", err(function() pyq.Queue{ cluster = redis.url } end))
+    assert.matches("name must be letters", err(function() pyq.Queue{ cluster = redis.url, name = "a b" } end))
+    assert.matches("visibility must be a number of seconds", err(function()
+      pyq.Queue{ cluster = redis.url, name = "x", visibility = 0 } end))
+    assert.matches("cluster_timeout needs cluster", err(function() pyq.Queue{ cluster_timeout = 3 } end))
+    assert.matches('a task named "spec_sq" exists already', err(function() pyq.async("spec_sq", print) end))
+    assert.matches("name must be a non%-empty string", err(function() pyq.async("", print) end))
+    local q <close> = pyq.Queue{ cluster = redis.url, name = "opts" }
+    assert.matches("takes tasks of named async functions", err(function() q:put(pyq.async(print)(1)) end))
+    assert.matches("must be JSON%-encodable", err(function() q:put(sq(print)) end))
+    assert.matches("argument 1 of a cluster task is nil", err(function() q:put(sq(nil)) end))
+    q:put(sq(4))
+    assert.same({ 4 }, q:join())
+  end)
+end)
+
+describe("a redis connection", function()
+  it("answers commands, raises Redis's errors, times out on a stopped server and reconnects", function()
+    local redis = helper.start_redis()
+    local c <close> = core._redis(redis.url, 0.5)
+    assert.equal("OK", c:call("SET", "k", 41))
+    assert.equal(42, c:call("INCR", "k"))
+    local e = helper.error_of(c.call, c, "NOPE")
+    assert.is_true(pyq.is_error(e, "redis"))
+    redis.pause()
+    local t0 = pyq.now()
+    e = helper.error_of(c.call, c, "GET", "k")
+    assert.is_true(pyq.is_error(e, "redis"))
+    assert.matches("no reply within 0.5s", tostring(e))
+    assert.is_true(pyq.now() - t0 < 2)
+    redis.resume()
+    assert.equal("42", c:call("GET", "k"))
+    redis.stop()
+  end)
+end)
