@@ -79,7 +79,8 @@ local serve = core.async(function(url, name, me)
                                 "BLOCK", 1000, "STREAMS", keys.tasks, ">")
     if not ok then
       local msg = std.tostring(core.is_error(reply) and reply.message or reply)
-      if msg:find("NOGROUP", 1, true) or msg:find("UNBLOCKED", 1, true) then break end   -- the job ended: its keys are gone
+      -- the job ended: its keys are gone
+      if msg:find("NOGROUP", 1, true) or msg:find("UNBLOCKED", 1, true) then break end
       core.log.warning("%s", ("%s: %s"):format(name, msg))
       core.sleep(0.5)
     elseif reply then
