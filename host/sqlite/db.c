@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <lauxlib.h>
 #include "db.h"
 #include "core/log.h"
 #include "core/signal.h"
@@ -226,4 +227,35 @@ void pyq_db_close (pyq_db *db) {
   while ((s = sqlite3_next_stmt(db->db, NULL)) != NULL) sqlite3_finalize(s);
   sqlite3_close_v2(db->db);
   db->db = NULL;
+}
+
+#define STATE "pyq.dbs"
+static const char state_key = 'd';
+
+static int state_gc (lua_State *L) {
+  pyq_dbs **p = luaL_checkudata(L, 1, STATE);
+  if (*p) pyq_dbs_free(*p);
+  *p = NULL;
+  return 0;
+}
+
+pyq_dbs **pyq_dbs_push (lua_State *L) {
+  pyq_dbs **state;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &state_key) == LUA_TUSERDATA)
+    return lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  state = lua_newuserdatauv(L, sizeof *state, 0);
+  *state = NULL;
+  if (luaL_newmetatable(L, STATE)) {
+    lua_pushcfunction(L, state_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushliteral(L, STATE);
+    lua_setfield(L, -2, "__metatable");
+  }
+  lua_setmetatable(L, -2);
+  if ((*state = pyq_dbs_new(pyq_host_of(L))) == NULL)
+    luaL_error(L, "not enough memory");
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &state_key);
+  return state;
 }

@@ -34,6 +34,12 @@ typedef struct pyq_db {
 
 pyq_dbs *pyq_dbs_new (pyq_host *h);
 void pyq_dbs_free (pyq_dbs *dbs);
+/* The host's databases: one module state for pyq.sqlite, the job store
+ * and whatever else opens a database, made on first use and kept in the
+ * registry (pushed here; *result is NULL once the host's exit freed it).
+ * One state means one commit loop: groups commit in the order they were
+ * opened, whichever module opened them. */
+pyq_dbs **pyq_dbs_push (lua_State *L);
 
 /* Opens path (created if missing): 1, or 0 with a message in db->err.
  * db is the caller's (a userdata or a struct of its own). */

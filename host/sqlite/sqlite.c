@@ -27,10 +27,7 @@
 #define DB "pyq.sqlite.db"
 #define ROWS "pyq.sqlite.rows"
 #define BLOB "pyq.sqlite.blob"
-#define STATE "pyq.sqlite.state"
 #define SQL_SHOWN 200
-
-static const char STATE_KEY = 's';
 
 typedef struct ldb {
   pyq_db d;
@@ -806,13 +803,6 @@ static int sqlite_blob (lua_State *L) {
   return 1;
 }
 
-static int state_gc (lua_State *L) {
-  pyq_dbs **p = luaL_checkudata(L, 1, STATE);
-  if (*p) pyq_dbs_free(*p);
-  *p = NULL;
-  return 0;
-}
-
 int luaopen_pyq_sqlite (lua_State *L) {
   static const luaL_Reg methods[] = {
     {"exec", db_exec}, {"one", db_one}, {"rows", db_rows},
@@ -820,7 +810,6 @@ int luaopen_pyq_sqlite (lua_State *L) {
     {"transaction", db_transaction}, {"commit", db_commit},
     {"close", db_close}, {NULL, NULL}
   };
-  pyq_dbs **state;
   if (luaL_newmetatable(L, DB)) {
     luaL_newlib(L, methods);
     lua_pushcclosure(L, db_index, 1);
@@ -850,22 +839,7 @@ int luaopen_pyq_sqlite (lua_State *L) {
   }
   lua_pop(L, 1);
   lua_newtable(L);
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &STATE_KEY) != LUA_TUSERDATA) {
-    lua_pop(L, 1);
-    state = lua_newuserdatauv(L, sizeof *state, 0);
-    *state = NULL;
-    if (luaL_newmetatable(L, STATE)) {
-      lua_pushcfunction(L, state_gc);
-      lua_setfield(L, -2, "__gc");
-      lua_pushliteral(L, STATE);
-      lua_setfield(L, -2, "__metatable");
-    }
-    lua_setmetatable(L, -2);
-    if ((*state = pyq_dbs_new(pyq_host_of(L))) == NULL)
-      return luaL_error(L, "not enough memory");
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &STATE_KEY);
-  }
+  pyq_dbs_push(L);   /* the upvalue keeps the state of every database */
   lua_pushcclosure(L, sqlite_open, 1);
   lua_setfield(L, -2, "open");
   lua_pushcfunction(L, sqlite_blob);

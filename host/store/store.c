@@ -34,10 +34,8 @@
 
 #define BATCH 10000       /* records per group at most */
 #define BUSY_MS 5000
-#define STATE "pyq.store.state"
 #define HANDLE "pyq.store"
 
-static const char state_key = 's';
 
 static const char *const schema =
   "CREATE TABLE IF NOT EXISTS pyq_jobs (name TEXT NOT NULL, key TEXT NOT "
@@ -65,12 +63,13 @@ typedef struct store {
 
 /* ---- the database -------------------------------------------------------- */
 
+/* pyq.sqlite's state: one commit loop for every database of the host, so
+ * a job's rows and the keys of the tasks that wrote them commit in the
+ * order their groups were opened. */
 static pyq_dbs *module_dbs (lua_State *L) {
-  pyq_dbs **p;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &state_key);
-  p = lua_touserdata(L, -1);
+  pyq_dbs **p = pyq_dbs_push(L);
   lua_pop(L, 1);
-  return p ? *p : NULL;
+  return *p;
 }
 
 /* Opens path with the table and statements: 1, or 0 with db->err set. */
@@ -495,13 +494,6 @@ static int store_open_lua (lua_State *L) {
   return 1;
 }
 
-static int state_gc (lua_State *L) {
-  pyq_dbs **p = luaL_checkudata(L, 1, STATE);
-  if (*p) pyq_dbs_free(*p);
-  *p = NULL;
-  return 0;
-}
-
 int luaopen_pyq_store (lua_State *L) {
   static const luaL_Reg methods[] = {
     {"keys", handle_keys}, {"count", handle_count}, {"clear", handle_clear},
@@ -527,18 +519,7 @@ int luaopen_pyq_store (lua_State *L) {
 }
 
 void pyq_open_store (lua_State *L) {
-  pyq_host *h = pyq_host_of(L);
-  pyq_dbs **state = lua_newuserdatauv(L, sizeof *state, 0);
-  *state = NULL;
-  if (luaL_newmetatable(L, STATE)) {
-    lua_pushcfunction(L, state_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushliteral(L, STATE);
-    lua_setfield(L, -2, "__metatable");
-  }
-  lua_setmetatable(L, -2);
-  if ((*state = pyq_dbs_new(h)) == NULL) luaL_error(L, "not enough memory");
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &state_key);
+  pyq_host *h = pyq_host_of(L);   /* the databases' state: on first use */
   pyq_queue_set_store(h, store_open);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
   lua_pushcfunction(L, luaopen_pyq_store);
