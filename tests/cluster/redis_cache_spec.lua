@@ -58,6 +58,38 @@ describe("pyq.http's response cache on Redis", function()
     assert.equal(200, keys("/counted-bytes/shared/"))
   end)
 
+  it("is shared by the processes of a cluster job: a second run finds what the main and the worker stored", function()
+    local job = [[
+local url, base, n = ...
+pyq.http.configure{ cache = url:gsub("/0$", "/1") }
+local fetch = pyq.async("fetch_doc", function(i)
+  pyq.sleep(0.03)   -- long enough for the worker, polling every 0.2 s, to take a share
+  local res = pyq.http.get(base .. "/counted-bytes/cluster/" .. i)
+  return { size = #res.body, cached = res.cached, worker = pyq.worker or false }
+end)
+if pyq.worker then return end
+local q <close> = pyq.Queue{ workers = 4, cluster = url, name = "cached" }
+for i = 1, tonumber(n) do q:put(fetch(i)) end
+local by, hits, size = {}, 0, 0
+for _, r in ipairs(q:join()) do
+  by[r.worker] = (by[r.worker] or 0) + 1
+  hits, size = hits + (r.cached and 1 or 0), size + r.size
+end
+print(by[true] or 0, by[false] or 0, hits, size)
+]]
+    local w = helper.spawn("--worker " .. redis.url, job, redis.url .. " " .. api.base .. " 0")
+    local first = helper.run{ script = job, args = { redis.url, api.base, "100" } }
+    assert.equal(0, first.code, first.err)
+    assert.equal(0, (helper.wait_exit(w)))
+    local by_worker, by_main, hits, size = first.out:match("^(%d+)\t(%d+)\t(%d+)\t(%d+)\n$")
+    assert.is_true(tonumber(by_worker) > 0 and tonumber(by_main) > 0, first.out)
+    assert.same({ "0", tostring(100 * 101 // 2) }, { hits, size })
+    local second = helper.run{ script = job, args = { redis.url, api.base, "100" } }
+    assert.equal(0, second.code, second.err)
+    assert.equal(("0\t100\t100\t%d\n"):format(100 * 101 // 2), second.out)
+    assert.equal(100, seen("cluster"))
+  end)
+
   it("gives back a binary body byte for byte, with the status, headers, URL and HTTP version", function()
     local bytes = helper.start_bytes()
     http.configure{ cache = url }
