@@ -1,4 +1,4 @@
--- pyq.cache: pyq.http's response cache, on pyq.sqlite.  One table per
+-- pyq.cache: pyq.http's response cache, on pyq.sqlite or Redis.  One table per
 -- file, responses(key PRIMARY KEY, ...) with rowids (a WITHOUT ROWID table
 -- gives each row of 1 KiB or more a page of its own: 4.6 KiB an entry
 -- instead of 1.5 in bench/http.sh): a lookup is a primary-key read on
