@@ -1,5 +1,6 @@
 -- pyqhost's side of bench/http.sh's cache figure: N GETs of distinct URLs
--- (url?i=1..N) through Queue{workers=W}, with the response cache in FILE.
+-- (url?i=1..N) through Queue{workers=W}, with the response cache in FILE
+-- (a SQLite file, or a redis://host:port/db URL).
 --   pyqhost bench/cache.lua URL N WORKERS FILE live|replay
 -- live: no cache (every request sent); replay: every answer from FILE
 -- (filled first, untimed, if it does not hold them yet).

@@ -62,6 +62,17 @@ CONF
   printf "%-36s %12s req/s\n" "replayed from the cache" "$r"
   printf "%-36s %12s bytes\n" "cache file (WAL checkpointed)" "$(stat -c %s "$tmp/cache.sqlite")"
   awk -v r="$r" -v l="$l" 'BEGIN { printf "replay / live: %.2fx\n", r / l }'
+  if command -v redis-server >/dev/null 2>&1; then   # the same, the cache in Redis on loopback
+    rport=$(free_port)
+    redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
+      --pidfile "$tmp/redis.pid" --logfile "$tmp/redis.log" --dir "$tmp"
+    sleep 0.3
+    "$build/pyqhost" "$here/cache.lua" "$url" 20000 25 "redis://127.0.0.1:$rport/1" replay > "$tmp/rreplay" || true
+    kill "$(cat "$tmp/redis.pid")" 2>/dev/null || true
+    rr=$(field requests_per_s "$tmp/rreplay")
+    printf "%-36s %12s req/s\n" "replayed from the cache in Redis" "$rr"
+    awk -v r="$rr" -v l="$l" 'BEGIN { if (r > 0) printf "Redis replay / live: %.2fx\n", r / l }'
+  fi
 else
   echo "nginx not found: skipping the nginx benchmark (tools/deps.sh bench installs it)"
 fi

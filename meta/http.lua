@@ -51,7 +51,7 @@
 ---@field max_retry_after number?
 ---@field sensitive_headers string[]? added to each request's
 ---@field sensitive_query string[]? added to each request's
----@field cache string|false? a SQLite file holding the response cache (GET and HEAD answers with a status of cache_statuses); false: none
+---@field cache string|false? a SQLite file holding the response cache (GET and HEAD answers with a status of cache_statuses), or a "redis://host:port/db" URL (shared by every process); false: none
 ---@field cache_ttl number? seconds an entry answers for (86400)
 ---@field cache_statuses integer[]? the statuses stored ({ 200, 203, 300, 301, 404, 410 })
 ---@field cache_vary string[]? request headers whose values are part of the key (e.g. { "Accept-Language" })
@@ -197,7 +197,7 @@ function pyq.http.stats() end
 ---@field verify boolean?
 ---@field allow_downgrade boolean?
 ---@field retry_unsafe boolean?
----@field cache string|false? a SQLite file holding the response cache (GET and HEAD answers with a status of cache_statuses); false: none
+---@field cache string|false? a SQLite file holding the response cache (GET and HEAD answers with a status of cache_statuses), or a "redis://host:port/db" URL (shared by every process); false: none
 ---@field cache_ttl number? seconds an entry answers for (86400)
 ---@field cache_statuses integer[]? the statuses stored ({ 200, 203, 300, 301, 404, 410 })
 ---@field cache_vary string[]? request headers whose values are part of the key (e.g. { "Accept-Language" })

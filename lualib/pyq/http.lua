@@ -706,8 +706,8 @@ local function cache_config(old, opts, fname)
   local path = opts.cache
   if path == false then return nil end
   if path ~= nil and (type(path) ~= "string" or path == "" or find(path, "\0", 1, true)) then
-    usage(3, format("%s: cache must be the path of a SQLite file or false, got %s", fname,
-      type(path) == "string" and format("%q", path) or tostring(path)))
+    usage(3, format("%s: cache must be the path of a SQLite file or false, or a redis://host:port/db URL, "
+      .. "got %s", fname, type(path) == "string" and format("%q", path) or tostring(path)))
   end
   if path == nil and not old then
     usage(3, format("%s: cache_ttl, cache_statuses and cache_vary need cache = \"file.sqlite\"", fname))
@@ -751,11 +751,10 @@ local function cache_config(old, opts, fname)
       vary[i] = lower(name)
     end
   end
-  return {
-    store = path and require_cache().open(path, fname) or old.store,
-    ttl = opts.cache_ttl or (old and old.ttl) or 86400,
-    statuses = statuses, vary = vary or {},
-  }
+  local store, ttl = path and require_cache().open(path, fname) or old.store,
+    opts.cache_ttl or (old and old.ttl) or 86400
+  store:keep(ttl)   -- Redis: entries live as long as the longest ttl that may read them
+  return { store = store, ttl = ttl, statuses = statuses, vary = vary or {} }
 end
 
 C.set_hooks(retry, obey, cache_config)
