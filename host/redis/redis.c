@@ -62,6 +62,8 @@ struct pyq_redis {
   int closing;
   int linger;             /* pyq_redis_close: freed once nothing waits */
   char why[256];          /* why the connection was lost */
+  double send_logged;     /* when a failed send was last logged */
+  long send_failed;       /* failed sends not logged since */
 };
 
 static void start (pyq_redis *r);
@@ -484,14 +486,29 @@ static int conn_call (lua_State *L) {
   return pyq_park(L, f, &call_wait, q, NULL);
 }
 
+/* A lost connection fails every send in flight at once (a cache's 25
+ * pipelined stores): one line a minute says so, with the count. */
 static void send_done (void *ud, redisReply *reply, const char *err) {
   pyq_redis *r = ud;
+  double now;
   if (reply && reply->type == REDIS_REPLY_ERROR) err = reply->str;
-  if (err) pyq_log(r->h, PYQ_WARNING, "redis", "%s: %s", r->url, err);
+  if (err == NULL) return;
+  now = pyq_clock();
+  if (r->send_logged > 0 && now - r->send_logged < 60) {
+    r->send_failed++;
+    return;
+  }
+  if (r->send_failed > 0)
+    pyq_log(r->h, PYQ_WARNING, "redis", "%s: %s (and %ld sends failed in "
+            "the last minute)", r->url, err, r->send_failed);
+  else
+    pyq_log(r->h, PYQ_WARNING, "redis", "%s: %s", r->url, err);
+  r->send_logged = now;
+  r->send_failed = 0;
 }
 
 /* conn:send(word, ...): the command goes out without waiting (pipelined
- * with the others); a failure is logged. */
+ * with the others); a failure is logged (at most once a minute). */
 static int conn_send (lua_State *L) {
   conn *c = checkconn(L, "redis.send");
   const char *argv[MAX_WORDS];

@@ -148,6 +148,30 @@ print(by[true] or 0, by[false] or 0, hits, size)
     assert.equal(4, seen("cred-bearer") + seen("cred-auth"))
   end)
 
+  -- Stores in flight when Redis stops answering: each fails at its
+  -- deadline, and the redis layer says so once, not once per store.
+  local INFLIGHT = [[
+local base, cache, pid = ...
+pyq.http.configure{ cache = cache }
+local q <close> = pyq.Queue{ workers = 25 }
+for i = 1, 25 do
+  q:put(pyq.async(function() return pyq.http.get(base .. "/delay/0.5?inflight=" .. i).cached end)())
+end
+pyq.sleep(0.2)   -- the lookups (misses) are answered; the answers are not in yet
+os.execute(("kill -STOP %s"):format(pid))
+q:join()
+pyq.sleep(1.5)   -- the stores' deadline
+]]
+
+  it("logs the stores lost with a Redis that stops answering once, not once per store", function()
+    local r = helper.start_redis()
+    local res = helper.run{ script = INFLIGHT, args = { api.base, r.url, tostring(r.pid) }, timeout = 30 }
+    r.stop()
+    assert.equal(0, res.code, res.err)
+    local _, lines = res.err:gsub("WARNING redis: [^\n]*no reply within", "")
+    assert.is_true(lines >= 1 and lines <= 2, res.err)
+  end)
+
   -- A job that stores one answer, then makes Redis fail (how: "pause" or
   -- "stop") and sends 40 requests through a queue and 3 one after another.
   local DOWN = [[
