@@ -5,7 +5,9 @@
  * sequence number of the put, f, the task's pyq.async name, and a, its
  * arguments as a JSON array), pyq:<n>:results (fields s, ok "1" or "0",
  * v the result as JSON ("" for nil) or the error's message, k the error's
- * kind when it was a pyq.Error, p the process that ran it) and pyq:<n>:meta
+ * kind when it was a pyq.Error, p the process that ran it; or, from a
+ * worker that stops, b "1" and p its name: the main process then takes
+ * over at once what that process holds) and pyq:<n>:meta
  * (workers, main), with the consumer group "pyq" on both streams.  Worker
  * processes (lualib/pyq/cluster.lua) read tasks through the group, run
  * them, add the outcome to results and XACK.
@@ -117,14 +119,40 @@ static entry *parse_entry (const redisReply *x, int kind) {
   return e;
 }
 
+static void release (cluster *c, const redisReply *who);
+
+/* The process named by a result entry that says it stops (b "1", p), or
+ * NULL. */
+static const redisReply *stopping (const redisReply *x) {
+  const redisReply *fv, *who = NULL;
+  size_t i;
+  int bye = 0;
+  if (x->type != REDIS_REPLY_ARRAY || x->elements != 2 ||
+      x->element[1]->type != REDIS_REPLY_ARRAY) return NULL;
+  fv = x->element[1];
+  for (i = 0; i + 1 < fv->elements; i += 2) {
+    const char *k = fv->element[i]->str;
+    if (k == NULL || fv->element[i + 1]->type != REDIS_REPLY_STRING) continue;
+    if (strcmp(k, "b") == 0) bye = 1;
+    else if (strcmp(k, "p") == 0) who = fv->element[i + 1];
+  }
+  return bye ? who : NULL;
+}
+
 /* Buffers the entries of a stream's array; wakes a parked worker each. */
 static void take_entries (cluster *c, const redisReply *list, int kind) {
   size_t i;
   if (list == NULL || list->type != REDIS_REPLY_ARRAY) return;
   for (i = 0; i < list->elements; i++) {
-    entry *e = parse_entry(list->element[i], kind);
+    const redisReply *who = kind == E_OUTCOME ? stopping(list->element[i])
+                                              : NULL;
+    entry *e;
     pyq_link *w;
-    if (e == NULL) continue;
+    if (who) {
+      release(c, who);
+      continue;
+    }
+    if ((e = parse_entry(list->element[i], kind)) == NULL) continue;
     pyq_list_push(&c->entries, &e->link);
     if ((w = pyq_list_shift(&c->waiters)) != NULL) {
       c->nwait--;
@@ -205,6 +233,60 @@ static void claim_done (void *ud, redisReply *reply, const char *err) {
             "%gs (visibility): their process died or is slow",
             (int)reply->element[1]->elements, c->visibility);
   take_entries(c, reply->element[1], E_TASK);
+}
+
+/* ---- a worker that stops ----------------------------------------------- */
+
+/* The tasks a process that stops holds (read, and not acknowledged: those
+ * it ran and those its last read got as it went) are taken over now with
+ * XCLAIM, rather than after visibility: XPENDING lists them, XCLAIM
+ * brings them here. */
+static void released (void *ud, redisReply *reply, const char *err) {
+  cluster *c = ud;
+  size_t i, n = 0;
+  if (err || reply->type != REDIS_REPLY_ARRAY) return;   /* visibility will */
+  for (i = 0; i < reply->elements; i++)
+    if (reply->element[i]->type == REDIS_REPLY_ARRAY) n++;
+  if (n > 0)
+    pyq_log(c->h, PYQ_INFO, c->where, "took over %d tasks from a worker "
+            "that stopped", (int)n);
+  take_entries(c, reply, E_TASK);
+}
+
+static void pending_of (void *ud, redisReply *reply, const char *err) {
+  cluster *c = ud;
+  const char **argv;
+  size_t *lens, i, n = 0;
+  if (err || reply->type != REDIS_REPLY_ARRAY || reply->elements == 0)
+    return;
+  argv = malloc((reply->elements + 5) * sizeof *argv);
+  lens = malloc((reply->elements + 5) * sizeof *lens);
+  if (argv && lens) {
+    argv[0] = "XCLAIM"; argv[1] = c->key_tasks; argv[2] = "pyq";
+    argv[3] = c->me; argv[4] = "0";
+    for (n = 5, i = 0; i < reply->elements; i++) {
+      const redisReply *x = reply->element[i];
+      if (x->type != REDIS_REPLY_ARRAY || x->elements < 1 ||
+          x->element[0]->type != REDIS_REPLY_STRING) continue;
+      argv[n] = x->element[0]->str;
+      lens[n++] = x->element[0]->len;
+    }
+    for (i = 0; i < 5; i++) lens[i] = strlen(argv[i]);
+    if (n > 5) pyq_redis_cmd(c->cmd, 0, released, c, (int)n, argv, lens);
+  }
+  free(argv);
+  free(lens);
+}
+
+static void release (cluster *c, const redisReply *who) {
+  const char *argv[] = {"XPENDING", c->key_tasks, "pyq", "-", "+", "10000",
+                        who->str};
+  size_t lens[7];
+  int i;
+  pyq_log(c->h, PYQ_INFO, c->where, "%s stops", who->str);
+  for (i = 0; i < 6; i++) lens[i] = strlen(argv[i]);
+  lens[6] = who->len;
+  pyq_redis_cmd(c->cmd, 0, pending_of, c, 7, argv, lens);
 }
 
 /* Tasks idle longer than visibility in a consumer's pending list (their
@@ -550,9 +632,18 @@ static void cl_close (pyq_backend *b, lua_State *L, int qidx) {
   uv_close((uv_handle_t *)&c->tick, tick_closed);
 }
 
+/* A task pushed beside the stream: a parked worker pops again. */
+static void cl_nudge (pyq_backend *b) {
+  cluster *c = C(b);
+  pyq_link *w = pyq_list_shift(&c->waiters);
+  if (w == NULL) return;
+  c->nwait--;
+  pyq_wake(pyq_container(w, pyq_fiber, wait), 0);
+}
+
 static const pyq_backend_ops cluster_ops = {
   "cluster", cl_push, cl_pop, cl_settle, cl_pending, cl_drop, cl_close,
-  NULL, NULL, NULL
+  NULL, NULL, NULL, cl_nudge
 };
 
 /* ---- options ------------------------------------------------------------ */
@@ -597,9 +688,6 @@ static pyq_backend *cluster_open (lua_State *L, int oidx, int qidx,
           ((*p | 32) >= 'a' && (*p | 32) <= 'z')))
       pyq_usage(L, "pyq.Queue: name must be letters, digits, '_', '-' or "
                 "'.', got %s", pyq_got(L, -1));
-  if (lua_getfield(L, oidx, "store") != LUA_TNIL)
-    pyq_usage(L, "pyq.Queue: store and cluster cannot go together");
-  lua_pop(L, 1);
   visibility = opt_seconds(L, oidx, "visibility", 30);
   ctimeout = opt_seconds(L, oidx, "cluster_timeout", 60);
   lua_getfield(L, oidx, "workers");

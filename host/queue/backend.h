@@ -53,6 +53,10 @@
  *   forget   queue:forget(key): drops the key's record; 1 if there was one.
  *   commit   a round ended (join, the end of a completed() loop): what is
  *            recorded reaches the disk now rather than at the turn's end.
+ * And a backend whose pop waits answers one more (NULL elsewhere):
+ *   nudge    a wrapper pushed a task of its own (the store's stand-ins,
+ *            run here beside a cluster's stream): free one worker parked
+ *            in pop, which calls pop again (the wrapper's comes first).
  * The key is a string at kidx. */
 #ifndef PYQ_BACKEND_H
 #define PYQ_BACKEND_H
@@ -80,6 +84,7 @@ typedef struct pyq_backend_ops {
   int (*recall) (pyq_backend *b, lua_State *L, int kidx);
   int (*forget) (pyq_backend *b, lua_State *L, int kidx);
   void (*commit) (pyq_backend *b);
+  void (*nudge) (pyq_backend *b);
 } pyq_backend_ops;
 
 /* A backend that can give up (the cluster's Redis stopped answering) sets
@@ -97,15 +102,19 @@ struct pyq_backend {
  * its tasks in the queue's user value slot; NULL without memory. */
 pyq_backend *pyq_ring_open (lua_State *L, int qidx, int slot);
 
-/* Opens the store backend for pyq.Queue's options (the table at oidx,
- * whose `store` or `name` is set): checks them (usage errors name
- * pyq.Queue and the option), opens the database, and wraps a ring it
- * opens for the queue at qidx in slot.  Raises on errors. */
+/* Opens the cluster backend for pyq.Queue's options (the table at oidx):
+ * cluster, name, visibility and cluster_timeout (host/cluster/, a layer
+ * above this one), checked (usage errors name pyq.Queue and the option).
+ * Raises on errors. */
 typedef pyq_backend *(*pyq_store_open_fn) (lua_State *L, int oidx, int qidx,
                                            int slot);
-void pyq_queue_set_store (pyq_host *h, pyq_store_open_fn open);
-/* The same for the options cluster, name, visibility and cluster_timeout
- * (host/cluster/, a layer above this one). */
 void pyq_queue_set_cluster (pyq_host *h, pyq_store_open_fn open);
+/* Opens the job store for the options `store` and `name`: checks them,
+ * opens the database, and wraps inner (the cluster's backend; NULL: a
+ * ring it opens for the queue at qidx in slot).  A wrapped backend's
+ * failure becomes the store's.  Raises on errors (inner is then closed). */
+typedef pyq_backend *(*pyq_store_wrap_fn) (lua_State *L, int oidx, int qidx,
+                                           int slot, pyq_backend *inner);
+void pyq_queue_set_store (pyq_host *h, pyq_store_wrap_fn open);
 
 #endif

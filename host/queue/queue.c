@@ -82,7 +82,7 @@ enum {
 typedef struct queues {
   pyq_link open;
   const void *mt;
-  pyq_store_open_fn store_open;   /* the job store's, once registered */
+  pyq_store_wrap_fn store_open;   /* the job store's, once registered */
   pyq_store_open_fn cluster_open; /* the cluster queue's, once registered */
 } queues;
 
@@ -1258,21 +1258,30 @@ static int queue_new (lua_State *L) {
   memset(q, 0, sizeof *q);
   if (lua_getfield(L, 1, "cluster") != LUA_TNIL) {
     pyq_store_open_fn open = ((queues *)h->tasks.ud)->cluster_open;
+    pyq_store_wrap_fn wrap = ((queues *)h->tasks.ud)->store_open;
     lua_settop(L, 3);
     if (open == NULL)
       pyq_usage(L, "pyq.Queue: cluster is not available in this host");
+    if (lua_getfield(L, 1, "store") != LUA_TNIL && wrap == NULL)
+      pyq_usage(L, "pyq.Queue: store is not available in this host");
+    lua_settop(L, 3);
     q->be = open(L, 1, 3, Q_BACKEND);   /* checks its options; may raise */
+    if (q->be && wrap && lua_getfield(L, 1, "store") != LUA_TNIL) {
+      lua_settop(L, 3);
+      q->be = wrap(L, 1, 3, Q_BACKEND, q->be);   /* keyed tasks */
+    }
+    lua_settop(L, 3);
   } else if (lua_getfield(L, 1, "visibility") != LUA_TNIL) {
     pyq_usage(L, "pyq.Queue: visibility needs cluster (a redis:// URL)");
   } else if (lua_getfield(L, 1, "cluster_timeout") != LUA_TNIL) {
     pyq_usage(L, "pyq.Queue: cluster_timeout needs cluster (a redis:// URL)");
   } else if (lua_getfield(L, 1, "store") != LUA_TNIL ||
       lua_getfield(L, 1, "name") != LUA_TNIL) {
-    pyq_store_open_fn open = ((queues *)h->tasks.ud)->store_open;
+    pyq_store_wrap_fn open = ((queues *)h->tasks.ud)->store_open;
     lua_settop(L, 3);
     if (open == NULL)
       pyq_usage(L, "pyq.Queue: store is not available in this host");
-    q->be = open(L, 1, 3, Q_BACKEND);   /* checks store and name; may raise */
+    q->be = open(L, 1, 3, Q_BACKEND, NULL);   /* checks store and name */
   } else {
     lua_settop(L, 3);
     q->be = pyq_ring_open(L, 3, Q_BACKEND);
@@ -1519,7 +1528,7 @@ void pyq_open_queue (lua_State *L) {
   lua_setfield(L, -2, "_open_queues");
 }
 
-void pyq_queue_set_store (pyq_host *h, pyq_store_open_fn open) {
+void pyq_queue_set_store (pyq_host *h, pyq_store_wrap_fn open) {
   ((queues *)h->tasks.ud)->store_open = open;
 }
 

@@ -91,7 +91,7 @@ static void ring_close (pyq_backend *b, lua_State *L, int qidx) {
 
 static const pyq_backend_ops ring_ops = {
   "ring", ring_push, ring_pop, NULL, ring_pending, ring_drop, ring_close,
-  NULL, NULL, NULL
+  NULL, NULL, NULL, NULL
 };
 
 pyq_backend *pyq_ring_open (lua_State *L, int qidx, int slot) {

@@ -519,7 +519,18 @@ static int conn_send (lua_State *L) {
   return 0;
 }
 
+/* conn:close() and <close>: what was sent still goes out (a worker's
+ * hand-back as it stops), then the connection goes. */
 static int conn_close (lua_State *L) {
+  conn *c = luaL_checkudata(L, 1, "pyq.redis");
+  if (c->r) pyq_redis_close(c->r);
+  c->r = NULL;
+  return 0;
+}
+
+/* conn:drop(): the connection goes now, with what it has not sent or
+ * not been answered (a blocking read that must not take more). */
+static int conn_drop (lua_State *L) {
   conn *c = luaL_checkudata(L, 1, "pyq.redis");
   if (c->r) pyq_redis_free(c->r);
   c->r = NULL;
@@ -557,12 +568,13 @@ static int redis_open (lua_State *L) {
 void pyq_open_redis (lua_State *L) {
   static const luaL_Reg methods[] = {
     {"call", conn_call}, {"send", conn_send}, {"close", conn_close},
+    {"drop", conn_drop},
     {NULL, NULL}
   };
   luaL_newmetatable(L, "pyq.redis");
   luaL_newlib(L, methods);
   lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, conn_close);
+  lua_pushcfunction(L, conn_drop);
   lua_setfield(L, -2, "__gc");
   lua_pushcfunction(L, conn_close);
   lua_setfield(L, -2, "__close");

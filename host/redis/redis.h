@@ -46,7 +46,8 @@ double pyq_redis_last_reply (const pyq_redis *r);
 const char *pyq_redis_url (const pyq_redis *r);
 
 /* core._redis(url[, timeout]) -> a connection with :call(...) (waits),
- * :send(...) and :close(): the internal Lua surface. */
+ * :send(...), :close() (what was sent still goes out) and :drop() (gone
+ * now; also when collected): the internal Lua surface. */
 void pyq_open_redis (lua_State *L);
 
 #endif

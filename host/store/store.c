@@ -51,7 +51,10 @@ static const char *const sqls[S_N] = {
 
 typedef struct store {
   pyq_backend base;
-  pyq_backend *inner;     /* the ring holding the pending tasks */
+  pyq_backend *inner;     /* the ring holding the pending tasks, or the
+                             cluster's stream */
+  pyq_backend *local;     /* with a cluster: a ring for the stand-ins,
+                             which run here (they are no named tasks) */
   pyq_db d;
   sqlite3_stmt *st[S_N];
   char *name;             /* scopes the keys in the file */
@@ -174,12 +177,18 @@ static void store_push (pyq_backend *b, lua_State *L, int qidx, int tidx,
     lua_pop(L, 1);
   }
   s->last = index;
-  s->inner->ops->push(s->inner, L, qidx, tidx, kidx, index);
+  if (replay && s->local) {
+    s->local->ops->push(s->local, L, qidx, tidx, 0, index);
+    if (s->inner->ops->nudge) s->inner->ops->nudge(s->inner);
+  } else s->inner->ops->push(s->inner, L, qidx, tidx, kidx, index);
 }
 
 static int store_pop (pyq_backend *b, lua_State *L, int qidx,
                       lua_Integer *index, const pyq_wait_ops **ops, void **on) {
-  return S(b)->inner->ops->pop(S(b)->inner, L, qidx, index, ops, on);
+  store *s = S(b);
+  if (s->local && s->local->ops->pending(s->local) > 0)
+    return s->local->ops->pop(s->local, L, qidx, index, ops, on);
+  return s->inner->ops->pop(s->inner, L, qidx, index, ops, on);
 }
 
 /* Lets go of the put index idx in the in-flight table at t; its key, if
@@ -244,6 +253,8 @@ static int store_settle (pyq_backend *b, lua_State *L, lua_Integer index,
                          int outcome) {
   store *s = S(b);
   int top = lua_gettop(L), type, r = PYQ_SETTLE_OK;
+  if (s->inner->ops->settle)   /* the cluster acknowledges */
+    s->inner->ops->settle(s->inner, L, index, outcome);
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->keys);
   type = let_go(L, top + 1, index);
   if (type == LUA_TBOOLEAN && outcome == PYQ_OUT_DONE) {
@@ -257,7 +268,9 @@ static int store_settle (pyq_backend *b, lua_State *L, lua_Integer index,
 }
 
 static lua_Integer store_pending (const pyq_backend *b) {
-  return S(b)->inner->ops->pending(S(b)->inner);
+  const store *s = (const store *)b;
+  return s->inner->ops->pending(s->inner) +
+         (s->local ? s->local->ops->pending(s->local) : 0);
 }
 
 /* queue:cancel(): the dropped tasks are the last ones pushed; their keys
@@ -266,6 +279,7 @@ static lua_Integer store_drop (pyq_backend *b, lua_State *L, int qidx) {
   store *s = S(b);
   lua_Integer i, n = s->inner->ops->drop(s->inner, L, qidx);
   int t;
+  if (s->local) n += s->local->ops->drop(s->local, L, qidx);
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->keys);
   t = lua_gettop(L);
   for (i = s->last - n + 1; i <= s->last; i++) {
@@ -278,6 +292,7 @@ static lua_Integer store_drop (pyq_backend *b, lua_State *L, int qidx) {
 
 static void store_free (store *s, lua_State *L) {
   if (s->inner) s->inner->ops->close(s->inner, L, 0);
+  if (s->local) s->local->ops->close(s->local, L, 0);
   luaL_unref(L, LUA_REGISTRYINDEX, s->keys);
   pyq_db_close(&s->d);   /* commits; finalizes the statements */
   free(s->name);
@@ -313,42 +328,73 @@ static void store_commit (pyq_backend *b) {
 
 static const pyq_backend_ops store_ops = {
   "store", store_push, store_pop, store_settle, store_pending, store_drop,
-  store_close, store_recall, store_forget, store_commit
+  store_close, store_recall, store_forget, store_commit, NULL
 };
 
-/* pyq.Queue{ store = path, name = name }: the hook queue_new calls. */
-static pyq_backend *store_open (lua_State *L, int oidx, int qidx, int slot) {
-  const char *path, *name = "default";
+/* The wrapped cluster gave up: so does the store, for the queue. */
+static void inner_broken (pyq_backend *inner) {
+  store *s = inner->queue;
+  s->base.failure = inner->failure;
+  if (s->base.broken) s->base.broken(&s->base);
+}
+
+/* Why the options store (at -2) and name (at -1) are bad, or NULL. */
+static const char *bad_options (lua_State *L) {
   size_t n;
+  const char *p;
+  if (lua_isnil(L, -2))
+    return "pyq.Queue: name needs a store (pyq.Queue{ store = path, name = "
+           "... }): it scopes the keys inside one";
+  p = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &n) : NULL;
+  if (p == NULL || n == 0 || strlen(p) != n)
+    return lua_pushfstring(L, "pyq.Queue: store must be a path (a non-empty "
+                           "string without NUL), got %s", pyq_got(L, -2));
+  if (lua_isnil(L, -1)) return NULL;
+  p = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
+  if (p == NULL || n == 0 || strlen(p) != n)
+    return lua_pushfstring(L, "pyq.Queue: name must be a non-empty string "
+                           "without NUL, got %s", pyq_got(L, -1));
+  return NULL;
+}
+
+/* pyq.Queue{ store = path, name = name [, cluster = url] }: the hook
+ * queue_new calls; inner is the cluster's backend, or NULL. */
+static pyq_backend *store_open (lua_State *L, int oidx, int qidx, int slot,
+                                pyq_backend *inner) {
+  const char *path, *name, *why;
   store *s;
-  pyq_backend *ring;
+  pyq_backend *ring = NULL;
   int keys;
   lua_getfield(L, oidx, "store");
   lua_getfield(L, oidx, "name");
-  if (lua_isnil(L, -2))
-    pyq_usage(L, "pyq.Queue: name needs a store (pyq.Queue{ store = path, "
-              "name = ... }): it scopes the keys inside one");
-  path = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &n) : NULL;
-  if (path == NULL || n == 0 || strlen(path) != n)
-    pyq_usage(L, "pyq.Queue: store must be a path (a non-empty string without "
-              "NUL), got %s", pyq_got(L, -2));
-  if (!lua_isnil(L, -1)) {
-    name = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
-    if (name == NULL || n == 0 || strlen(name) != n)
-      pyq_usage(L, "pyq.Queue: name must be a non-empty string without NUL, "
-                "got %s", pyq_got(L, -1));
+  if ((why = bad_options(L)) != NULL) {
+    if (inner) inner->ops->close(inner, L, qidx);
+    pyq_usage(L, "%s", why);
   }
-  if ((ring = pyq_ring_open(L, qidx, slot)) == NULL) return NULL;
+  path = lua_tostring(L, -2);
+  name = lua_isnil(L, -1) ? "default" : lua_tostring(L, -1);
+  /* with a cluster the ring keeps the stand-ins only; it uses slot, which
+   * the cluster does not */
+  if ((ring = pyq_ring_open(L, qidx, slot)) == NULL) {
+    if (inner) inner->ops->close(inner, L, qidx);
+    return NULL;
+  }
   lua_newtable(L);
   keys = luaL_ref(L, LUA_REGISTRYINDEX);
   if ((s = calloc(1, sizeof *s)) == NULL || (s->name = strdup(name)) == NULL) {
     free(s);
     ring->ops->close(ring, L, qidx);
+    if (inner) inner->ops->close(inner, L, qidx);
     luaL_unref(L, LUA_REGISTRYINDEX, keys);
     return NULL;
   }
   s->base.ops = &store_ops;
-  s->inner = ring;
+  s->inner = inner ? inner : ring;
+  s->local = inner ? ring : NULL;
+  if (inner) {
+    inner->broken = inner_broken;
+    inner->queue = s;
+  }
   s->keys = keys;
   if (!store_db_open(L, &s->d, s->st, path)) {
     lua_pushstring(L, s->d.err);

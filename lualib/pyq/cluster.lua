@@ -10,8 +10,12 @@
 -- named function, add the outcome to pyq:<name>:results and XACK.  A job
 -- ends when the main process deletes its keys (XREADGROUP answers
 -- NOGROUP); the worker returns once every job it served has ended.
--- SIGINT/SIGTERM cancel what runs: those tasks are not acknowledged, so
--- the main process takes them back after `visibility`.
+-- SIGINT/SIGTERM cancel what runs; as the serving task unwinds it drops
+-- its reading connection (no more tasks come to it) and adds a "stops"
+-- entry (b, p) to pyq:<name>:results, on which the main process takes
+-- over at once what this process holds (XPENDING, XCLAIM) rather than
+-- after `visibility`.  A worker killed with -9 says nothing: `visibility`
+-- covers it.
 local std = require "pyq.std"
 local core = require "pyq.core"
 
@@ -70,6 +74,12 @@ local serve = core.async(function(url, name, me)
                  meta = "pyq:" .. name .. ":meta" }
   local conn <close> = core._redis(url)
   local rd <close> = core._redis(url, 5)
+  local ended = false
+  local _ <close> = std.setmetatable({}, { __close = function()
+    if ended then return end   -- cancelled: this process stops
+    rd:drop()
+    conn:send("XADD", keys.results, "NOMKSTREAM", "*", "b", "1", "p", me)
+  end })
   local meta = fields(conn:call("HGETALL", keys.meta))
   local workers = std.math.tointeger(std.tonumber(meta.workers)) or 25
   local queue <close> = core.Queue{ workers = workers, maxsize = workers }
@@ -91,6 +101,7 @@ local serve = core.async(function(url, name, me)
       end
     end
   end
+  ended = true
   core.log.info("%s", ("%s ended"):format(name))
 end)
 
