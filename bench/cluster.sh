@@ -3,7 +3,7 @@
 # started here (no persistence), in one run:
 #  1. the round trip: N no-op tasks (100,000) put, run and joined by the
 #     main process alone, with 1 and with 2 `pyqhost --worker` processes,
-#     the median of 3 runs each, next to redis-benchmark's XADD on the same
+#     the median of 3 runs each (alternating), next to redis-benchmark's XADD on the same
 #     server (50 clients, one at a time and pipelined 16 deep);
 #  2. CPU-bound tasks (2,000 of about 2 ms of Lua each): a local queue, the
 #     cluster queue in one process, and main + 1 worker process (the
@@ -91,25 +91,27 @@ done
 xadd1=$(cat "$dir/xadd1")
 xadd16=$(cat "$dir/xadd16")
 
-echo "1. round trip: $n no-op tasks (workers = 50 per process), median of $runs runs"
-printf "%-40s %10s %11s %11s %9s %9s %9s\n" "setup" "tasks/s" "/ XADD -P1" "/ XADD -P16" "main cpu" "workers" "redis"
-for w in 0 1 2; do
-  k=0
-  : > "$dir/rates$w"
-  while [ $k -lt $runs ]; do
+echo "1. round trip: $n no-op tasks (workers = 50 per process), median of $runs runs, alternating"
+k=0
+while [ $k -lt $runs ]; do   # alternating, so that the others' load falls on each alike
+  for w in 0 1 2; do
     run "noop$w.$k" $w noop "$url" "$n"
     echo "$(val "noop$w.$k" tasks_per_s) $k" >> "$dir/rates$w"
-    k=$((k + 1))
   done
+  k=$((k + 1))
+done
+printf "%-32s %9s %15s %10s %11s %8s %8s %8s\n" "setup" "tasks/s" "(min - max)" "/ XADD -P1" "/ XADD -P16" "main cpu" "workers" "redis"
+for w in 0 1 2; do
   med=$(awk '{ print $1 }' "$dir/rates$w" | median)
+  range=$(sort -n "$dir/rates$w" | awk 'NR == 1 { a = $1 } { b = $1 } END { printf "(%d - %d)", a, b }')
   k=$(awk -v m="$med" '$1 == m { print $2; exit }' "$dir/rates$w")
   cp "$dir/noop$w.$k.cmd" "$dir/noop$w.cmd"
   set -- $(cat "$dir/noop$w.$k.cpu")
-  printf "%-40s %10.0f %10.2fx %10.2fx %8.2fs %8.2fs %8.2fs\n" "main + $w worker processes" "$med" \
+  printf "%-32s %9.0f %15s %9.2fx %10.2fx %7.2fs %7.2fs %7.2fs\n" "main + $w worker processes" "$med" "$range" \
     "$(echo "$med $xadd1" | awk '{ print $1 / $2 }')" "$(echo "$med $xadd16" | awk '{ print $1 / $2 }')" "$1" "$2" "$3"
 done
-printf "%-40s %10.0f\n" "redis-benchmark XADD, 50 clients, -P 1" "$xadd1"
-printf "%-40s %10.0f\n" "redis-benchmark XADD, 50 clients, -P 16" "$xadd16"
+printf "%-32s %9.0f\n" "redis-benchmark XADD -c 50 -P 1" "$xadd1"
+printf "%-32s %9.0f\n" "redis-benchmark XADD -c 50 -P 16" "$xadd16"
 
 echo
 echo "2. CPU-bound: $ncpu tasks of ~2 ms of Lua each (workers = 50 per process), best of $runs"
