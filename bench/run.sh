@@ -79,6 +79,6 @@ if [ -f "$here/http.sh" ]; then sh "$here/http.sh" "$build"; fi
 if [ -f "$here/download.sh" ]; then sh "$here/download.sh" "$build"; fi
 if [ -f "$here/cluster.sh" ]; then
   echo
-  echo "== cluster queue: Redis Streams on loopback, next to redis-benchmark's XADD =="
+  echo "== cluster queue: round trip, CPU-bound speed-up, Redis commands per task (one loopback redis-server) =="
   sh "$here/cluster.sh" "$build"
 fi

@@ -6,21 +6,38 @@
  * request on it (its defaults merged and checked, nothing sent), a rate
  * string for pyq.http.limit, a URL and a header for
  * the URL check, the header check and the credential masking, or a URL
- * built around a known secret (mask_case).  Tables are built from the
- * bytes: known keys or random ones, values of every type.  Bad input must
- * end in a Lua error, never a crash; a secret that survives masking
- * aborts. */
+ * built around a known secret (mask_case), a redis:// URL for
+ * pyq_redis_parse_url (redis_url_case), the option table of a cluster
+ * queue (cluster_case), or a URL and a timeout for core._redis, what
+ * `--worker URL` and `--cluster-status URL NAME` open (redis_case).
+ * Tables are built from the bytes: known keys or random ones, values of
+ * every type.  Bad input must end in a Lua error, never a crash; a secret
+ * that survives masking, or a URL parsed into something it does not say,
+ * aborts.
+ *
+ * Nothing connects anywhere but to a closed port of 127.0.0.1: before a
+ * cluster queue or a connection is made, a `cluster` URL that parses is
+ * rewritten to redis://127.0.0.1:PORT/DB (its database kept), PORT one
+ * this process bound and never listens on, so every connect is refused
+ * (safe_cluster); one that does not parse is left, to be refused before
+ * any connect.  The loop then runs once per input (without waiting), so
+ * the refused connections and closed queues are freed as they would be. */
 #include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include "pyqhost.h"
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include "http/http.h"
+#include "redis/redis.h"
 
 typedef struct input { const uint8_t *p; size_t n; } input;
 
 static pyq_host host;
 static int ready;
+static int closed_port;   /* bound, never listening: connects are refused */
 
 static int byte (input *in) {
   if (in->n == 0) return 0;
@@ -87,6 +104,27 @@ static void push_value (lua_State *L, input *in, int depth) {
   }
 }
 
+/* A redis:// URL from the bytes that parses becomes one to the closed
+ * port (the database kept); a string that does not parse is left. */
+static void rewrite_url (lua_State *L, int idx) {
+  char hostname[128];
+  int port, db;
+  const char *why;
+  idx = lua_absindex(L, idx);
+  if (lua_type(L, idx) != LUA_TSTRING ||
+      !pyq_redis_parse_url(lua_tostring(L, idx), hostname, sizeof hostname,
+                           &port, &db, &why)) return;
+  lua_pushfstring(L, "redis://127.0.0.1:%d/%d", closed_port, db);
+  lua_replace(L, idx);
+}
+
+/* The cluster option of the table at t, made safe (rewrite_url). */
+static void safe_cluster (lua_State *L, int t) {
+  lua_getfield(L, t, "cluster");
+  rewrite_url(L, -1);
+  lua_setfield(L, t, "cluster");
+}
+
 /* A queue from the bytes (a store is dropped: the fuzzer writes no files;
  * a name is kept, which must then be refused), then, once it is closed, a
  * put with an options table (key, delay) from them too: its options are
@@ -98,6 +136,7 @@ static int queue_case (lua_State *L) {
   push_table(L, in, 0);
   lua_pushnil(L);
   lua_setfield(L, -2, "store");
+  safe_cluster(L, lua_gettop(L));
   lua_call(L, 1, 1);
   lua_getfield(L, -1, "close");
   lua_pushvalue(L, -2);
@@ -288,22 +327,149 @@ static int mask_case (lua_State *L) {
   return 0;
 }
 
+/* ---- the cluster's URL and options ------------------------------------ */
+
+/* pyq_redis_parse_url over the rest of the input, into a host buffer of a
+ * size from the input: what it accepts must be what the URL says. */
+static int redis_url_case (lua_State *L) {
+  input *in = lua_touserdata(L, 1);
+  char url[512], hostname[128];
+  size_t hn = (size_t)byte(in) % sizeof hostname + 1, n, h;
+  int scheme = byte(in) & 1;   /* most with it, so the rest is reached */
+  int port, db, r;
+  const char *why = NULL, *p;
+  char *end;
+  n = in->n < sizeof url - 9 ? in->n : sizeof url - 9;
+  if (scheme) {
+    memcpy(url, "redis://", 8);
+    memcpy(url + 8, in->p, n);
+    url[8 + n] = '\0';
+  } else {
+    memcpy(url, in->p, n);
+    url[n] = '\0';
+  }
+  memset(hostname, 'X', sizeof hostname);
+  r = pyq_redis_parse_url(url, hostname, hn, &port, &db, &why);
+  if (!r) {
+    if (why == NULL || *why == '\0') abort();
+    return 0;
+  }
+  if (strncmp(url, "redis://", 8) != 0) abort();
+  p = url + 8;
+  h = strcspn(p, ":/");
+  if (h == 0 || h >= hn || strlen(hostname) != h ||
+      memcmp(hostname, p, h) != 0 || memchr(hostname, '@', h)) abort();
+  if (port < 1 || port > 65535 || db < 0) abort();
+  p += h;
+  if (*p == ':') {   /* the port the URL gives */
+    long v = strtol(p + 1, &end, 10);
+    if (v != port) abort();
+    p = end;
+  } else if (port != 6379) abort();
+  if (*p == '/' && p[1]) {
+    if (strtol(p + 1, &end, 10) != db || *end) abort();
+  } else if (db != 0 || (*p && strcmp(p, "/") != 0)) abort();
+  (void)L;
+  return 0;
+}
+
+/* A string that is most often a redis:// URL. */
+static void push_url (lua_State *L, input *in) {
+  static const char *const heads[] = {
+    "redis://", "redis://127.0.0.1:", "redis://localhost/", "rediss://", ""
+  };
+  lua_pushstring(L, heads[byte(in) % 5]);
+  push_string(L, in);
+  lua_concat(L, 2);
+}
+
+/* pyq.Queue with the cluster options from the bytes (each there or not,
+ * of every type, the URL most often a redis:// one) and maybe odd keys;
+ * a queue made is closed.  store goes in only beside a cluster, which is
+ * checked first, so no store is ever opened. */
+static int cluster_case (lua_State *L) {
+  static const char *const opts[] = {
+    "name", "visibility", "cluster_timeout", "workers", "maxsize", "store"
+  };
+  input *in = lua_touserdata(L, 1);
+  int i, t, mask = byte(in);
+  lua_getglobal(L, "pyq");
+  lua_getfield(L, -1, "Queue");
+  if (byte(in) < 32) push_table(L, in, 0); else lua_newtable(L);
+  t = lua_gettop(L);
+  if (byte(in) < 224) push_url(L, in); else push_value(L, in, 1);
+  lua_setfield(L, t, "cluster");
+  for (i = 0; i < 6; i++) {
+    if (!(mask & (1 << i))) continue;
+    if (i == 0 && byte(in) < 200) push_string(L, in);
+    else push_value(L, in, 1);
+    lua_setfield(L, t, opts[i]);
+  }
+  lua_getfield(L, t, "cluster");
+  if (lua_isnil(L, -1)) {   /* no cluster: the store would be opened */
+    lua_pushnil(L);
+    lua_setfield(L, t, "store");
+  }
+  lua_pop(L, 1);
+  safe_cluster(L, t);
+  lua_call(L, 1, 1);
+  lua_getfield(L, -1, "close");
+  lua_insert(L, -2);
+  lua_call(L, 1, 0);
+  return 0;
+}
+
+/* core._redis(url[, timeout]), the connection --worker and --cluster-status
+ * open, closed at once. */
+static int redis_case (lua_State *L) {
+  input *in = lua_touserdata(L, 1);
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "loaded");
+  lua_getfield(L, -1, "pyq.core");
+  lua_getfield(L, -1, "_redis");
+  push_url(L, in);
+  rewrite_url(L, -1);
+  if (byte(in) & 1) push_value(L, in, 1); else lua_pushnil(L);
+  lua_call(L, 2, 1);
+  lua_getfield(L, -1, "close");
+  lua_insert(L, -2);
+  lua_call(L, 1, 0);
+  return 0;
+}
+
+/* A port of 127.0.0.1 bound here and never listened on: connects to it
+ * are refused, and no other process can listen on it while we live. */
+static int bind_closed_port (void) {
+  struct sockaddr_in a;
+  socklen_t len = sizeof a;
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+      getsockname(fd, (struct sockaddr *)&a, &len) != 0) abort();
+  return ntohs(a.sin_port);
+}
+
 int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size) {
   static lua_CFunction cases[] = { queue_case, request_case, limit_case, url_case,
-                                   mask_case, configure_case, session_case };
+                                   mask_case, configure_case, session_case,
+                                   redis_url_case, cluster_case, redis_case };
   input in = { data, size };
   lua_State *L;
   if (!ready) {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     if (!pyq_host_open(&host, PYQ_CRITICAL + 10)) abort();
     collect_keys();
+    closed_port = bind_closed_port();
     ready = 1;
   }
   L = host.L;
   lua_settop(L, 0);
-  lua_pushcfunction(L, cases[byte(&in) % 7]);
+  lua_pushcfunction(L, cases[byte(&in) % 10]);
   lua_pushlightuserdata(L, &in);
   lua_pcall(L, 1, 0, 0);
   lua_settop(L, 0);
+  uv_run(host.loop, UV_RUN_NOWAIT);   /* closed queues and connections go */
   return 0;
 }
