@@ -385,8 +385,8 @@ static void push_url (lua_State *L, input *in) {
 
 /* pyq.Queue with the cluster options from the bytes (each there or not,
  * of every type, the URL most often a redis:// one) and maybe odd keys;
- * a queue made is closed.  store goes in only beside a cluster, which is
- * checked first, so no store is ever opened. */
+ * a queue made is closed.  store goes in only beside a cluster, and as
+ * ":memory:" when it is a string, so no file is ever written. */
 static int cluster_case (lua_State *L) {
   static const char *const opts[] = {
     "name", "visibility", "cluster_timeout", "workers", "maxsize", "store"
@@ -406,11 +406,16 @@ static int cluster_case (lua_State *L) {
     lua_setfield(L, t, opts[i]);
   }
   lua_getfield(L, t, "cluster");
-  if (lua_isnil(L, -1)) {   /* no cluster: the store would be opened */
+  lua_getfield(L, t, "store");
+  if (lua_isnil(L, -2)) {   /* no cluster: the store would be opened */
     lua_pushnil(L);
     lua_setfield(L, t, "store");
+  } else if (lua_type(L, -1) == LUA_TSTRING) {   /* a store beside a cluster
+                                                    is opened: no file */
+    lua_pushliteral(L, ":memory:");
+    lua_setfield(L, t, "store");
   }
-  lua_pop(L, 1);
+  lua_pop(L, 2);
   safe_cluster(L, t);
   lua_call(L, 1, 1);
   lua_getfield(L, -1, "close");
