@@ -14,6 +14,7 @@
 #include <curl/curl.h>
 #include "pyqhost.h"
 #include "repl.h"
+#include "redis/redis.h"
 
 #define USAGE \
   "usage: %s [options] [script [args]]\n" \
@@ -65,6 +66,22 @@ static int usage_error (const char *prog, const char *fmt, const char *arg) {
   return 2;
 }
 
+/* A bad URL is named before the script runs, not after. */
+static int bad_redis_url (const char *opt, const char *url) {
+  char host[128];
+  int port, db;
+  const char *why = "";
+  if (url == NULL) {
+    fprintf(stderr, "pyqhost: '%s' needs a redis://host:port/db URL\n", opt);
+  } else if (!pyq_redis_parse_url(url, host, sizeof host, &port, &db, &why)) {
+    fprintf(stderr, "pyqhost: '%s' %s: %s\n", opt, url, why);
+  } else {
+    return 0;
+  }
+  fprintf(stderr, USAGE, "pyqhost", "pyqhost");
+  return 1;
+}
+
 static void print_version (void) {
   const curl_version_info_data *c = curl_version_info(CURLVERSION_NOW);
   printf("pyqhost %s (%s, libuv %s, libcurl %s", PYQ_VERSION, LUA_RELEASE,
@@ -112,11 +129,10 @@ static int parse_args (int argc, char **argv, options *o) {
       if ((o->summary_json = argv[++i]) == NULL)
         return usage_error("pyqhost", "'%s' needs a file name", a);
     } else if (strcmp(a, "--worker") == 0) {
-      if ((o->worker = argv[++i]) == NULL || strncmp(o->worker, "redis://", 8))
-        return usage_error("pyqhost", "'--worker' needs a redis:// URL%s", "");
+      if (bad_redis_url(a, o->worker = argv[++i])) return 2;
     } else if (strcmp(a, "--cluster-status") == 0) {
-      if ((o->status[0] = argv[++i]) == NULL ||
-          (o->status[1] = argv[++i]) == NULL)
+      if (bad_redis_url(a, o->status[0] = argv[++i])) return 2;
+      if ((o->status[1] = argv[++i]) == NULL)
         return usage_error("pyqhost", "'%s' needs a redis:// URL and a job "
                            "name", a);
       o->has_e = 1;   /* no script: nothing is read from stdin */
