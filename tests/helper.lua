@@ -355,26 +355,40 @@ end
 --- Starts redis-server on a free loopback port, without persistence, its
 -- files in a fresh directory (issue 12's cluster specs).  Returns { port,
 -- pid, url = "redis://127.0.0.1:PORT/0", stop, pause (SIGSTOP), resume }.
-function M.start_redis()
+-- opts.aof: persistence in an append-only file (fsync every second), so
+-- r.restart() (a shutdown and a start on the same port and directory)
+-- keeps the data.
+function M.start_redis(opts)
   local dir = M.tempdir()
   local port = M.closed_port()
-  assert(os.execute(("cd %s && redis-server --port %d --bind 127.0.0.1 --save '' --appendonly no "
-    .. "--daemonize yes --pidfile %s/redis.pid --logfile %s/redis.log --dir %s"):format(
-    M.quote(dir), port, M.quote(dir), M.quote(dir), M.quote(dir))), "redis-server did not start")
+  local aof = opts and opts.aof and "yes" or "no"
   local pid
-  for _ = 1, 200 do
-    local f = io.open(dir .. "/redis.pid")
-    pid = f and tonumber(f:read("l"))
-    if f then f:close() end
-    if pid and M.shell(("redis-cli -p %d ping 2>/dev/null"):format(port)):match("PONG") then break end
-    os.execute("sleep 0.02")
+  local function start()
+    os.remove(dir .. "/redis.pid")
+    assert(os.execute(("cd %s && redis-server --port %d --bind 127.0.0.1 --save '' --appendonly %s "
+      .. "--daemonize yes --pidfile %s/redis.pid --logfile %s/redis.log --dir %s"):format(
+      M.quote(dir), port, aof, M.quote(dir), M.quote(dir), M.quote(dir))), "redis-server did not start")
+    pid = nil
+    for _ = 1, 250 do
+      local f = io.open(dir .. "/redis.pid")
+      pid = f and tonumber(f:read("l"))
+      if f then f:close() end
+      if pid and M.shell(("redis-cli -p %d ping 2>/dev/null"):format(port)):match("PONG") then break end
+      os.execute("sleep 0.02")
+    end
+    assert(pid, "redis-server did not start")
   end
-  assert(pid, "redis-server did not start")
+  start()
   local r = { port = port, pid = pid, url = ("redis://127.0.0.1:%d/0"):format(port), dir = dir }
+  function r.restart()
+    os.execute(("kill %d; while kill -0 %d 2>/dev/null; do sleep 0.02; done"):format(r.pid, r.pid))
+    start()
+    r.pid = pid
+  end
   function r.cli(args) return M.shell(("redis-cli -p %d %s 2>&1"):format(port, args)) end
-  function r.pause() os.execute("kill -STOP " .. pid) end
-  function r.resume() os.execute("kill -CONT " .. pid) end
-  function r.stop() os.execute("kill -CONT " .. pid .. "; kill " .. pid .. " 2>/dev/null") end
+  function r.pause() os.execute("kill -STOP " .. r.pid) end
+  function r.resume() os.execute("kill -CONT " .. r.pid) end
+  function r.stop() os.execute("kill -CONT " .. r.pid .. "; kill " .. r.pid .. " 2>/dev/null") end
   return r
 end
 

@@ -117,6 +117,119 @@ describe("a cluster queue", function()
     redis.cli("del pyq:stopped:tasks pyq:stopped:results pyq:stopped:meta")
   end)
 
+  -- 100,000 no-op tasks, then HTTP tasks, through one queue.
+  local BIG = [[
+local url, base, n, m = arg[1], arg[2], tonumber(arg[3]), tonumber(arg[4])
+local noop = pyq.async("noop", function(i) return i end)
+local fetch = pyq.async("fetch_id", function(id)
+  return pyq.http.get(base .. "/lol/match/v5/matches/" .. id):json().metadata.matchId
+end)
+if pyq.worker then return end
+local opts = { workers = 25 }
+if url ~= "local" then opts.cluster, opts.name = url, "big" end
+local q <close> = pyq.Queue(opts)
+for i = 1, n do q:put(noop(i)) end
+local r, sum = q:join(), 0
+for i, v in ipairs(r) do assert(v == i, "result " .. i .. " is " .. tostring(v)) sum = sum + v end
+print(#r, sum)
+for i = 1, m do q:put(fetch("NA1_" .. i)) end
+print(table.concat(q:join(), "\n"))
+]]
+
+  it("runs 100,000 no-op tasks and 5,000 HTTP tasks with two worker processes as a local run does", function()
+    local w1 = helper.spawn("--worker " .. redis.url, BIG, "x " .. api.base .. " 0 0")
+    local w2 = helper.spawn("--worker " .. redis.url, BIG, "x " .. api.base .. " 0 0")
+    local main = helper.run{ script = BIG, args = { redis.url, api.base, "100000", "5000" },
+                             flags = { "--summary" }, timeout = 180 }
+    local here = helper.run{ script = BIG, args = { "local", api.base, "100000", "5000" }, timeout = 180 }
+    assert.equal(0, main.code, main.err)
+    assert.equal(0, here.code, here.err)
+    assert.matches("^100000\t5000050000\nNA1_1\nNA1_2\n", main.out)
+    assert.equal(here.out, main.out)
+    assert.matches("put 105000 = done 105000 %+ failed 0", main.err)
+    local c1, _, e1 = helper.wait_exit(w1)
+    local c2, _, e2 = helper.wait_exit(w2)
+    assert.equal(0, c1, e1)
+    assert.equal(0, c2, e2)
+    assert.equal("", redis.cli("--scan --pattern 'pyq:*'"))
+  end)
+
+  it("takes over at once the tasks of a worker stopped with SIGTERM (exit 143), well inside visibility", function()
+    local job = [[
+      local slow = pyq.async("slow_sq", function(i) pyq.sleep(0.2) return i * i end)
+      if pyq.worker then return end
+      local q <close> = pyq.Queue{ workers = 3, cluster = arg[1], name = "handback", visibility = 30 }
+      for i = 1, 60 do q:put(slow(i)) end
+      local sum = 0
+      for _, v in ipairs(q:join()) do sum = sum + v end
+      print(sum)
+    ]]
+    local w1 = helper.spawn("--worker " .. redis.url, job, "")
+    local t0 = pyq.now()
+    local main = helper.spawn("-v", job, redis.url)
+    pyq.sleep(1.2)
+    os.execute("kill -TERM " .. w1.pid)
+    local wc = helper.wait_exit(w1)
+    local code, out, err = helper.wait_exit(main)
+    assert.equal(143, wc)
+    assert.equal(0, code, err)
+    assert.equal("73810\n", out)   -- 1 + 4 + ... + 3600: each once
+    assert.is_true(pyq.now() - t0 < 15, err)
+    assert.matches("worker@[^\n]* stops", err)
+    assert.matches("took over [1-9]%d* tasks from a worker that stopped", err)
+  end)
+
+  -- Keyed tasks recorded in a store kept by the main process.
+  local KEYED = [[
+local url, dir, n = arg[1], arg[2], tonumber(arg[3])
+local sq = pyq.async("keyed_sq", function(i) pyq.sleep(0.1) return i * i end)
+if pyq.worker then return end
+local q <close> = pyq.Queue{ workers = 4, cluster = url, name = "keyed", visibility = 1,
+                             store = dir .. "/job.sqlite" }
+for i = 1, n do q:put(sq(i), { key = "k" .. i }) end
+local sum = 0
+for _, v in ipairs(q:join()) do sum = sum + v end
+print(sum)
+]]
+
+  it("records keyed tasks once when a worker killed with -9 had run some, and a re-run skips them all", function()
+    local dir = helper.tempdir()
+    local w1 = helper.spawn("--worker " .. redis.url, KEYED, "x x 0")
+    local w2 = helper.spawn("--worker " .. redis.url, KEYED, "x x 0")
+    local main = helper.spawn("--summary", KEYED, redis.url .. " " .. dir .. " 120")
+    pyq.sleep(1)
+    os.execute("kill -9 " .. w1.pid)
+    local code, out, err = helper.wait_exit(main)
+    assert.equal(0, code, err)
+    assert.equal("583220\n", out)   -- the sum of i^2 to 120
+    assert.matches("put 120 = done 120 %+ failed 0 %+ cancelled 0 in", err)
+    helper.wait_exit(w1)
+    assert.equal(0, (helper.wait_exit(w2)))
+    local st <close> = pyq.store.open(dir .. "/job.sqlite")
+    assert.equal(120, st:count("keyed"))
+    local again = helper.run{ script = KEYED, args = { redis.url, dir, "120" }, flags = { "--summary" } }
+    assert.equal(0, again.code, again.err)
+    assert.equal("583220\n", again.out)
+    assert.matches("put 120 = done 0 %+ failed 0 %+ cancelled 0 %+ skipped 120", again.err)
+    assert.equal("", redis.cli("--scan --pattern 'pyq:*'"))
+  end)
+
+  it("completes across a Redis restarted mid-job with its append-only file", function()
+    local aof = helper.start_redis{ aof = true }
+    local w1 = helper.spawn("--worker " .. aof.url, JOB, "x " .. api.base .. " 0 0.05")
+    local main = helper.spawn("", JOB, aof.url .. " " .. api.base .. " 200 0.05")
+    pyq.sleep(1)
+    aof.restart()
+    local code, out, err = helper.wait_exit(main)
+    local here = helper.run{ script = JOB, args = { "local", api.base, "200" } }
+    assert.equal(0, code, err)
+    assert.equal(here.out, out)
+    assert.matches("redis: redis://127.0.0.1:%d+/0: connected again", err)
+    local wc, _, we = helper.wait_exit(w1)
+    assert.equal(0, wc, we)
+    aof.stop()
+  end)
+
   it("names bad options and tasks that cannot travel", function()
     local function err(f) return tostring(helper.error_of(f)) end
     local sq = pyq.async("spec_sq", function(i) return i end)
