@@ -244,7 +244,7 @@ describe("pyq.Queue with a store", function()
     local t0 = pyq.now()
     q:put(pyq.async(function() return 1 end)(), 0.05)
     q:put(pyq.async(function() return 2 end)(), { delay = 0.05 })
-    assert.is_true(pyq.now() - t0 >= 0.1)
+    assert.is_true(pyq.now() - t0 >= 0.09)   -- libuv timers count whole ms of a cached loop time
     assert.same({ 1, 2 }, q:join())
     local plain <close> = pyq.Queue{}
     plain:put(pyq.async(function() return 3 end)(), { delay = 0 })
