@@ -868,6 +868,13 @@ local function limit_options(opts)
     usage(3, format("pyq.http.limit: shared must be true (the job's Redis) or a URL "
       .. "\"redis://host:port/db\", got %s", type(shared) == "string" and format("%q", shared) or tostring(shared)))
   end
+  if shared ~= true then   -- connects now: a bad port or db is named here
+    local ok, err = pcall(require_shared().connect, shared)
+    if not ok then
+      usage(3, format("pyq.http.limit: shared %q %s", shared,
+        (gsub(tostring(is_error(err) and err.message or err), "^.-core%._redis: url ", ""))))
+    end
+  end
   return shared
 end
 

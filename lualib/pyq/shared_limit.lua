@@ -85,6 +85,10 @@ function M.valid(url)
   return std.type(url) == "string" and std.string.match(url, "^redis://[^/?#]+") ~= nil
 end
 
+--- M.connect(url): this process's connection to url, made now if it is
+-- the first (a bad URL raises the redis layer's usage error).
+function M.connect(url) connection(url) end
+
 --- The state of a shared limit of `host` with `windows` (parse_rate's).
 function M.new(url, host, windows)
   local keys, args = { "pyq:limit:" .. host .. ":hold" }, {}
