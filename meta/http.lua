@@ -167,11 +167,8 @@ function pyq.http.configure(opts) end
 ---Retry-After holds the host in all of them; `"auto"` stays per process.
 ---@param host string
 ---@param rate string|"auto"|nil "N/D", D like 500ms, 1s, 2m, 1h; or "auto"
----@param ... string|"auto"|pyq.http.LimitOptions more windows, then the options
+---@param ... string|"auto"|{ shared: string|boolean|nil } more windows, then the options
 function pyq.http.limit(host, rate, ...) end
-
----@class pyq.http.LimitOptions
----@field shared (string|boolean)? a redis:// URL, or true for the job's Redis: one limit for every process
 
 ---The process's figures so far.
 ---@return pyq.http.Stats
