@@ -897,10 +897,9 @@ function M.limit(host, ...)
     return
   end
   local windows, auto, shared = {}, nil, nil
-  if type((select(n, ...))) == "table" then
+  if n >= 2 and type((select(n, ...))) == "table" then   -- alone, a table is a bad rate
     shared = limit_options((select(n, ...)))
     n = n - 1
-    if n == 0 then usage(2, "pyq.http.limit: expected a rate before the options") end
   end
   for i = 1, n do
     local rate = (select(i, ...))

@@ -177,7 +177,7 @@ describe("a shared rate limit", function()
       err("h", "5/1s", { shared = "http://x" }))
     assert.matches("shared must be true .*, got 5", err("h", "5/1s", { shared = 5 }))
     assert.matches("pyq.http.limit: unknown option shard", err("h", "5/1s", { shard = true }))
-    assert.matches("pyq.http.limit: expected a rate before the options", err("h", { shared = true }))
+    assert.matches("pyq.http.limit: bad rate table", err("h", { shared = true }))   -- no rate before it
     assert.matches('shared needs a rate "N/D"', err("h", "auto", { shared = true }))
     local many = {}
     for i = 1, 17 do many[i] = i .. "/1s" end
