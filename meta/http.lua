@@ -161,9 +161,13 @@ function pyq.http.configure(opts) end
 ---`RateLimit-*` and `X-RateLimit-*` (hold until the reset when none
 ---remain), and a 429's `X-Rate-Limit-Type`; the first request goes alone
 ---until they are known.  Naming `"auto"` again keeps what was learned.
+---A last argument `{ shared = "redis://host:port/db" }` (or `shared = true`:
+---the job's Redis, from `--worker` or the cluster queue opened first)
+---counts the given rates in Redis for every process of the job, and a
+---Retry-After holds the host in all of them; `"auto"` stays per process.
 ---@param host string
 ---@param rate string|"auto"|nil "N/D", D like 500ms, 1s, 2m, 1h; or "auto"
----@param ... string|"auto" more windows
+---@param ... string|"auto"|{ shared: string|boolean|nil } more windows, then the options
 function pyq.http.limit(host, rate, ...) end
 
 ---The process's figures so far.

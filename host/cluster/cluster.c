@@ -663,6 +663,8 @@ static double opt_seconds (lua_State *L, int oidx, const char *key,
   return v;
 }
 
+static const char url_key = 'u';   /* registry: the job's Redis URL */
+
 static pyq_backend *cluster_open (lua_State *L, int oidx, int qidx,
                                   int slot) {
   pyq_host *h = pyq_host_of(L);
@@ -732,10 +734,31 @@ static pyq_backend *cluster_open (lua_State *L, int oidx, int qidx,
     send_cmd(c, 6, meta);
   }
   c->why[0] = '\0';
-  lua_pop(L, 2);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &url_key);   /* the job's Redis: the first */
+  if (lua_isnil(L, -1)) {
+    lua_pushstring(L, url);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &url_key);
+  }
+  lua_pop(L, 3);
   return &c->base;
+}
+
+/* core._cluster_url([url]) -> the job's Redis URL, or nil when not known:
+ * the first cluster queue's in the main process, --worker's (set by
+ * pyq.cluster) in a worker.  What http.limit's shared = true uses. */
+static int cluster_url (lua_State *L) {
+  if (!lua_isnoneornil(L, 1)) {
+    luaL_checkstring(L, 1);
+    lua_settop(L, 1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &url_key);
+    return 0;
+  }
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &url_key);
+  return 1;
 }
 
 void pyq_open_cluster (lua_State *L) {
   pyq_queue_set_cluster(pyq_host_of(L), cluster_open);
+  lua_pushcfunction(L, cluster_url);
+  lua_setfield(L, -2, "_cluster_url");
 }

@@ -108,6 +108,7 @@ end)
 function M.worker(url, chunk, ...)
   local pyq = std.require "pyq"
   std.rawset(pyq, "worker", true)
+  core._cluster_url(url)   -- the job's Redis, for http.limit's shared = true
   chunk(...)
   local me = process_name()
   local conn <close> = core._redis(url)

@@ -32,6 +32,7 @@ local Error, is_error = core.Error, core.is_error
 local C = core._http
 local M = {}
 local function require_cache() return std.require("pyq.cache") end
+local function require_shared() return std.require("pyq.shared_limit") end
 
 -- A "usage" error at the caller `level` frames up, positioned as error()
 -- would position a string.
@@ -249,6 +250,10 @@ local function obey_retry_after(key, res, m)
         C.gate(next(limits) ~= nil, t + secs)   -- C's fast path waits it out here
       end
     end
+    -- a shared limit's host is held in every process (Redis keeps the longer hold)
+    local limit = not m and (limits[key] or limits[match(key, "^(.*):%d+$") or key])
+    local S = limit and limit.shared
+    if S and S.state then require_shared().hold(S.state, secs) end
   end
   return secs, value
 end
@@ -546,7 +551,9 @@ end
 -- a slot is awaited makes the request wait it out and take a new slot, so
 -- the windows count real send times.  With a learner, a request waits for
 -- a ping's answer (re-checking, as there is no event to wait on) and for
--- its method's hold too.
+-- its method's hold too.  A shared limit asks Redis instead of counting
+-- here (shared_turn).
+local shared_turn
 local function wait_turn(r, key, name)
   while true do
     local t = now()
@@ -569,6 +576,8 @@ local function wait_turn(r, key, name)
       elseif wait then
         if t >= r.deadline then timed_out(r, "ran out waiting for the first answer from " .. key) end
         sleep(min(wait, r.deadline - t))
+      elseif limit.shared then
+        if shared_turn(r, key, limit, A, t) then return end
       else
         local at = slot(limit, t)
         if A then at = auto_slot(r, A, at) end
@@ -583,6 +592,55 @@ local function wait_turn(r, key, name)
       end
     end
   end
+end
+
+-- The shared limit's State: its URL (shared = true: the job's Redis,
+-- known once a cluster queue opened or in a --worker process) and keys.
+local function shared_state(S)
+  local url = S.url
+  if url == true then
+    url = core._cluster_url()
+    if not url then
+      error(Error("usage", format("pyq.http.limit: %s: shared = true needs the job's Redis, and none "
+        .. "is known yet (open the cluster queue first, run with --worker, or give shared = "
+        .. "\"redis://host:port/db\")", S.host)), 0)
+    end
+  end
+  S.state = require_shared().new(url, S.host, S.windows)
+  return S.state
+end
+
+-- One try at a shared limit's slot, with a learner's windows (kept in
+-- this process) first: true when the request may go; else it has waited
+-- what Redis said and wait_turn asks again.
+function shared_turn(r, key, limit, A, t)
+  if A then
+    local at = auto_slot(r, A, t)
+    if at > t then
+      if at > r.deadline then timed_out(r, "would run out waiting for the rate limit of " .. key) end
+      sleep(at - t)
+      return false
+    end
+  end
+  local S = limit.shared
+  local what, secs = require_shared().turn(S.state or shared_state(S), r.deadline)
+  if not what then
+    if A then auto_take(r, A, now()) end
+    return true
+  elseif what == "held" then   -- another process's Retry-After: held here too
+    local hold = { at = t + secs, value = "in another process" }
+    if not blocked[key] or blocked[key].at < hold.at then blocked[key] = hold end
+    held(r, key, hold, t)
+  elseif what == "wait" then
+    if now() + secs > r.deadline then
+      timed_out(r, "would run out waiting for the shared rate limit of " .. key)
+    end
+    sleep(secs)
+  else
+    timed_out(r, format("ran out waiting for the shared rate limit of %s: Redis at %s did not "
+      .. "answer (%s)", key, S.state.url, secs))
+  end
+  return false
 end
 
 -- What another attempt may cure: a transport failure or a timeout of
@@ -781,6 +839,7 @@ M.session = C.session
 M.configure = C.configure
 
 local UNITS = { ms = 0.001, s = 1, m = 60, h = 3600 }
+local MAX_SHARED = 16   -- a command's words: core._redis takes 64
 
 local function parse_rate(rate)
   local n, d, unit
@@ -795,11 +854,37 @@ local function parse_rate(rate)
   return { n = tointeger(n), d = d * UNITS[unit], times = {}, next = 1, count = 0 }
 end
 
---- http.limit(host, rate, ...): requests to host ("name" or "name:port")
--- wait until every rate window ("N/D", D like 500ms, 1s, 2m, 1h) allows
--- them; "auto" among the rates adds the limits the host's answers state
--- (kept when http.limit names "auto" again); http.limit(host, nil)
--- removes the limits.
+-- The options table that may end http.limit's arguments: { shared = }
+-- -> true, a URL or nil.
+local function limit_options(opts)
+  for k in next, opts do
+    if k ~= "shared" then
+      usage(3, format("pyq.http.limit: unknown option %s (expected shared)", tostring(k)))
+    end
+  end
+  local shared = opts.shared
+  if shared == nil or shared == false then return nil end
+  if shared ~= true and not require_shared().valid(shared) then
+    usage(3, format("pyq.http.limit: shared must be true (the job's Redis) or a URL "
+      .. "\"redis://host:port/db\", got %s", type(shared) == "string" and format("%q", shared) or tostring(shared)))
+  end
+  if shared ~= true then   -- connects now: a bad port or db is named here
+    local ok, err = pcall(require_shared().connect, shared)
+    if not ok then
+      usage(3, format("pyq.http.limit: shared %q %s", shared,
+        (gsub(tostring(is_error(err) and err.message or err), "^.-core%._redis: url ", ""))))
+    end
+  end
+  return shared
+end
+
+--- http.limit(host, rate, ... [, { shared = }]): requests to host ("name"
+-- or "name:port") wait until every rate window ("N/D", D like 500ms, 1s,
+-- 2m, 1h) allows them; "auto" among the rates adds the limits the host's
+-- answers state (kept when http.limit names "auto" again); http.limit(host,
+-- nil) removes the limits.  shared = a redis:// URL or true (the job's
+-- Redis) counts the given rates in Redis for every process of the job;
+-- "auto" stays this process's.
 function M.limit(host, ...)
   if type(host) ~= "string" or host == "" or find(host, "[/%s]") then
     usage(2, "pyq.http.limit: host must be \"name\" or \"name:port\", got " .. tostring(host))
@@ -811,7 +896,11 @@ function M.limit(host, ...)
     C.gate(next(limits) ~= nil)
     return
   end
-  local windows, auto = {}, nil
+  local windows, auto, shared = {}, nil, nil
+  if n >= 2 and type((select(n, ...))) == "table" then   -- alone, a table is a bad rate
+    shared = limit_options((select(n, ...)))
+    n = n - 1
+  end
   for i = 1, n do
     local rate = (select(i, ...))
     if rate == "auto" then
@@ -821,7 +910,14 @@ function M.limit(host, ...)
       windows[#windows + 1] = parse_rate(rate)
     end
   end
+  if shared and #windows == 0 then
+    usage(2, "pyq.http.limit: shared needs a rate \"N/D\" (\"auto\" is learned by each process alone)")
+  end
+  if shared and #windows > MAX_SHARED then
+    usage(2, format("pyq.http.limit: shared takes at most %d rates, got %d", MAX_SHARED, #windows))
+  end
   windows.auto = auto
+  windows.shared = shared and { url = shared, host = host, windows = windows } or nil
   limits[host] = windows
   C.gate(true)
 end
