@@ -82,3 +82,8 @@ if [ -f "$here/cluster.sh" ]; then
   echo "== cluster queue: round trip, CPU-bound speed-up, Redis commands per task (one loopback redis-server) =="
   sh "$here/cluster.sh" "$build"
 fi
+if [ -f "$here/shared_limit.sh" ]; then
+  echo
+  echo "== shared rate limit: the cost of asking Redis =="
+  sh "$here/shared_limit.sh" "$build"
+fi
