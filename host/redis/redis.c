@@ -17,6 +17,7 @@
  * getaddrinfo when it connects: give an address where that matters. */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <hiredis/async.h>
 #include "redis.h"
 #include "core/log.h"
@@ -146,7 +147,13 @@ static void on_poll (uv_poll_t *handle, int status, int events) {
   if (status < 0) {
     pyq_redis *r = e->r;
     redisAsyncContext *ac = e->ac;
-    snprintf(r->why, sizeof r->why, "poll error: %s", uv_strerror(status));
+    int err = 0;
+    socklen_t n = sizeof err;
+    /* a refused connect shows as a poll error: the socket says why */
+    if (getsockopt(ac->c.fd, SOL_SOCKET, SO_ERROR, &err, &n) == 0 && err)
+      snprintf(r->why, sizeof r->why, "%s", strerror(err));
+    else
+      snprintf(r->why, sizeof r->why, "poll error: %s", uv_strerror(status));
     r->ac = NULL;
     redisAsyncFree(ac);
     start(r);
