@@ -66,6 +66,8 @@ typedef struct cluster {
   lua_Integer npending;
   lua_Integer ackcap;
   char **ack;              /* put index -> stream id to XACK at settle */
+  lua_Integer held, done, failed;   /* stream tasks here; settled here */
+  lua_Integer shown[3];    /* what meta says of them (--cluster-status) */
   uv_timer_t tick;
   char why[512];
 } cluster;
@@ -153,6 +155,7 @@ static void take_entries (cluster *c, const redisReply *list, int kind) {
       continue;
     }
     if ((e = parse_entry(list->element[i], kind)) == NULL) continue;
+    if (kind == E_TASK) c->held++;
     pyq_list_push(&c->entries, &e->link);
     if ((w = pyq_list_shift(&c->waiters)) != NULL) {
       c->nwait--;
@@ -174,6 +177,7 @@ static void break_queue (cluster *c, const char *fmt, const char *arg) {
 /* ---- reading ------------------------------------------------------------ */
 
 static void arm_read (cluster *c);
+static void send_cmd (cluster *c, int argc, const char **argv);
 
 static void read_done (void *ud, redisReply *reply, const char *err) {
   cluster *c = ud;
@@ -303,10 +307,32 @@ static void claim (cluster *c) {
     c->claiming = 1;
 }
 
+/* What this process holds and settled, for --cluster-status (main's
+ * reads are NOACK: the group does not know them); one HSET when changed. */
+static void show_counts (cluster *c) {
+  char f[3][220], v[3][32];
+  const char *argv[8];
+  lua_Integer now[3];
+  int i;
+  now[0] = c->held; now[1] = c->done; now[2] = c->failed;
+  if (memcmp(now, c->shown, sizeof now) == 0) return;
+  memcpy(c->shown, now, sizeof now);
+  argv[0] = "HSET"; argv[1] = c->key_meta;
+  for (i = 0; i < 3; i++) {
+    snprintf(f[i], sizeof f[i], "%s:%s",
+             i == 0 ? "running" : i == 1 ? "done" : "failed", c->me);
+    snprintf(v[i], sizeof v[i], "%lld", (long long)now[i]);
+    argv[2 + 2 * i] = f[i];
+    argv[3 + 2 * i] = v[i];
+  }
+  send_cmd(c, 8, argv);
+}
+
 static void on_tick (uv_timer_t *t) {
   cluster *c = t->data;
   double now = pyq_clock(), last;
   if (c->base.failure) return;
+  show_counts(c);
   if (c->npending == 0) {   /* nothing unfinished: nothing to watch */
     c->last_claim = now;
     uv_unref((uv_handle_t *)&c->tick);
@@ -315,10 +341,11 @@ static void on_tick (uv_timer_t *t) {
   last = pyq_redis_last_reply(c->rd);
   if (pyq_redis_last_reply(c->cmd) > last) last = pyq_redis_last_reply(c->cmd);
   if (now - last > c->ctimeout) {
-    char s[64];
-    snprintf(s, sizeof s, "%g", c->ctimeout);
-    break_queue(c, "pyq.Queue: the cluster's Redis did not answer for %ss "
-                "(cluster_timeout); the unfinished tasks are lost", s);
+    char s[400];
+    snprintf(s, sizeof s, "%.300s (cluster_timeout %g s)",
+             pyq_redis_url(c->cmd), c->ctimeout);
+    break_queue(c, "pyq.Queue: the cluster's Redis did not answer within "
+                "%s; the unfinished tasks are lost", s);
     return;
   }
   if (c->nwait > 0) arm_read(c);
@@ -552,7 +579,10 @@ static int cl_pop (pyq_backend *b, lua_State *L, int qidx,
     entry *e = pyq_container(l, entry, link);
     lua_Integer put;
     if (e->seq < 1 || e->seq > c->seq || (put = c->idx[e->seq]) == 0) {
-      if (e->kind == E_TASK) xack(c, e->id);   /* done already */
+      if (e->kind == E_TASK) {   /* done already */
+        xack(c, e->id);
+        c->held--;
+      }
       entry_free(e);
       continue;
     }
@@ -564,6 +594,8 @@ static int cl_pop (pyq_backend *b, lua_State *L, int qidx,
       free(c->ack[put]);
       c->ack[put] = e->id;
       e->id = NULL;
+    } else if (e->kind == E_TASK) {
+      c->held--;   /* not acknowledged: visibility gives it to another */
     }
     entry_free(e);
     *index = put;
@@ -578,16 +610,42 @@ static int cl_pop (pyq_backend *b, lua_State *L, int qidx,
   return PYQ_POP_WAIT;
 }
 
+/* A result this process made must be one a worker could have sent back:
+ * else the same job would succeed or fail with the number of workers.
+ * 1; or 0 with the error pushed (kind "encode", as a worker's). */
+static int result_encodes (cluster *c, lua_State *L) {
+  pyq_jbuf buf = {0};
+  int ok;
+  if (lua_isnil(L, -1)) return 1;
+  ok = pyq_json_encode(L, lua_gettop(L), &buf, 0);
+  pyq_jbuf_free(&buf);
+  if (ok) return 1;
+  pyq_error_new(L, "encode", lua_pushfstring(L, "%s: the result is not "
+                "JSON-encodable: %s", c->me, lua_tostring(L, -1)));
+  lua_pushstring(L, c->me);
+  lua_setfield(L, -2, "process");
+  lua_replace(L, -3);   /* the error in place of the message */
+  lua_pop(L, 1);
+  return 0;
+}
+
+/* A task this process ran from the stream is acknowledged, whatever its
+ * outcome (a failure is an outcome: it is not run again). */
 static int cl_settle (pyq_backend *b, lua_State *L, lua_Integer index,
                       int outcome) {
   cluster *c = C(b);
-  (void)L; (void)outcome;
+  int r = PYQ_SETTLE_OK;
   if (index < c->ackcap && c->ack[index]) {
+    if (outcome == PYQ_OUT_DONE && !result_encodes(c, L))
+      r = PYQ_SETTLE_FAILED;
+    if (outcome == PYQ_OUT_DONE && r == PYQ_SETTLE_OK) c->done++;
+    else if (outcome != PYQ_OUT_CANCELLED) c->failed++;
+    c->held--;
     xack(c, c->ack[index]);
     free(c->ack[index]);
     c->ack[index] = NULL;
   }
-  return PYQ_SETTLE_OK;
+  return r;
 }
 
 static lua_Integer cl_pending (const pyq_backend *b) {

@@ -1478,6 +1478,16 @@ static int list_open (lua_State *L) {
   return 1;
 }
 
+/* core._queue_label(q, text): what logs and the summary call a queue
+ * pyq's own Lua made (a worker's "cluster job x") rather than the line
+ * that made it, which is pyq's, not the script's. */
+static int queue_label (lua_State *L) {
+  pyq_queue *q = checkqueue(L, "core._queue_label");
+  const char *s = luaL_checkstring(L, 2);
+  snprintf(q->st->where, sizeof q->st->where, "%s", s);
+  return 0;
+}
+
 void pyq_open_queue (lua_State *L) {
   pyq_host *h = pyq_host_of(L);
   queues *qs;
@@ -1526,6 +1536,8 @@ void pyq_open_queue (lua_State *L) {
   h->tasks.unclosed = warn_unclosed;
   lua_pushcfunction(L, list_open);
   lua_setfield(L, -2, "_open_queues");
+  lua_pushcfunction(L, queue_label);
+  lua_setfield(L, -2, "_queue_label");
 }
 
 void pyq_queue_set_store (pyq_host *h, pyq_store_wrap_fn open) {

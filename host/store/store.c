@@ -253,8 +253,13 @@ static int store_settle (pyq_backend *b, lua_State *L, lua_Integer index,
                          int outcome) {
   store *s = S(b);
   int top = lua_gettop(L), type, r = PYQ_SETTLE_OK;
-  if (s->inner->ops->settle)   /* the cluster acknowledges */
-    s->inner->ops->settle(s->inner, L, index, outcome);
+  /* the cluster acknowledges, and fails a result no worker could send */
+  if (s->inner->ops->settle &&
+      s->inner->ops->settle(s->inner, L, index, outcome) == PYQ_SETTLE_FAILED) {
+    lua_replace(L, top);   /* the error in place of the result */
+    outcome = PYQ_OUT_FAILED;
+    r = PYQ_SETTLE_FAILED;
+  }
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->keys);
   type = let_go(L, top + 1, index);
   if (type == LUA_TBOOLEAN && outcome == PYQ_OUT_DONE) {
@@ -262,6 +267,11 @@ static int store_settle (pyq_backend *b, lua_State *L, lua_Integer index,
   } else if (type == LUA_TSTRING && outcome == PYQ_OUT_DONE &&
              (r = record(s, L, top, top + 2)) == PYQ_SETTLE_FAILED) {
     lua_replace(L, top + 1);
+  }
+  if (r == PYQ_SETTLE_FAILED && outcome == PYQ_OUT_FAILED) {
+    lua_settop(L, top);   /* the inner's error, given as ours */
+    lua_pushvalue(L, top);
+    return r;
   }
   lua_settop(L, r == PYQ_SETTLE_FAILED ? top + 1 : top);
   return r;

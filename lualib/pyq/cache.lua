@@ -57,7 +57,7 @@ Cache.__index = Cache
 function M.open(path, fname)
   local c = opened[path]
   if c then return c end
-  if match(path, "^redis://") then return open_redis(path, fname) end
+  if match(path, "^[Rr][Ee][Dd][Ii][Ss]:") then return open_redis(path, fname) end
   local sqlite = std.require("pyq.sqlite")
   local ok, db = pcall(sqlite.open, path, { busy_timeout = BUSY_TIMEOUT })
   if ok then ok, db = pcall(function() db:exec(SCHEMA) db:commit() return db end) end

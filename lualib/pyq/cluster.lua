@@ -83,6 +83,7 @@ local serve = core.async(function(url, name, me)
   local meta = fields(conn:call("HGETALL", keys.meta))
   local workers = std.math.tointeger(std.tonumber(meta.workers)) or 25
   local queue <close> = core.Queue{ workers = workers, maxsize = workers }
+  core._queue_label(queue, "cluster job " .. name)
   core.log.info("%s", ("serving %s (%d workers)"):format(name, workers))
   while true do
     local ok, reply = std.pcall(rd.call, rd, "XREADGROUP", "GROUP", "pyq", me, "COUNT", workers,
@@ -113,7 +114,8 @@ function M.worker(url, chunk, ...)
   local me = process_name()
   local conn <close> = core._redis(url)
   local jobs <close> = core.Queue{ workers = 1000, maxsize = 0 }
-  local served, seen = {}, false
+  core._queue_label(jobs, "cluster jobs at " .. url)
+  local served, seen, since, told = {}, false, core.now(), false
   while true do
     local ok, reply = std.pcall(conn.call, conn, "SCAN", 0, "MATCH", "pyq:*:meta", "COUNT", 1000)
     if ok then
@@ -126,25 +128,40 @@ function M.worker(url, chunk, ...)
       end
     end
     if seen and jobs.running == 0 and jobs.pending == 0 then break end   -- all ended
+    if not seen and not told and core.now() - since >= 5 then
+      -- started before its job, or after it ended: it waits for the next
+      told = true
+      core.log.warning("%s", ("no cluster job at %s yet; waiting for one (SIGINT or SIGTERM stops)"):format(url))
+    end
     core.sleep(0.2)
   end
 end
 
 -- pyqhost --cluster-status URL NAME: per process, the tasks it holds
--- (running, unacknowledged) and the outcomes it added (done, failed); the
--- tasks no process has taken yet.  Read-only; 1 when the job is not there.
-function M.status(url, name)
-  local conn <close> = core._redis(url)
+-- (running: read and not finished) and the outcomes it gave (done,
+-- failed); the tasks no process has taken yet.  Workers are counted from
+-- the group's pending lists and the results stream; the main process,
+-- whose reads the group does not track (NOACK), from the counts it keeps
+-- in meta (running:/done:/failed:<process>, a quarter-second behind).  A
+-- worker that stopped is marked so.  Read-only; exit 1 when the job or
+-- the Redis is not there.
+local function status(url, name)
+  local conn <close> = core._redis(url, 5)
   local tasks, results = "pyq:" .. name .. ":tasks", "pyq:" .. name .. ":results"
-  if conn:call("EXISTS", "pyq:" .. name .. ":meta") == 0 then
+  local meta = fields(conn:call("HGETALL", "pyq:" .. name .. ":meta"))
+  if not meta.main then
     std.io.stderr:write(("pyqhost: no cluster job named '%s' at %s\n"):format(name, url))
-    return std.os.exit(1)
+    return 1
   end
   local rows, order = {}, {}
   local function row(p)
-    if not rows[p] then rows[p] = { running = 0, done = 0, failed = 0 }; order[#order + 1] = p end
+    if not rows[p] then
+      rows[p] = { running = 0, done = 0, failed = 0 }
+      order[#order + 1] = p
+    end
     return rows[p]
   end
+  row(meta.main)
   local waiting = 0
   for _, g in std.ipairs(conn:call("XINFO", "GROUPS", tasks)) do
     local f = fields(g)
@@ -160,16 +177,33 @@ function M.status(url, name)
     for _, e in std.ipairs(batch) do
       local f = fields(e[2])
       local r = row(f.p or "?")
-      if f.o == "1" then r.done = r.done + 1 else r.failed = r.failed + 1 end
+      if f.b then r.stopped = true   -- a worker that stopped, not an outcome
+      elseif f.o == "1" then r.done = r.done + 1
+      else r.failed = r.failed + 1 end
       from = "(" .. e[1]
     end
   until #batch < 10000
+  for k, v in std.pairs(meta) do   -- the main process's own counts
+    local what, p = k:match("^(%a+):(.+)$")
+    if p and rows[p] and rows[p][what] then rows[p][what] = std.tonumber(v) or 0 end
+  end
   std.print(("%-40s %9s %9s %9s"):format("process", "running", "done", "failed"))
   for _, p in std.ipairs(order) do
     local r = rows[p]
-    std.print(("%-40s %9d %9d %9d"):format(p, r.running, r.done, r.failed))
+    std.print(("%-40s %9d %9d %9d%s"):format(p, r.running, r.done, r.failed, r.stopped and "  (stopped)" or ""))
   end
   std.print(("%-40s %9d"):format("pending (not taken yet)", waiting))
+  return 0
+end
+
+function M.status(url, name)
+  local ok, code = std.pcall(status, url, name)
+  if not ok then
+    local msg = std.tostring(core.is_error(code) and code.message or code)
+    std.io.stderr:write(("pyqhost: --cluster-status %s %s: %s\n"):format(url, name, msg))
+    code = 1
+  end
+  return std.os.exit(code)
 end
 
 return M

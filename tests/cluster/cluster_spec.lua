@@ -92,12 +92,29 @@ describe("a cluster queue", function()
     assert.equal(0, st.code, st.err)
     assert.matches("process%s+running%s+done%s+failed\n", st.out)
     assert.matches("\nworker@[^\n]- +%d+ +[1-9]%d* +[01]\n", st.out)
+    -- the main process first, with the tasks it ran itself
+    assert.matches("^[^\n]*\nmain@[^\n]- +%d+ +[1-9]%d* +[01]\n", st.out)
     assert.matches("pending %(not taken yet%) +%d+", st.out)
     assert.equal(0, (helper.wait_exit(main)))
     assert.equal(0, (helper.wait_exit(w1)))
     st = helper.run{ nofile = true, flags = { "--cluster-status", redis.url, "matches" } }
     assert.equal(1, st.code)
     assert.matches("no cluster job named 'matches'", st.err)
+    local gone = ("redis://127.0.0.1:%d/0"):format(helper.closed_port())
+    st = helper.run{ nofile = true, flags = { "--cluster-status", gone, "matches" } }
+    assert.equal(1, st.code)
+    assert.equal("pyqhost: --cluster-status " .. gone .. " matches: Connection refused\n", st.err)
+  end)
+
+  it("has a worker with no job to serve wait for one, say so after 5 s, and stop on SIGINT", function()
+    local w = helper.spawn("--worker " .. redis.url, JOB, "x " .. api.base .. " 0")
+    pyq.sleep(5.5)
+    os.execute("kill -INT " .. w.pid)
+    local code, _, err = helper.wait_exit(w)
+    assert.equal(130, code)
+    local _, n = err:gsub("WARNING [^\n]*no cluster job at " .. redis.url:gsub("%p", "%%%0")
+      .. " yet; waiting for one %(SIGINT or SIGTERM stops%)", "")
+    assert.equal(1, n, err)
   end)
 
   it("fails join with a redis error after cluster_timeout when Redis stops answering, logged", function()
@@ -113,6 +130,7 @@ describe("a cluster queue", function()
     local r = helper.run{ script = job, args = { redis.url, tostring(redis.pid) }, timeout = 30 }
     redis.resume()
     assert.matches("^false\ttrue\t[^\n]*cluster_timeout", r.out)
+    assert.truthy(r.out:find("did not answer within " .. redis.url .. " (cluster_timeout 1.5 s)", 1, true), r.out)
     assert.matches("WARNING redis: redis://127.0.0.1:%d+/0: no reply within", r.err)
     redis.cli("del pyq:stopped:tasks pyq:stopped:results pyq:stopped:meta")
   end)
@@ -169,8 +187,14 @@ print(table.concat(q:join(), "\n"))
     local main = helper.spawn("-v", job, redis.url)
     pyq.sleep(1.2)
     os.execute("kill -TERM " .. w1.pid)
-    local wc = helper.wait_exit(w1)
+    local wc, _, werr = helper.wait_exit(w1)
+    -- its summary names the job, not pyq's own lines
+    assert.matches("\n  queue cluster job handback: put %d+ = done %d+", werr)
+    -- the worker that stopped is marked, its "stops" entry not counted as a task
+    local st = helper.run{ nofile = true, flags = { "--cluster-status", redis.url, "handback" } }
     local code, out, err = helper.wait_exit(main)
+    assert.equal(0, st.code, st.err)
+    assert.matches("\nworker@[^\n]- +0 +%d+ +0  %(stopped%)\n", st.out)
     assert.equal(143, wc)
     assert.equal(0, code, err)
     assert.equal("73810\n", out)   -- 1 + 4 + ... + 3600: each once
@@ -249,6 +273,31 @@ print(sum)
     assert.matches("argument 1 of a cluster task is nil", err(function() q:put(sq(nil)) end))
     q:put(sq(4))
     assert.same({ 4 }, q:join())
+  end)
+
+  it("fails a result that is not JSON-encodable when the main process ran the task, as a worker would", function()
+    local fn = pyq.async("spec_fn", function(i) return i > 0 and print or nil end)
+    local sq = pyq.async("spec_sq2", function(i) return i * i end)
+    local fails = {}
+    local function handler(e) fails[#fails + 1] = e end
+    local q <close> = pyq.Queue{ cluster = redis.url, name = "enc", exception_handler = handler }
+    q:put(fn(1)); q:put(sq(5)); q:put(fn(0))
+    assert.same({ 25 }, q:join())
+    assert.equal(1, #fails)
+    assert.is_true(pyq.is_error(fails[1], "encode"))
+    assert.matches("^main@[^:]+:%d+: the result is not JSON%-encodable", fails[1].message)
+    assert.matches("^main@", fails[1].process)
+    -- with a store: the failure is not recorded, so a re-run runs it again
+    local db = helper.fresh(".sqlite")
+    fails = {}
+    local s <close> = pyq.Queue{ cluster = redis.url, name = "enc2", store = db, exception_handler = handler }
+    s:put(fn(1), { key = "f" }); s:put(sq(6), { key = "s" })
+    assert.same({ 36 }, s:join())
+    assert.equal(1, #fails)
+    assert.is_true(pyq.is_error(fails[1], "encode"))
+    s:close()
+    local st <close> = pyq.store.open(db)
+    assert.same({ "s" }, st:keys("enc2"))
   end)
 end)
 
