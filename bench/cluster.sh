@@ -24,14 +24,12 @@ ncpu=${3:-2000}
 runs=3
 here=$(dirname "$0")
 dir=$(mktemp -d)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
-  --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --dir "$dir"
+. "$here/lib.sh"
+trap 'stop_redis; rm -rf "$dir"' EXIT
+start_redis "$dir"
+port=$rport
+url=$redis
 cli () { redis-cli -p "$port" "$@"; }
-# SHUTDOWN returns once the server is gone, so nothing writes into $dir
-trap 'cli shutdown nosave >/dev/null 2>&1 || kill $(cat "$dir/redis.pid") 2>/dev/null; rm -rf "$dir"' EXIT
-until cli ping >/dev/null 2>&1; do sleep 0.05; done
-url="redis://127.0.0.1:$port/0"
 
 # seconds of CPU from `times`' children line: "0m1.230000s 0m0.450000s"
 cpu_of () { [ -f "$1" ] || { echo 0; return; }; tail -1 "$1" | tr "ms" "  " | awk '{ printf "%.3f", $1 * 60 + $2 + $3 * 60 + $4 }'; }

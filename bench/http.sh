@@ -8,37 +8,18 @@ build=${1:-build}
 here=$(cd "$(dirname "$0")" && pwd)
 n=${HTTP_N:-200000}
 tmp=$(mktemp -d)
-nginx_pid=""; api_pid=""
+api_pid=""
+. "$here/lib.sh"
 cleanup() {
-  [ -n "$nginx_pid" ] && kill "$nginx_pid" 2>/dev/null || true
+  bench_stop
   [ -n "$api_pid" ] && kill "$api_pid" 2>/dev/null || true
   rm -rf "$tmp"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 field() { awk -v k="$1" '$1 == k { print $2 }' "$2"; }
 
 if command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; then
-  port=$(free_port)
-  mkdir -p "$tmp/www"
-  python3 -c 'import json; print(json.dumps({"id": 1, "pad": "x" * 990})[:1023])' > "$tmp/www/doc.json"
-  cat > "$tmp/nginx.conf" <<CONF
-daemon off;
-worker_processes 1;
-pid $tmp/nginx.pid;
-error_log $tmp/error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 10000000;
-  client_body_temp_path $tmp; proxy_temp_path $tmp; fastcgi_temp_path $tmp;
-  uwsgi_temp_path $tmp; scgi_temp_path $tmp;
-  server { listen 127.0.0.1:$port; root $tmp/www; default_type application/json; }
-}
-CONF
-  /usr/sbin/nginx -c "$tmp/nginx.conf" -p "$tmp" & nginx_pid=$!
-  sleep 0.5
-  url="http://127.0.0.1:$port/doc.json"
+  start_nginx "$tmp"
   "$build/http_loop" "$url" 20000 25 > /dev/null   # warm: first connections, caches
   echo
   echo "== HTTP: nginx, 1 KiB JSON, 25 in flight, $n requests =="
@@ -63,12 +44,9 @@ CONF
   printf "%-36s %12s bytes\n" "cache file (WAL checkpointed)" "$(stat -c %s "$tmp/cache.sqlite")"
   awk -v r="$r" -v l="$l" 'BEGIN { printf "replay / live: %.2fx\n", r / l }'
   if command -v redis-server >/dev/null 2>&1; then   # the same, the cache in Redis on loopback
-    rport=$(free_port)
-    redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
-      --pidfile "$tmp/redis.pid" --logfile "$tmp/redis.log" --dir "$tmp"
-    sleep 0.3
+    start_redis "$tmp"
     "$build/pyqhost" "$here/cache.lua" "$url" 20000 25 "redis://127.0.0.1:$rport/1" replay > "$tmp/rreplay" || true
-    kill "$(cat "$tmp/redis.pid")" 2>/dev/null || true
+    stop_redis
     rr=$(field requests_per_s "$tmp/rreplay")
     printf "%-36s %12s req/s\n" "replayed from the cache in Redis" "$rr"
     awk -v r="$rr" -v l="$l" 'BEGIN { if (r > 0) printf "Redis replay / live: %.2fx\n", r / l }'
