@@ -13,8 +13,12 @@
  * them, add the outcome to results and XACK.
  *
  * push XADDs (hiredis pipelines what a turn issues).  The main process's
- * workers pop from one XREADGROUP ... NOACK over both streams on a second
- * connection (its BLOCK would hold up the first): a task entry becomes the
+ * workers pop from one XREADGROUP over both streams on a second
+ * connection (its BLOCK would hold up the first); results are
+ * acknowledged as they are read, tasks when they end here; after a read
+ * that failed, the entries pending for this consumer are read again
+ * first, as Redis may have delivered them into a connection that was
+ * being dropped (recover).  A task entry becomes the
  * named task again, run here; a result entry becomes a stand-in task that
  * returns the result or raises the error (named after the process), so
  * the queue counts, keeps and hands failures to exception_handler as for
@@ -37,6 +41,7 @@
 #include "redis/redis.h"
 
 enum { E_TASK, E_OUTCOME };
+enum { RECOVER_COUNT = 1000 };   /* pending entries read again per page */
 
 typedef struct entry {
   pyq_link link;
@@ -59,7 +64,9 @@ typedef struct cluster {
   pyq_link entries;        /* read, not popped yet */
   pyq_link waiters;        /* workers parked in pop */
   pyq_link xadds;          /* puts Redis has not confirmed */
-  int nwait, reading, claiming;
+  int nwait, reading, claiming, pinging;
+  int recovering;          /* reading pending entries again (recover) */
+  char from[2][64];        /* ... from these ids, tasks and results */
   lua_Integer seq;         /* puts so far */
   lua_Integer cap;         /* size of the arrays below */
   lua_Integer *idx;        /* seq -> put index, 0 once popped or dropped */
@@ -179,52 +186,105 @@ static void break_queue (cluster *c, const char *fmt, const char *arg) {
 static void arm_read (cluster *c);
 static void send_cmd (cluster *c, int argc, const char **argv);
 
+/* Acknowledges the result entries of a read at once, in one XACK: they
+ * are in this process's memory now (the main process is the job: if it
+ * dies, so does the job).  Unacknowledged, a reply lost with its
+ * connection leaves them in the group's pending list for recovery. */
+static void ack_results (cluster *c, const redisReply *list) {
+  const char **argv;
+  size_t *lens, i, n = 3;
+  if (list == NULL || list->type != REDIS_REPLY_ARRAY || list->elements == 0)
+    return;
+  argv = malloc((list->elements + 3) * sizeof *argv);
+  lens = malloc((list->elements + 3) * sizeof *lens);
+  if (argv && lens) {
+    argv[0] = "XACK"; argv[1] = c->key_results; argv[2] = "pyq";
+    for (i = 0; i < 3; i++) lens[i] = strlen(argv[i]);
+    for (i = 0; i < list->elements; i++) {
+      const redisReply *x = list->element[i];
+      if (x->type != REDIS_REPLY_ARRAY || x->elements < 1 ||
+          x->element[0]->type != REDIS_REPLY_STRING) continue;
+      argv[n] = x->element[0]->str;
+      lens[n++] = x->element[0]->len;
+    }
+    if (n > 3) pyq_redis_cmd(c->cmd, 0, NULL, NULL, (int)n, argv, lens);
+  }
+  free(argv);
+  free(lens);
+}
+
+/* After a read that failed (its reply may have been lost with the
+ * connection while Redis delivered the entries), read this consumer's
+ * pending entries again from the start of each stream before new ones:
+ * nothing delivered is lost, and entries seen twice count once (a put's
+ * first entry wins). */
+static void recover (cluster *c) {
+  c->recovering = 1;
+  strcpy(c->from[0], "0");
+  strcpy(c->from[1], "0");
+}
+
 static void read_done (void *ud, redisReply *reply, const char *err) {
   cluster *c = ud;
-  size_t i;
+  size_t i, got[2] = {0, 0};
   c->reading = 0;
   if (reply && reply->type == REDIS_REPLY_ERROR) err = reply->str;
   if (err) {   /* the group may not exist yet; the connection comes back */
     pyq_log(c->h, PYQ_DEBUG, c->where, "read: %s", err);
+    recover(c);
     return;   /* the tick reads again */
   }
   if (reply->type == REDIS_REPLY_ARRAY)
     for (i = 0; i < reply->elements; i++) {
-      const redisReply *s = reply->element[i];
-      if (s->type != REDIS_REPLY_ARRAY || s->elements != 2) continue;
-      take_entries(c, s->element[1],
-                   strcmp(s->element[0]->str, c->key_tasks) == 0 ? E_TASK
-                   : E_OUTCOME);
+      const redisReply *s = reply->element[i], *list;
+      int k;
+      if (s->type != REDIS_REPLY_ARRAY || s->elements != 2 ||
+          s->element[0]->type != REDIS_REPLY_STRING) continue;
+      k = strcmp(s->element[0]->str, c->key_tasks) == 0 ? 0 : 1;
+      list = s->element[1];
+      if (list->type != REDIS_REPLY_ARRAY) continue;
+      got[k] = list->elements;
+      if (c->recovering && got[k] > 0) {   /* the next page from the last */
+        const redisReply *last = list->element[got[k] - 1];
+        if (last->type == REDIS_REPLY_ARRAY && last->elements > 0 &&
+            last->element[0]->type == REDIS_REPLY_STRING)
+          snprintf(c->from[k], sizeof c->from[k], "%s", last->element[0]->str);
+      }
+      if (k == 1) ack_results(c, list);
+      take_entries(c, list, k == 0 ? E_TASK : E_OUTCOME);
     }
-  if (c->nwait > 0) arm_read(c);
+  if (c->recovering) {   /* a stream whose history ended reads new ones */
+    for (i = 0; i < 2; i++)
+      if (got[i] < RECOVER_COUNT) strcpy(c->from[i], ">");
+    c->recovering = strcmp(c->from[0], ">") != 0 ||
+                    strcmp(c->from[1], ">") != 0;
+  }
+  if (c->nwait > 0 || c->recovering) arm_read(c);
 }
 
-/* One blocking read for the parked workers: up to as many entries of each
- * stream as there are of them. */
+/* One read for the parked workers: up to as many new entries of each
+ * stream as there are of them, blocking up to a second; or, recovering,
+ * a page of this consumer's pending entries, not blocking. */
 static void arm_read (cluster *c) {
   char count[32];
-  const char *argv[13];
-  size_t lens[13];
-  int i;
+  const char *argv[14];
+  size_t lens[14];
+  int i, n = 0;
   if (c->reading || c->base.failure) return;
-  snprintf(count, sizeof count, "%d", c->nwait > 0 ? c->nwait : 1);
-  argv[0] = "XREADGROUP"; argv[1] = "GROUP"; argv[2] = "pyq";
-  argv[3] = c->me; argv[4] = "COUNT"; argv[5] = count;
-  argv[6] = "BLOCK"; argv[7] = "1000"; argv[8] = "NOACK";
-  argv[9] = "STREAMS"; argv[10] = c->key_tasks; argv[11] = c->key_results;
-  argv[12] = ">";
-  for (i = 0; i < 13; i++) lens[i] = strlen(argv[i]);
-  /* "> >": the same id for both streams */
-  {
-    const char *av[14];
-    size_t lv[14];
-    memcpy(av, argv, sizeof argv);
-    memcpy(lv, lens, sizeof lens);
-    av[13] = ">";
-    lv[13] = 1;
-    if (pyq_redis_cmd(c->rd, c->timeout + 1, read_done, c, 14, av, lv))
-      c->reading = 1;
+  if (c->recovering) snprintf(count, sizeof count, "%d", RECOVER_COUNT);
+  else snprintf(count, sizeof count, "%d", c->nwait > 0 ? c->nwait : 1);
+  argv[n++] = "XREADGROUP"; argv[n++] = "GROUP"; argv[n++] = "pyq";
+  argv[n++] = c->me; argv[n++] = "COUNT"; argv[n++] = count;
+  if (!c->recovering) {
+    argv[n++] = "BLOCK";
+    argv[n++] = "1000";
   }
+  argv[n++] = "STREAMS"; argv[n++] = c->key_tasks; argv[n++] = c->key_results;
+  argv[n++] = c->recovering ? c->from[0] : ">";
+  argv[n++] = c->recovering ? c->from[1] : ">";
+  for (i = 0; i < n; i++) lens[i] = strlen(argv[i]);
+  if (pyq_redis_cmd(c->rd, c->timeout + 1, read_done, c, n, argv, lens))
+    c->reading = 1;
 }
 
 static void claim_done (void *ud, redisReply *reply, const char *err) {
@@ -307,8 +367,9 @@ static void claim (cluster *c) {
     c->claiming = 1;
 }
 
-/* What this process holds and settled, for --cluster-status (main's
- * reads are NOACK: the group does not know them); one HSET when changed. */
+/* What this process holds and settled, for --cluster-status (the group's
+ * pending list also holds what this process read and buffers, and tasks
+ * it took over twice); one HSET when changed. */
 static void show_counts (cluster *c) {
   char f[3][220], v[3][32];
   const char *argv[8];
@@ -326,6 +387,11 @@ static void show_counts (cluster *c) {
     argv[3 + 2 * i] = v[i];
   }
   send_cmd(c, 8, argv);
+}
+
+static void pinged (void *ud, redisReply *reply, const char *err) {
+  (void)reply; (void)err;
+  ((cluster *)ud)->pinging = 0;
 }
 
 static void on_tick (uv_timer_t *t) {
@@ -348,7 +414,14 @@ static void on_tick (uv_timer_t *t) {
                 "%s; the unfinished tasks are lost", s);
     return;
   }
-  if (c->nwait > 0) arm_read(c);
+  if (c->nwait > 0 || c->recovering) arm_read(c);
+  /* liveness is a reply: when nothing else asks Redis (every worker busy,
+   * claims rare), a PING does, so a long task is not a dead Redis */
+  if (!c->pinging && now - last >= (c->ctimeout / 4 < 1 ? c->ctimeout / 4 : 1)) {
+    const char *argv[] = {"PING"};
+    size_t len = 4;
+    if (pyq_redis_cmd(c->cmd, 0, pinged, c, 1, argv, &len)) c->pinging = 1;
+  }
   if (!c->claiming && now - c->last_claim >= c->visibility / 2) {
     c->last_claim = now;
     claim(c);
@@ -595,7 +668,7 @@ static int cl_pop (pyq_backend *b, lua_State *L, int qidx,
       c->ack[put] = e->id;
       e->id = NULL;
     } else if (e->kind == E_TASK) {
-      c->held--;   /* not acknowledged: visibility gives it to another */
+      c->held--;   /* out of memory: not acknowledged, claimed again later */
     }
     entry_free(e);
     *index = put;
@@ -610,16 +683,26 @@ static int cl_pop (pyq_backend *b, lua_State *L, int qidx,
   return PYQ_POP_WAIT;
 }
 
-/* A result this process made must be one a worker could have sent back:
- * else the same job would succeed or fail with the number of workers.
- * 1; or 0 with the error pushed (kind "encode", as a worker's). */
-static int result_encodes (cluster *c, lua_State *L) {
+/* A result this process made is made what a worker would have sent back,
+ * the result decoded from its JSON (invalid UTF-8 mended, a sparse array
+ * filled with nulls, as a worker's): else the same job would give other
+ * results, or fail, with the number of workers.  1, the result on top
+ * replaced; or 0 with the error pushed (kind "encode", as a worker's). */
+static int result_travels (cluster *c, lua_State *L) {
   pyq_jbuf buf = {0};
   int ok;
   if (lua_isnil(L, -1)) return 1;
   ok = pyq_json_encode(L, lua_gettop(L), &buf, 0);
+  if (ok) {
+    if (!pyq_json_decode(L, buf.p, buf.n, 0) || lua_islightuserdata(L, -1)) {
+      lua_pop(L, 1);
+      lua_pushnil(L);   /* null, as a worker's make_task has it */
+    }
+    lua_replace(L, -2);
+    pyq_jbuf_free(&buf);
+    return 1;
+  }
   pyq_jbuf_free(&buf);
-  if (ok) return 1;
   pyq_error_new(L, "encode", lua_pushfstring(L, "%s: the result is not "
                 "JSON-encodable: %s", c->me, lua_tostring(L, -1)));
   lua_pushstring(L, c->me);
@@ -636,7 +719,7 @@ static int cl_settle (pyq_backend *b, lua_State *L, lua_Integer index,
   cluster *c = C(b);
   int r = PYQ_SETTLE_OK;
   if (index < c->ackcap && c->ack[index]) {
-    if (outcome == PYQ_OUT_DONE && !result_encodes(c, L))
+    if (outcome == PYQ_OUT_DONE && !result_travels(c, L))
       r = PYQ_SETTLE_FAILED;
     if (outcome == PYQ_OUT_DONE && r == PYQ_SETTLE_OK) c->done++;
     else if (outcome != PYQ_OUT_CANCELLED) c->failed++;

@@ -17,6 +17,7 @@
  * getaddrinfo when it connects: give an address where that matters. */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <hiredis/async.h>
 #include "redis.h"
@@ -68,6 +69,8 @@ struct pyq_redis {
 };
 
 static void start (pyq_redis *r);
+static void lost (pyq_redis *r);
+static void on_tick (uv_timer_t *t);
 
 int pyq_redis_parse_url (const char *url, char *host, size_t hn, int *port,
                          int *db, const char **why) {
@@ -76,7 +79,7 @@ int pyq_redis_parse_url (const char *url, char *host, size_t hn, int *port,
   long v;
   *port = 6379;
   *db = 0;
-  if (strncmp(url, "redis://", 8) != 0) {
+  if (strncasecmp(url, "redis://", 8) != 0) {   /* a scheme has no case */
     *why = "must start with redis://";
     return 0;
   }
@@ -116,7 +119,7 @@ int pyq_redis_parse_url (const char *url, char *host, size_t hn, int *port,
 static void refresh (pyq_redis *r) {
   if (r->nreqs > 0) {
     if (!uv_is_active((uv_handle_t *)&r->tick))
-      uv_timer_start(&r->tick, NULL, TICK_MS, TICK_MS);
+      uv_timer_start(&r->tick, on_tick, TICK_MS, TICK_MS);
     uv_ref((uv_handle_t *)&r->retry);
     if (r->ev) uv_ref((uv_handle_t *)&r->ev->poll);
   } else {
@@ -156,7 +159,7 @@ static void on_poll (uv_poll_t *handle, int status, int events) {
       snprintf(r->why, sizeof r->why, "poll error: %s", uv_strerror(status));
     r->ac = NULL;
     redisAsyncFree(ac);
-    start(r);
+    lost(r);   /* after the backoff, logged: not a connect() per turn */
     return;
   }
   if (events & UV_READABLE) redisAsyncHandleRead(e->ac);

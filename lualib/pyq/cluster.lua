@@ -69,7 +69,9 @@ local run = core.async(function(conn, keys, me, id, f)
 end)
 
 -- Serves the job `name` until its keys are gone.
-local serve = core.async(function(url, name, me)
+local serve = core.async(function(url, name, me, served)
+  -- a later run of the same name is served again
+  local _ <close> = std.setmetatable({}, { __close = function() served[name] = nil end })
   local keys = { tasks = "pyq:" .. name .. ":tasks", results = "pyq:" .. name .. ":results",
                  meta = "pyq:" .. name .. ":meta" }
   local conn <close> = core._redis(url)
@@ -117,18 +119,22 @@ function M.worker(url, chunk, ...)
   core._queue_label(jobs, "cluster jobs at " .. url)
   local served, seen, since, told = {}, false, core.now(), false
   while true do
-    local ok, reply = std.pcall(conn.call, conn, "SCAN", 0, "MATCH", "pyq:*:meta", "COUNT", 1000)
-    if ok then
+    local ok, reply, cursor = true, nil, "0"
+    repeat   -- the whole keyspace: a job's meta may be on any page
+      ok, reply = std.pcall(conn.call, conn, "SCAN", cursor, "MATCH", "pyq:*:meta", "COUNT", 1000)
+      if not ok then break end
+      cursor = reply[1]
       for _, key in std.ipairs(reply[2]) do
         local name = key:match("^pyq:(.+):meta$")
         if name and not served[name] then
           served[name], seen = true, true
-          jobs:put(serve(url, name, me))
+          jobs:put(serve(url, name, me, served))
         end
       end
-    end
+    until cursor == "0"
     if seen and jobs.running == 0 and jobs.pending == 0 then break end   -- all ended
-    if not seen and not told and core.now() - since >= 5 then
+    -- (a Redis that does not answer is the redis layer's to log, not "no job")
+    if ok and not seen and not told and core.now() - since >= 5 then
       -- started before its job, or after it ended: it waits for the next
       told = true
       core.log.warning("%s", ("no cluster job at %s yet; waiting for one (SIGINT or SIGTERM stops)"):format(url))

@@ -85,6 +85,8 @@ describe("a cluster queue", function()
   end)
 
   it("has its tasks per process printed by --cluster-status while it runs", function()
+    -- 20,000 other keys: a worker pages through SCAN to find the job's meta
+    redis.cli([[eval "for i = 1, 20000 do redis.call('SET', 'fill:' .. i, i) end" 0]])
     local w1 = helper.spawn("--worker " .. redis.url, JOB, "x " .. api.base .. " 0 0.2")
     local main = helper.spawn("", JOB, redis.url .. " " .. api.base .. " 60 0.2")
     pyq.sleep(1)
@@ -100,10 +102,14 @@ describe("a cluster queue", function()
     st = helper.run{ nofile = true, flags = { "--cluster-status", redis.url, "matches" } }
     assert.equal(1, st.code)
     assert.matches("no cluster job named 'matches'", st.err)
+    redis.cli([[eval "for i = 1, 20000 do redis.call('DEL', 'fill:' .. i) end" 0]])
     local gone = ("redis://127.0.0.1:%d/0"):format(helper.closed_port())
     st = helper.run{ nofile = true, flags = { "--cluster-status", gone, "matches" } }
     assert.equal(1, st.code)
-    assert.equal("pyqhost: --cluster-status " .. gone .. " matches: Connection refused\n", st.err)
+    -- the redis layer's WARNING (it retries after a backoff), then why
+    local why = "pyqhost: --cluster-status " .. gone .. " matches: Connection refused\n"
+    assert.equal(why, st.err:sub(-#why), st.err)
+    assert.truthy(st.err:find("WARNING redis: " .. gone .. ": Connection refused; reconnecting in 0.1s", 1, true), st.err)
   end)
 
   it("has a worker with no job to serve wait for one, say so after 5 s, and stop on SIGINT", function()
@@ -115,6 +121,39 @@ describe("a cluster queue", function()
     local _, n = err:gsub("WARNING [^\n]*no cluster job at " .. redis.url:gsub("%p", "%%%0")
       .. " yet; waiting for one %(SIGINT or SIGTERM stops%)", "")
     assert.equal(1, n, err)
+  end)
+
+  it("loses nothing when Redis stops answering during a read (entries delivered into a dropped connection)", function()
+    -- the read's deadline drops the connection while Redis, stopped, still
+    -- holds the blocked XREADGROUP: resumed, it delivers into the closed
+    -- socket; the main process reads its pending entries again
+    local job = [[
+      local t = pyq.async("t300", function(i) pyq.sleep(0.3) return i end)
+      local q <close> = pyq.Queue{ workers = 1, cluster = arg[1], name = "lostread", cluster_timeout = 6 }
+      for i = 1, 10 do q:put(t(i)) end
+      print(table.concat(q:join(), " "))
+    ]]
+    local main = helper.spawn("", job, redis.url)
+    pyq.sleep(1)
+    os.execute("kill -STOP " .. redis.pid)
+    pyq.sleep(4)   -- past the read's deadline (2 + 1 s), inside cluster_timeout
+    redis.resume()
+    local code, out, err = helper.wait_exit(main)
+    assert.equal(0, code, err)
+    assert.equal("1 2 3 4 5 6 7 8 9 10\n", out)
+    assert.matches("no reply within", err)
+  end)
+
+  it("does not take a Redis for dead while every worker of the main process is busy (it PINGs)", function()
+    local job = [[
+      local slow = pyq.async("slow15", function(i) pyq.sleep(1.5) return i end)
+      local q <close> = pyq.Queue{ workers = 1, cluster = arg[1], name = "busy", cluster_timeout = 1, visibility = 20 }
+      q:put(slow(7)); q:put(slow(8))   -- the second waits in the stream: a task unfinished
+      print(table.concat(q:join(), " "))
+    ]]
+    local r = helper.run{ script = job, args = { redis.url }, timeout = 30 }
+    assert.equal(0, r.code, r.err)
+    assert.equal("7 8\n", r.out)
   end)
 
   it("fails join with a redis error after cluster_timeout when Redis stops answering, logged", function()
@@ -277,6 +316,14 @@ print(sum)
 
   it("fails a result that is not JSON-encodable when the main process ran the task, as a worker would", function()
     local fn = pyq.async("spec_fn", function(i) return i > 0 and print or nil end)
+    -- a result is what a worker would have sent back: decoded from its JSON
+    local odd = pyq.async("spec_odd", function() return { "a\255b", pyq.json.null, 3 } end)
+    local q0 <close> = pyq.Queue{ cluster = redis.url, name = "enc0" }
+    q0:put(odd())
+    local got = q0:join()[1]
+    assert.equal("a\u{FFFD}b", got[1])
+    assert.equal(pyq.json.null, got[2])
+    assert.equal(3, got[3])
     local sq = pyq.async("spec_sq2", function(i) return i * i end)
     local fails = {}
     local function handler(e) fails[#fails + 1] = e end
@@ -320,8 +367,11 @@ describe("a redis connection", function()
     redis.stop()
   end)
 
-  it("says a refused connection is refused", function()
+  it("says a refused connection is refused, and tries again after a backoff, not in a loop", function()
     local c <close> = core._redis(("redis://127.0.0.1:%d/0"):format(helper.closed_port()), 0.5)
     assert.matches("Connection refused", tostring(helper.error_of(c.call, c, "PING")))
+    local cpu = os.clock()
+    pyq.sleep(1)
+    assert.is_true(os.clock() - cpu < 0.2, "CPU seconds while refused: " .. (os.clock() - cpu))
   end)
 end)
