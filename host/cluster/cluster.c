@@ -42,6 +42,7 @@
 
 enum { E_TASK, E_OUTCOME };
 enum { RECOVER_COUNT = 1000 };   /* pending entries read again per page */
+enum { ACK_BATCH = 256 };        /* result entries acknowledged at once */
 
 typedef struct entry {
   pyq_link link;
@@ -67,6 +68,8 @@ typedef struct cluster {
   int nwait, reading, claiming, pinging;
   int recovering;          /* reading pending entries again (recover) */
   char from[2][64];        /* ... from these ids, tasks and results */
+  char *racks[ACK_BATCH];  /* result entries read, not acknowledged yet */
+  size_t nracks;
   lua_Integer seq;         /* puts so far */
   lua_Integer cap;         /* size of the arrays below */
   lua_Integer *idx;        /* seq -> put index, 0 once popped or dropped */
@@ -186,31 +189,44 @@ static void break_queue (cluster *c, const char *fmt, const char *arg) {
 static void arm_read (cluster *c);
 static void send_cmd (cluster *c, int argc, const char **argv);
 
-/* Acknowledges the result entries of a read at once, in one XACK: they
- * are in this process's memory now (the main process is the job: if it
- * dies, so does the job).  Unacknowledged, a reply lost with its
- * connection leaves them in the group's pending list for recovery. */
-static void ack_results (cluster *c, const redisReply *list) {
+/* Sends one XACK for the result entries read since the last. */
+static void flush_acks (cluster *c) {
   const char **argv;
-  size_t *lens, i, n = 3;
-  if (list == NULL || list->type != REDIS_REPLY_ARRAY || list->elements == 0)
-    return;
-  argv = malloc((list->elements + 3) * sizeof *argv);
-  lens = malloc((list->elements + 3) * sizeof *lens);
+  size_t *lens, i;
+  if (c->nracks == 0) return;
+  argv = malloc((c->nracks + 3) * sizeof *argv);
+  lens = malloc((c->nracks + 3) * sizeof *lens);
   if (argv && lens) {
     argv[0] = "XACK"; argv[1] = c->key_results; argv[2] = "pyq";
     for (i = 0; i < 3; i++) lens[i] = strlen(argv[i]);
-    for (i = 0; i < list->elements; i++) {
-      const redisReply *x = list->element[i];
-      if (x->type != REDIS_REPLY_ARRAY || x->elements < 1 ||
-          x->element[0]->type != REDIS_REPLY_STRING) continue;
-      argv[n] = x->element[0]->str;
-      lens[n++] = x->element[0]->len;
+    for (i = 0; i < c->nracks; i++) {
+      argv[i + 3] = c->racks[i];
+      lens[i + 3] = strlen(c->racks[i]);
     }
-    if (n > 3) pyq_redis_cmd(c->cmd, 0, NULL, NULL, (int)n, argv, lens);
+    pyq_redis_cmd(c->cmd, 0, NULL, NULL, (int)(c->nracks + 3), argv, lens);
   }
   free(argv);
   free(lens);
+  for (i = 0; i < c->nracks; i++) free(c->racks[i]);
+  c->nracks = 0;
+}
+
+/* The result entries of a read are acknowledged soon, in batches (one
+ * XACK per ACK_BATCH entries or per tick): they are in this process's
+ * memory now (the main process is the job: if it dies, so does the
+ * job).  Until then, or if a reply is lost with its connection, they stay
+ * in the group's pending list, which recover reads again. */
+static void ack_results (cluster *c, const redisReply *list) {
+  size_t i;
+  if (list == NULL || list->type != REDIS_REPLY_ARRAY) return;
+  for (i = 0; i < list->elements; i++) {
+    const redisReply *x = list->element[i];
+    char *id;
+    if (x->type != REDIS_REPLY_ARRAY || x->elements < 1 ||
+        (id = dup_str(x->element[0])) == NULL) continue;
+    c->racks[c->nracks++] = id;
+    if (c->nracks == ACK_BATCH) flush_acks(c);
+  }
 }
 
 /* After a read that failed (its reply may have been lost with the
@@ -399,6 +415,7 @@ static void on_tick (uv_timer_t *t) {
   double now = pyq_clock(), last;
   if (c->base.failure) return;
   show_counts(c);
+  flush_acks(c);
   if (c->npending == 0) {   /* nothing unfinished: nothing to watch */
     c->last_claim = now;
     uv_unref((uv_handle_t *)&c->tick);
@@ -769,6 +786,7 @@ static void cl_close (pyq_backend *b, lua_State *L, int qidx) {
     entry_free(pyq_container(l, entry, link));
   for (i = 0; i < c->ackcap; i++) free(c->ack[i]);
   free(c->ack);
+  while (c->nracks > 0) free(c->racks[--c->nracks]);
   free(c->idx);
   uv_close((uv_handle_t *)&c->tick, tick_closed);
 }
