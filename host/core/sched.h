@@ -29,10 +29,10 @@ typedef struct pyq_wait_ops {
 
 /* Why a task stops: its error's kind and message.  The host's reasons are
  * constants (pyq_cancelled_reason, ...), compared by address. */
-typedef struct pyq_reason {
+struct pyq_reason {       /* the typedef is host.h's (C99: one typedef) */
   const char *kind;       /* "cancelled", "timeout", "interrupted", ... */
   const char *msg;        /* the message its pyq.Error carries */
-} pyq_reason;
+};
 
 /* What a task carries while a fiber runs it: who runs it and where it came
  * in, whether it is cancelled and why, and its pyq.timeout scopes.  Set

@@ -26,6 +26,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include "pyqhost.h"
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -354,7 +355,7 @@ static int redis_url_case (lua_State *L) {
     if (why == NULL || *why == '\0') abort();
     return 0;
   }
-  if (strncmp(url, "redis://", 8) != 0) abort();
+  if (strncasecmp(url, "redis://", 8) != 0) abort();   /* any case */
   p = url + 8;
   h = strcspn(p, ":/");
   if (h == 0 || h >= hn || strlen(hostname) != h ||
