@@ -161,7 +161,9 @@ static void putter_disarm (pyq_fiber *f, void *on) {
  * st->pending counts what this queue pushed and no worker popped yet (what
  * join waits for), kept here rather than asked of the backend per task. */
 static void enqueue (lua_State *L, pyq_queue *q, int idx, int kidx) {
-  q->be->ops->push(q->be, L, 1, idx, kidx, ++q->counter);
+  /* counted once pushed: a put the backend refuses takes no put index */
+  q->be->ops->push(q->be, L, 1, idx, kidx, q->counter + 1);
+  q->counter++;
   q->st->pending++;
   q->st->put++;
   if (q->st->running < q->workers) pyq_post(q->host, &q->dispatch);

@@ -55,6 +55,10 @@ typedef struct store {
                              cluster's stream */
   pyq_backend *local;     /* with a cluster: a ring for the stand-ins,
                              which run here (they are no named tasks) */
+  lua_Integer *lidx;      /* ... and their put indexes, in order: the ring
+                             numbers its tasks as if no other put came
+                             between them, and the stream's do */
+  size_t lhead, lcount, lcap;
   pyq_db d;
   sqlite3_stmt *st[S_N];
   char *name;             /* scopes the keys in the file */
@@ -159,10 +163,32 @@ static int store_recall (pyq_backend *b, lua_State *L, int kidx) {
   return PYQ_KEY_DONE;
 }
 
+/* Doubles the FIFO of the stand-ins' put indexes, in order. */
+static int grow_lidx (store *s) {
+  size_t cap = s->lcap ? s->lcap * 2 : 64, i;
+  lua_Integer *p = malloc(cap * sizeof *p);
+  if (p == NULL) return 0;
+  for (i = 0; i < s->lcount; i++) p[i] = s->lidx[(s->lhead + i) % s->lcap];
+  free(s->lidx);
+  s->lidx = p;
+  s->lhead = 0;
+  s->lcap = cap;
+  return 1;
+}
+
 static void store_push (pyq_backend *b, lua_State *L, int qidx, int tidx,
                         int kidx, lua_Integer index) {
   store *s = S(b);
   int replay = !kidx && lua_tocfunction(L, tidx) == replayed;
+  /* pushed first: a push that raises (a cluster task that cannot travel)
+   * leaves nothing of this put behind */
+  if (replay && s->local) {
+    if (s->lcount == s->lcap && !grow_lidx(s)) luaL_error(L, "not enough memory");
+    s->local->ops->push(s->local, L, qidx, tidx, 0, index);
+    s->lidx[(s->lhead + s->lcount++) % s->lcap] = index;
+    if (s->inner->ops->nudge) s->inner->ops->nudge(s->inner);
+  } else s->inner->ops->push(s->inner, L, qidx, tidx, kidx, index);
+  s->last = index;
   if (kidx || replay) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->keys);
     if (kidx) {
@@ -176,18 +202,18 @@ static void store_push (pyq_backend *b, lua_State *L, int qidx, int tidx,
     lua_rawseti(L, -2, index);
     lua_pop(L, 1);
   }
-  s->last = index;
-  if (replay && s->local) {
-    s->local->ops->push(s->local, L, qidx, tidx, 0, index);
-    if (s->inner->ops->nudge) s->inner->ops->nudge(s->inner);
-  } else s->inner->ops->push(s->inner, L, qidx, tidx, kidx, index);
 }
 
 static int store_pop (pyq_backend *b, lua_State *L, int qidx,
                       lua_Integer *index, const pyq_wait_ops **ops, void **on) {
   store *s = S(b);
-  if (s->local && s->local->ops->pending(s->local) > 0)
-    return s->local->ops->pop(s->local, L, qidx, index, ops, on);
+  if (s->local && s->local->ops->pending(s->local) > 0) {
+    int r = s->local->ops->pop(s->local, L, qidx, index, ops, on);
+    *index = s->lidx[s->lhead];   /* the put's own, not the ring's count */
+    s->lhead = (s->lhead + 1) % s->lcap;
+    s->lcount--;
+    return r;
+  }
   return s->inner->ops->pop(s->inner, L, qidx, index, ops, on);
 }
 
@@ -289,7 +315,10 @@ static lua_Integer store_drop (pyq_backend *b, lua_State *L, int qidx) {
   store *s = S(b);
   lua_Integer i, n = s->inner->ops->drop(s->inner, L, qidx);
   int t;
-  if (s->local) n += s->local->ops->drop(s->local, L, qidx);
+  if (s->local) {
+    n += s->local->ops->drop(s->local, L, qidx);
+    s->lhead = s->lcount = 0;
+  }
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->keys);
   t = lua_gettop(L);
   for (i = s->last - n + 1; i <= s->last; i++) {
@@ -303,6 +332,7 @@ static lua_Integer store_drop (pyq_backend *b, lua_State *L, int qidx) {
 static void store_free (store *s, lua_State *L) {
   if (s->inner) s->inner->ops->close(s->inner, L, 0);
   if (s->local) s->local->ops->close(s->local, L, 0);
+  free(s->lidx);
   luaL_unref(L, LUA_REGISTRYINDEX, s->keys);
   pyq_db_close(&s->d);   /* commits; finalizes the statements */
   free(s->name);

@@ -119,7 +119,8 @@ function M.worker(url, chunk, ...)
   core._queue_label(jobs, "cluster jobs at " .. url)
   local served, seen, since, told = {}, false, core.now(), false
   while true do
-    local ok, reply, cursor = true, nil, "0"
+    local ok, reply, cursor
+    cursor = "0"
     repeat   -- the whole keyspace: a job's meta may be on any page
       ok, reply = std.pcall(conn.call, conn, "SCAN", cursor, "MATCH", "pyq:*:meta", "COUNT", 1000)
       if not ok then break end

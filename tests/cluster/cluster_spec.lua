@@ -310,8 +310,33 @@ print(sum)
     assert.matches("takes tasks of named async functions", err(function() q:put(pyq.async(print)(1)) end))
     assert.matches("must be JSON%-encodable", err(function() q:put(sq(print)) end))
     assert.matches("argument 1 of a cluster task is nil", err(function() q:put(sq(nil)) end))
+    -- a refused put takes no put index: the next put is the first
     q:put(sq(4))
-    assert.same({ 4 }, q:join())
+    local all = q:join{ all = true }
+    assert.equal(1, all.n)
+    assert.equal(1, q.puts)
+    assert.equal(4, all[1])
+  end)
+
+  it("gives keyed tasks answered by the store their own put index beside tasks that go through Redis", function()
+    local db = helper.fresh(".sqlite")
+    local cube = pyq.async("spec_cube", function(i) return i * i * i end)
+    do
+      local q <close> = pyq.Queue{ cluster = redis.url, name = "mixed", store = db }
+      for _, i in ipairs{ 1, 2, 3, 5 } do q:put(cube(i), { key = "k" .. i }) end
+      q:join()
+    end
+    local q <close> = pyq.Queue{ workers = 10, cluster = redis.url, name = "mixed", store = db }
+    for i = 1, 7 do q:put(cube(i), { key = "k" .. i }) end
+    local seen = {}
+    for i, ok, v in q:completed() do
+      assert.is_true(ok)
+      assert.is_nil(seen[i])
+      seen[i] = v
+    end
+    assert.same({ 1, 8, 27, 64, 125, 216, 343 }, seen)
+    assert.equal(4, q.skipped)
+    assert.equal(3, q.done)
   end)
 
   it("fails a result that is not JSON-encodable when the main process ran the task, as a worker would", function()
