@@ -1238,7 +1238,13 @@ static int queue_new (lua_State *L) {
   lua_settop(L, 1);
   check_keys(L);
   workers = opt_int(L, "workers", 25, 1, "an integer greater than 0");
-  maxsize = opt_int(L, "maxsize", workers > COUNT_MAX / 2 ? COUNT_MAX : workers * 2, 0,
+  /* a cluster's maxsize counts tasks anywhere: by default room for about
+   * ten processes' workers, busy and with as many waiting */
+  lua_getfield(L, 1, "cluster");
+  maxsize = workers > COUNT_MAX / 20 ? COUNT_MAX
+          : workers * (lua_isnil(L, -1) ? 2 : 20);
+  lua_pop(L, 1);
+  maxsize = opt_int(L, "maxsize", maxsize, 0,
                     "nil, 0 (unbounded) or an integer greater than 0");
   if (lua_getfield(L, 1, "log_level") != LUA_TNIL)
     log_level = pyq_checklevel(L, -1, "pyq.Queue", "log_level");

@@ -307,6 +307,10 @@ print(sum)
     assert.matches('a task named "spec_sq" exists already', err(function() pyq.async("spec_sq", print) end))
     assert.matches("name must be a non%-empty string", err(function() pyq.async("", print) end))
     local q <close> = pyq.Queue{ cluster = redis.url, name = "opts" }
+    -- maxsize counts tasks anywhere: room for several processes by default
+    assert.equal(500, q.maxsize)
+    local here <close> = pyq.Queue{ workers = 25 }
+    assert.equal(50, here.maxsize)
     assert.matches("takes tasks of named async functions", err(function() q:put(pyq.async(print)(1)) end))
     assert.matches("must be JSON%-encodable", err(function() q:put(sq(print)) end))
     assert.matches("argument 1 of a cluster task is nil", err(function() q:put(sq(nil)) end))
