@@ -1,7 +1,9 @@
 -- cluster_matches.lua: one job on several processes or machines through
 -- Redis Streams (pyq.Queue{ cluster = ... }).  The same file runs everywhere:
 --   pyqhost scripts/cluster_matches.lua redis://127.0.0.1:6379/0 BASE_URL [count]
---   pyqhost --worker redis://127.0.0.1:6379/0 scripts/cluster_matches.lua x BASE_URL
+--   pyqhost --worker redis://127.0.0.1:6379/0 scripts/cluster_matches.lua redis://127.0.0.1:6379/0 BASE_URL
+-- (a worker: the same command with --worker URL in front; it reads only
+-- BASE_URL of its arguments, the rest is the main process's)
 -- The first is the main process: it puts one task per match id and joins
 -- the results in put order (its own workers run tasks too).  Each --worker
 -- process runs the script with pyq.worker = true, which stops it after the

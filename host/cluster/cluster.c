@@ -890,7 +890,11 @@ static pyq_backend *cluster_open (lua_State *L, int oidx, int qidx,
     send_cmd(c, 4, del);
     send_cmd(c, 6, g1);
     send_cmd(c, 6, g2);
+    /* after meta: a worker that reads a new count, then finds no meta,
+     * knows a job started and ended between its looks */
+    const char *started[] = {"INCR", "pyq:jobs"};
     send_cmd(c, 6, meta);
+    send_cmd(c, 2, started);
   }
   c->why[0] = '\0';
   lua_rawgetp(L, LUA_REGISTRYINDEX, &url_key);   /* the job's Redis: the first */

@@ -118,7 +118,16 @@ function M.worker(url, chunk, ...)
   local jobs <close> = core.Queue{ workers = 1000, maxsize = 0 }
   core._queue_label(jobs, "cluster jobs at " .. url)
   local served, seen, since, told = {}, false, core.now(), false
+  -- pyq:jobs counts the jobs started on this Redis (cluster.c): one that
+  -- starts and ends between two looks is missed by SCAN, not by it
+  local function started()
+    local ok, n = std.pcall(conn.call, conn, "GET", "pyq:jobs")
+    return ok and (std.tonumber(n) or 0) or nil
+  end
+  local first = started()
   while true do
+    local now = started()   -- before the SCAN: meta is set before the count
+    first = first or now
     local ok, reply, cursor
     cursor = "0"
     repeat   -- the whole keyspace: a job's meta may be on any page
@@ -134,6 +143,10 @@ function M.worker(url, chunk, ...)
       end
     until cursor == "0"
     if seen and jobs.running == 0 and jobs.pending == 0 then break end   -- all ended
+    if ok and not seen and now and first and now > first then
+      core.log.info("%s", ("a job on %s started and ended before this worker saw it"):format(url))
+      break
+    end
     -- (a Redis that does not answer is the redis layer's to log, not "no job")
     if ok and not seen and not told and core.now() - since >= 5 then
       -- started before its job, or after it ended: it waits for the next
