@@ -163,7 +163,9 @@ end
 -- the group's pending lists and the results stream; the main process,
 -- whose reads the group does not track (NOACK), from the counts it keeps
 -- in meta (running:/done:/failed:<process>, a quarter-second behind).  A
--- worker that stopped is marked so.  Read-only; exit 1 when the job or
+-- worker that stopped is marked so; "last read" (the group's idle time of
+-- the consumer) tells a live worker, which reads at least every second,
+-- from one that died.  Read-only; exit 1 when the job or
 -- the Redis is not there.
 local function status(url, name)
   local conn <close> = core._redis(url, 5)
@@ -189,7 +191,8 @@ local function status(url, name)
   end
   for _, c in std.ipairs(conn:call("XINFO", "CONSUMERS", tasks, "pyq")) do
     local f = fields(c)
-    row(f.name).running = f.pending
+    local r = row(f.name)
+    r.running, r.idle = f.pending, (std.tonumber(f.idle) or 0) / 1000
   end
   local from = "-"
   repeat
@@ -207,10 +210,12 @@ local function status(url, name)
     local what, p = k:match("^(%a+):(.+)$")
     if p and rows[p] and rows[p][what] then rows[p][what] = std.tonumber(v) or 0 end
   end
-  std.print(("%-40s %9s %9s %9s"):format("process", "running", "done", "failed"))
+  std.print(("%-40s %9s %9s %9s %9s"):format("process", "running", "done", "failed", "last read"))
   for _, p in std.ipairs(order) do
     local r = rows[p]
-    std.print(("%-40s %9d %9d %9d%s"):format(p, r.running, r.done, r.failed, r.stopped and "  (stopped)" or ""))
+    local idle = r.idle and ("%.1fs ago"):format(r.idle) or "-"
+    std.print(("%-40s %9d %9d %9d %9s%s"):format(p, r.running, r.done, r.failed, idle,
+                                                 r.stopped and "  (stopped)" or ""))
   end
   std.print(("%-40s %9d"):format("pending (not taken yet)", waiting))
   return 0

@@ -94,10 +94,10 @@ describe("a cluster queue", function()
     pyq.sleep(1)
     local st = helper.run{ nofile = true, flags = { "--cluster-status", redis.url, "matches" } }
     assert.equal(0, st.code, st.err)
-    assert.matches("process%s+running%s+done%s+failed\n", st.out)
-    assert.matches("\nworker@[^\n]- +%d+ +[1-9]%d* +[01]\n", st.out)
+    assert.matches("process%s+running%s+done%s+failed%s+last read\n", st.out)
+    assert.matches("\nworker@[^\n]- +%d+ +[1-9]%d* +[01] +[%d.]+s ago\n", st.out)
     -- the main process first, with the tasks it ran itself
-    assert.matches("^[^\n]*\nmain@[^\n]- +%d+ +[1-9]%d* +[01]\n", st.out)
+    assert.matches("^[^\n]*\nmain@[^\n]- +%d+ +[1-9]%d* +[01] +[%d.]+s ago\n", st.out)
     assert.matches("pending %(not taken yet%) +%d+", st.out)
     assert.equal(0, (helper.wait_exit(main)))
     assert.equal(0, (helper.wait_exit(w1)))
@@ -247,7 +247,8 @@ print(table.concat(q:join(), "\n"))
     local st = helper.run{ nofile = true, flags = { "--cluster-status", redis.url, "handback" } }
     local code, out, err = helper.wait_exit(main)
     assert.equal(0, st.code, st.err)
-    assert.matches("\nworker@[^\n]- +0 +%d+ +0  %(stopped%)\n", st.out)
+    -- (running: what it held until the main process has claimed it)
+    assert.matches("\nworker@[^\n]- +%d+ +%d+ +0 +[%d.]+s ago  %(stopped%)\n", st.out)
     assert.equal(143, wc)
     assert.equal(0, code, err)
     assert.equal("73810\n", out)   -- 1 + 4 + ... + 3600: each once
