@@ -84,9 +84,14 @@ int pyq_redis_parse_url (const char *url, char *host, size_t hn, int *port,
     return 0;
   }
   p = url + 8;
+  if (memchr(p, '@', strcspn(p, "/"))) {   /* before the port's ':' too */
+    *why = "has a user or password: Redis AUTH is not supported (keep the "
+           "server on a private network)";
+    return 0;
+  }
   e = p + strcspn(p, ":/");
-  if (e == p || (size_t)(e - p) >= hn || memchr(p, '@', e - p)) {
-    *why = "needs a host (redis://host:port/db; no user or password)";
+  if (e == p || (size_t)(e - p) >= hn) {
+    *why = "needs a host (redis://host:port/db)";
     return 0;
   }
   memcpy(host, p, e - p);

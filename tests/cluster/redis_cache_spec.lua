@@ -215,7 +215,8 @@ print(#cached, n, pyq.now() - t0)
       { http.configure, { cache = "redis://127.0.0.1:6379/x" }, "cache: bad Redis URL 'redis://127.0.0.1:6379/x': it has a bad database number" },
       -- a value starting with redis: is a URL, never taken as a file's path
       { http.configure, { cache = "redis:/127.0.0.1/1" }, "cache: bad Redis URL 'redis:/127.0.0.1/1': it must start with redis://" },
-      { http.configure, { cache = "redis://u@127.0.0.1/1" }, "cache: bad Redis URL 'redis://u@127.0.0.1/1': it needs a host (redis://host:port/db; no user or password)" },
+      { http.configure, { cache = "redis://u@127.0.0.1/1" }, "cache: bad Redis URL 'redis://u@127.0.0.1/1': it has a user or password: Redis AUTH is not supported" },
+      { http.configure, { cache = "redis://u:p@127.0.0.1:6379/1" }, "cache: bad Redis URL 'redis://u:p@127.0.0.1:6379/1': it has a user or password" },
       { http.configure, { cache = 5 }, "pyq.http.configure: cache must be the path of a SQLite file or false, or a redis://host:port/db URL, got 5" },
     }
     for _, c in ipairs(cases) do
