@@ -38,6 +38,7 @@
 #include "lua/error.h"
 #include "lua/task.h"
 #include "queue/backend.h"
+#include "queue/queue.h"
 #include "redis/redis.h"
 
 enum { E_TASK, E_OUTCOME };
@@ -52,6 +53,8 @@ typedef struct entry {
   char *f, *a;             /* task: name, arguments; outcome: ok, value */
   size_t alen;
   char *k, *p;             /* outcome: error kind, process */
+  char *x, *t;             /* outcome: the error's fields or, after '=',
+                              the table raised; the traceback */
 } entry;
 
 typedef struct cluster {
@@ -88,6 +91,7 @@ typedef struct cluster {
 
 static void entry_free (entry *e) {
   free(e->id); free(e->f); free(e->a); free(e->k); free(e->p);
+  free(e->x); free(e->t);
   free(e);
 }
 
@@ -122,6 +126,8 @@ static entry *parse_entry (const redisReply *x, int kind) {
     case 'a': case 'v': free(e->a); e->a = dup_str(v); e->alen = v->len; break;
     case 'k': free(e->k); e->k = dup_str(v); break;
     case 'p': free(e->p); e->p = dup_str(v); break;
+    case 'x': if (v->len) { free(e->x); e->x = dup_str(v); } break;
+    case 't': if (v->len) { free(e->t); e->t = dup_str(v); } break;
     }
   }
   if (e->id == NULL || e->f == NULL || e->a == NULL) {
@@ -587,15 +593,54 @@ static void cl_push (pyq_backend *b, lua_State *L, int qidx, int tidx,
   lua_pop(L, 1);
 }
 
-/* The stand-in of a task that ran elsewhere: (ok, value, process, kind). */
+/* Sets on the error at idx the fields of the JSON object x (a worker's
+ * pyq.Error beyond kind and message); what does not decode is left. */
+static void add_fields (lua_State *L, int idx, const char *x) {
+  if (!pyq_json_decode(L, x, strlen(x), 0) || !lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    if (lua_type(L, -2) == LUA_TSTRING) {
+      lua_pushvalue(L, -2);
+      lua_insert(L, -2);
+      lua_rawset(L, idx);
+    } else lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
+/* The stand-in of a task that ran elsewhere: (ok, value, process, kind,
+ * extra, traceback).  A failure is raised again as it was raised there:
+ * a pyq.Error with its kind and fields, a table as that table (JSON's),
+ * else a string; named after the process (field process, or the message's
+ * start), with the process's traceback for exception_handler. */
 static int standin (lua_State *L) {
+  const char *x;
   if (lua_toboolean(L, 1)) {
     lua_settop(L, 2);
     return 1;
   }
+  lua_settop(L, 6);
+  x = lua_tostring(L, 5);
+  if (!lua_isnil(L, 6)) {
+    lua_pushfstring(L, "stack traceback (%s):%s", lua_tostring(L, 3),
+                    strncmp(lua_tostring(L, 6), "stack traceback:", 16) == 0
+                    ? lua_tostring(L, 6) + 16 : lua_tostring(L, 6));
+    pyq_queue_traceback(L);
+  }
+  if (x && *x == '=' && lua_isnil(L, 4) &&
+      pyq_json_decode(L, x + 1, strlen(x + 1), 0) && lua_istable(L, -1)) {
+    lua_pushvalue(L, 3);
+    lua_setfield(L, -2, "process");
+    return lua_error(L);
+  }
+  lua_settop(L, 6);
   lua_pushfstring(L, "%s: %s", lua_tostring(L, 3), lua_tostring(L, 2));
   if (lua_isnil(L, 4)) return lua_error(L);
   pyq_error_new(L, lua_tostring(L, 4), lua_tostring(L, -1));
+  if (x && *x == '{') add_fields(L, lua_gettop(L), x);
   lua_pushvalue(L, 3);
   lua_setfield(L, -2, "process");
   return lua_error(L);
@@ -617,7 +662,11 @@ static void make_task (cluster *c, lua_State *L, entry *e) {
     lua_pushstring(L, e->p ? e->p : "a worker");
     if (e->k && *e->k) lua_pushstring(L, e->k);
     else lua_pushnil(L);
-    pyq_task_new(L, 4);
+    if (e->x) lua_pushstring(L, e->x);
+    else lua_pushnil(L);
+    if (e->t) lua_pushstring(L, e->t);
+    else lua_pushnil(L);
+    pyq_task_new(L, 6);
     return;
   }
   if (!pyq_task_named(L, e->f)) {

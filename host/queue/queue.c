@@ -425,13 +425,33 @@ static int worker_next (lua_State *L, pyq_fiber *f) {
   }
 }
 
-/* Message handler: keeps the task's traceback for exception_handler. */
+/* Message handler: keeps the task's traceback for exception_handler,
+ * unless the task gave one (pyq_queue_traceback). */
 static int worker_msgh (lua_State *L) {
   pyq_fiber *f = pyq_fiber_of(L);
-  if (f == NULL || pyq_cancelled(f)) return 1;
+  if (f == NULL) return 1;
+  if (pyq_cancelled(f)) {   /* no handler runs: nothing may stay */
+    lua_pushnil(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, f);
+    return 1;
+  }
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, f) == LUA_TSTRING) {
+    lua_pop(L, 1);
+    return 1;
+  }
+  lua_pop(L, 1);
   luaL_traceback(L, L, NULL, 1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, f);
   return 1;
+}
+
+void pyq_queue_traceback (lua_State *L) {
+  pyq_fiber *f = pyq_fiber_of(L);
+  if (f == NULL || !lua_isstring(L, -1)) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_rawsetp(L, LUA_REGISTRYINDEX, f);
 }
 
 static int worker_main (lua_State *L) {

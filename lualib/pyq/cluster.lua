@@ -37,11 +37,28 @@ local function fields(list)
   return t
 end
 
--- Runs one task entry; its outcome goes back through Redis.
+-- A failure's parts that travel: the fields of a pyq.Error beyond kind
+-- and message, or a plain table raised as the error, as JSON ("" when
+-- none, or when nothing of it encodes).
+local function error_extra(json, err)
+  local t, any = {}, false
+  for k, v in std.next, err do
+    if std.type(k) == "string" and k ~= "kind" and k ~= "message" and k ~= "traceback"
+       and std.pcall(json.encode, v) then
+      t[k], any = v, true
+    end
+  end
+  if not any then return "" end
+  local ok, s = std.pcall(json.encode, json.object(t))
+  return ok and s or ""
+end
+
+-- Runs one task entry; its outcome goes back through Redis: the result as
+-- JSON, or the error's message, kind, extra fields (x) and traceback (t).
 local run = core.async(function(conn, keys, me, id, f)
   local json = std.require "pyq.json"
   local fn = core._named(f.f or "")
-  local ok, res, kind
+  local ok, res, kind, tb
   if not fn then
     ok, res, kind = false, ("no pyq.async named '%s' in this script"):format(f.f), "usage"
   else
@@ -49,22 +66,33 @@ local run = core.async(function(conn, keys, me, id, f)
     if not dok or std.type(args) ~= "table" then
       ok, res, kind = false, "the task's arguments are not a JSON array", "decode"
     else
-      ok, res = std.pcall(fn, std.table.unpack(args, 1, #args))
+      ok, res = std.xpcall(fn, function(e)
+        -- the task's frames, not pyq's below them
+        tb = std.debug.traceback(nil, 2):gsub("\n\t%[C%]: in function 'xpcall'.*$", "")
+        return e
+      end, std.table.unpack(args, 1, #args))
     end
   end
-  local v = ""
+  local v, x = "", ""
   if ok and res ~= nil then
     local eok, s = std.pcall(json.encode, res)
     if eok then v = s
-    else ok, res, kind = false, "the result is not JSON-encodable: " .. std.tostring(s.message or s), "encode" end
+    else
+      local why = std.tostring(core.is_error(s) and s.message or s):gsub("^pyq%.json%.encode: ", "")
+      ok, res, kind, tb = false, "the result is not JSON-encodable: " .. why, "encode", nil
+    end
   end
   if not ok then
-    if core.is_error(res) then kind, v = res.kind, std.tostring(res.message)
+    if core.is_error(res) then kind, v, x = res.kind, std.tostring(res.message), error_extra(json, res)
+    elseif std.type(res) == "table" then   -- error({ code = 7 }): the table itself travels
+      local eok, s = std.pcall(json.encode, res)
+      v = std.tostring(res)
+      if eok then x = "=" .. s end
     else v = std.tostring(res) end
   end
   -- NOMKSTREAM: once the main process removed the job, nothing comes back
   conn:send("XADD", keys.results, "NOMKSTREAM", "*", "s", f.s or "0", "o", ok and "1" or "0", "v", v,
-            "k", kind or "", "p", me)
+            "k", kind or "", "p", me, "x", x, "t", tb or "")
   conn:send("XACK", keys.tasks, "pyq", id)
 end)
 

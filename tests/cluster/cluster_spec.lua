@@ -225,6 +225,46 @@ print(table.concat(q:join(), "\n"))
     assert.matches("^80 matches in [%d.]+ s; first NA1_1, last NA1_80\n$", out)
   end)
 
+  it("gives a failure in a worker process as raised there: a pyq.Error's fields, a table, the traceback", function()
+    local job = [[
+      local fail = pyq.async("spec_fail", function(i, how)
+        pyq.sleep(0.1)
+        if how == "error" then error(pyq.Error("quota", "daily quota used up", { remaining = i }))
+        elseif how == "table" then error({ code = i })
+        elseif how == "encode" then return { f = print }
+        else error("plain " .. i) end
+      end)
+      if pyq.worker then return end
+      local got = {}
+      local q <close> = pyq.Queue{ workers = 1, cluster = arg[1], name = "errs",
+        exception_handler = function(e, tb) got[#got + 1] = { e = e, tb = tb } end }
+      local hows = { "error", "table", "encode", "plain" }
+      for i = 1, 24 do q:put(fail(i, hows[i % 4 + 1])) end
+      q:join()
+      local remote = 0
+      for _, g in ipairs(got) do
+        local e, where = g.e, type(g.e) == "table" and g.e.process or tostring(g.e)
+        if where:match("^worker@") then
+          remote = remote + 1
+          assert(g.tb:match("^stack traceback %(worker@[^)]+%):\n") and g.tb:match("%.lua:%d+: in "), g.tb)
+          if type(e) == "table" and e.kind == "quota" then assert(type(e.remaining) == "number", "remaining")
+          elseif type(e) == "table" and e.kind == "encode" then
+            assert(not e.message:find("pyq.json.encode", 1, true), e.message)
+          elseif type(e) == "table" and e.kind == nil then assert(type(e.code) == "number", "code") end
+        end
+      end
+      print(#got, remote)
+    ]]
+    local w = helper.spawn("--worker " .. redis.url, job, redis.url)
+    local r = helper.run{ script = job, args = { redis.url }, timeout = 60 }
+    local wc, _, werr = helper.wait_exit(w)
+    assert.equal(0, r.code, r.err)
+    assert.equal(0, wc, werr)
+    local n, remote = r.out:match("^(%d+)\t(%d+)\n$")
+    assert.equal("24", n, r.out)
+    assert.is_true(tonumber(remote) > 0, r.out)
+  end)
+
   it("takes over at once the tasks of a worker stopped with SIGTERM (exit 143), well inside visibility", function()
     local job = [[
       local slow = pyq.async("slow_sq", function(i) pyq.sleep(0.2) return i * i end)
