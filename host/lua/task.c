@@ -83,6 +83,9 @@ static int pyq_async (lua_State *L) {
     lua_settop(L, 2);
     name_task(L);
   }
+  if (lua_type(L, 1) != LUA_TFUNCTION && lua_type(L, 2) == LUA_TFUNCTION)
+    return pyq_usage(L, "pyq.async: name must be a string, got %s "
+                     "(pyq.async(name, fn) or pyq.async(fn))", pyq_got(L, 1));
   if (lua_type(L, 1) != LUA_TFUNCTION)
     return pyq_usage(L, "pyq.async: expected a function, got %s",
                      luaL_typename(L, 1));

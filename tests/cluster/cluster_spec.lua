@@ -361,6 +361,7 @@ print(sum)
     assert.matches("cluster_timeout needs cluster", err(function() pyq.Queue{ cluster_timeout = 3 } end))
     assert.matches('a task named "spec_sq" exists already', err(function() pyq.async("spec_sq", print) end))
     assert.matches("name must be a non%-empty string", err(function() pyq.async("", print) end))
+    assert.matches("pyq.async: name must be a string, got 5", err(function() pyq.async(5, print) end))
     local q <close> = pyq.Queue{ cluster = redis.url, name = "opts" }
     -- maxsize counts tasks anywhere: room for several processes by default
     assert.equal(500, q.maxsize)
