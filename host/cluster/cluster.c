@@ -44,6 +44,7 @@
 enum { E_TASK, E_OUTCOME };
 enum { RECOVER_COUNT = 1000 };   /* pending entries read again per page */
 enum { ACK_BATCH = 256 };        /* result entries acknowledged at once */
+enum { RUN_HERE = -1 };          /* idx[seq] of a task this process took */
 
 typedef struct entry {
   pyq_link link;
@@ -75,7 +76,8 @@ typedef struct cluster {
   size_t nracks;
   lua_Integer seq;         /* puts so far */
   lua_Integer cap;         /* size of the arrays below */
-  lua_Integer *idx;        /* seq -> put index, 0 once popped or dropped */
+  lua_Integer *idx;        /* seq -> put index; 0 once popped or dropped,
+                              RUN_HERE once popped as a task to run here */
   lua_Integer npending;
   lua_Integer ackcap;
   char **ack;              /* put index -> stream id to XACK at settle */
@@ -157,10 +159,12 @@ static const redisReply *stopping (const redisReply *x) {
   return bye ? who : NULL;
 }
 
-/* Buffers the entries of a stream's array; wakes a parked worker each. */
-static void take_entries (cluster *c, const redisReply *list, int kind) {
-  size_t i;
-  if (list == NULL || list->type != REDIS_REPLY_ARRAY) return;
+/* Buffers the entries of a stream's array; wakes a parked worker each.
+ * A task this process runs itself (its own pending entry, claimed or
+ * read again) is left to its settle.  Returns how many it buffered. */
+static size_t take_entries (cluster *c, const redisReply *list, int kind) {
+  size_t i, n = 0;
+  if (list == NULL || list->type != REDIS_REPLY_ARRAY) return 0;
   for (i = 0; i < list->elements; i++) {
     const redisReply *who = kind == E_OUTCOME ? stopping(list->element[i])
                                               : NULL;
@@ -171,13 +175,20 @@ static void take_entries (cluster *c, const redisReply *list, int kind) {
       continue;
     }
     if ((e = parse_entry(list->element[i], kind)) == NULL) continue;
+    if (kind == E_TASK && e->seq >= 1 && e->seq <= c->seq &&
+        c->idx[e->seq] == RUN_HERE) {
+      entry_free(e);
+      continue;
+    }
     if (kind == E_TASK) c->held++;
+    n++;
     pyq_list_push(&c->entries, &e->link);
     if ((w = pyq_list_shift(&c->waiters)) != NULL) {
       c->nwait--;
       pyq_wake(pyq_container(w, pyq_fiber, wait), 0);
     }
   }
+  return n;
 }
 
 /* ---- giving up ----------------------------------------------------------- */
@@ -301,9 +312,20 @@ static void arm_read (cluster *c) {
     argv[n++] = "BLOCK";
     argv[n++] = "1000";
   }
-  argv[n++] = "STREAMS"; argv[n++] = c->key_tasks; argv[n++] = c->key_results;
-  argv[n++] = c->recovering ? c->from[0] : ">";
-  argv[n++] = c->recovering ? c->from[1] : ">";
+  argv[n++] = "STREAMS";
+  if (!c->recovering) {
+    argv[n++] = c->key_tasks; argv[n++] = c->key_results;
+    argv[n++] = ">"; argv[n++] = ">";
+  } else {   /* only the streams still paging: not 1000 new tasks at once */
+    int k, m = 0;
+    const char *ids[2];
+    for (k = 0; k < 2; k++)
+      if (strcmp(c->from[k], ">") != 0) {
+        argv[n++] = k == 0 ? c->key_tasks : c->key_results;
+        ids[m++] = c->from[k];
+      }
+    for (k = 0; k < m; k++) argv[n++] = ids[k];
+  }
   for (i = 0; i < n; i++) lens[i] = strlen(argv[i]);
   if (pyq_redis_cmd(c->rd, c->timeout + 1, read_done, c, n, argv, lens))
     c->reading = 1;
@@ -311,14 +333,15 @@ static void arm_read (cluster *c) {
 
 static void claim_done (void *ud, redisReply *reply, const char *err) {
   cluster *c = ud;
+  size_t n;
   c->claiming = 0;
   if (err || reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 ||
       reply->element[1]->type != REDIS_REPLY_ARRAY) return;
-  if (reply->element[1]->elements > 0)
+  n = take_entries(c, reply->element[1], E_TASK);
+  if (n > 0)
     pyq_log(c->h, PYQ_INFO, c->where, "took over %d tasks unacknowledged for "
-            "%gs (visibility): their process died or is slow",
-            (int)reply->element[1]->elements, c->visibility);
-  take_entries(c, reply->element[1], E_TASK);
+            "%gs (visibility): their process died or is slow", (int)n,
+            c->visibility);
 }
 
 /* ---- a worker that stops ----------------------------------------------- */
@@ -632,6 +655,8 @@ static int standin (lua_State *L) {
   }
   if (x && *x == '=' && lua_isnil(L, 4) &&
       pyq_json_decode(L, x + 1, strlen(x + 1), 0) && lua_istable(L, -1)) {
+    lua_pushnil(L);   /* a plain table, as raised: no array/object marker */
+    lua_setmetatable(L, -2);
     lua_pushvalue(L, 3);
     lua_setfield(L, -2, "process");
     return lua_error(L);
@@ -716,16 +741,16 @@ static int cl_pop (pyq_backend *b, lua_State *L, int qidx,
   (void)qidx;
   while ((l = pyq_list_shift(&c->entries)) != NULL) {
     entry *e = pyq_container(l, entry, link);
-    lua_Integer put;
-    if (e->seq < 1 || e->seq > c->seq || (put = c->idx[e->seq]) == 0) {
-      if (e->kind == E_TASK) {   /* done already */
-        xack(c, e->id);
+    lua_Integer put = 0;
+    if (e->seq < 1 || e->seq > c->seq || (put = c->idx[e->seq]) <= 0) {
+      if (e->kind == E_TASK) {   /* done already (elsewhere: not RUN_HERE) */
+        if (put == 0) xack(c, e->id);
         c->held--;
       }
       entry_free(e);
       continue;
     }
-    c->idx[e->seq] = 0;
+    c->idx[e->seq] = e->kind == E_TASK ? RUN_HERE : 0;
     c->npending--;
     make_task(c, L, e);
     if (e->kind == E_TASK && grow((void **)&c->ack, &c->ackcap, put,

@@ -72,8 +72,10 @@ typedef struct worker {
 enum {
   W_BUSY = PYQ_F_OWNER,          /* worker: running a task */
   W_RESERVED = PYQ_F_OWNER << 1, /* put waiter: a slot is held for it */
-  W_UNWINDING = PYQ_F_OWNER << 2 /* worker: queue:cancel() waits for its
+  W_UNWINDING = PYQ_F_OWNER << 2, /* worker: queue:cancel() waits for its
                                     task to end */
+  W_OWN_TB = PYQ_F_OWNER << 3    /* worker: its task gave the traceback of
+                                    the error it raises */
 };
 
 /* The queues not yet closed, for the core's hooks; the queue metatable's
@@ -429,17 +431,11 @@ static int worker_next (lua_State *L, pyq_fiber *f) {
  * unless the task gave one (pyq_queue_traceback). */
 static int worker_msgh (lua_State *L) {
   pyq_fiber *f = pyq_fiber_of(L);
+  int own;
   if (f == NULL) return 1;
-  if (pyq_cancelled(f)) {   /* no handler runs: nothing may stay */
-    lua_pushnil(L);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, f);
-    return 1;
-  }
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, f) == LUA_TSTRING) {
-    lua_pop(L, 1);
-    return 1;
-  }
-  lua_pop(L, 1);
+  own = f->flags & W_OWN_TB;   /* this error's, set just before it */
+  f->flags &= ~W_OWN_TB;
+  if (own || pyq_cancelled(f)) return 1;
   luaL_traceback(L, L, NULL, 1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, f);
   return 1;
@@ -452,6 +448,7 @@ void pyq_queue_traceback (lua_State *L) {
     return;
   }
   lua_rawsetp(L, LUA_REGISTRYINDEX, f);
+  f->flags |= W_OWN_TB;
 }
 
 static int worker_main (lua_State *L) {

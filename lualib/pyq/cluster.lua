@@ -189,11 +189,10 @@ end
 -- (running: read and not finished) and the outcomes it gave (done,
 -- failed); the tasks no process has taken yet.  Workers are counted from
 -- the group's pending lists and the results stream; the main process,
--- whose reads the group does not track (NOACK), from the counts it keeps
--- in meta (running:/done:/failed:<process>, a quarter-second behind).  A
--- worker that stopped is marked so; "last read" (the group's idle time of
--- the consumer) tells a live worker, which reads at least every second,
--- from one that died.  Read-only; exit 1 when the job or
+-- which adds no results and whose pending list also holds what it buffers
+-- and tasks taken over, from the counts it keeps in meta (running:/done:/failed:<process>, a quarter-second behind).  A
+-- worker that stopped is marked so; "last read" is the group's idle time
+-- of the consumer (a process with an idle worker reads every second).  Read-only; exit 1 when the job or
 -- the Redis is not there.
 local function status(url, name)
   local conn <close> = core._redis(url, 5)

@@ -158,6 +158,19 @@ describe("a cluster queue", function()
     assert.equal("7 8\n", r.out)
   end)
 
+  it("does not take over its own tasks running longer than visibility", function()
+    local job = [[
+      local slow = pyq.async("slow_own", function(i) pyq.sleep(2.2) return i end)
+      local q <close> = pyq.Queue{ workers = 2, cluster = arg[1], name = "own", visibility = 1 }
+      for i = 1, 4 do q:put(slow(i)) end
+      print(table.concat(q:join(), " "))
+    ]]
+    local r = helper.run{ script = job, args = { redis.url }, flags = { "-v" }, timeout = 30 }
+    assert.equal(0, r.code, r.err)
+    assert.equal("1 2 3 4\n", r.out)
+    assert.is_nil(r.err:find("took over", 1, true), r.err)
+  end)
+
   it("fails join with a redis error after cluster_timeout when Redis stops answering, logged", function()
     local job = [[
       local sq = pyq.async("sq", function(i) return i * i end)
@@ -232,24 +245,28 @@ print(table.concat(q:join(), "\n"))
         if how == "error" then error(pyq.Error("quota", "daily quota used up", { remaining = i }))
         elseif how == "table" then error({ code = i })
         elseif how == "encode" then return { f = print }
+        elseif how == "empty" then error({})
         else error("plain " .. i) end
       end)
       if pyq.worker then return end
       local got = {}
       local q <close> = pyq.Queue{ workers = 1, cluster = arg[1], name = "errs",
         exception_handler = function(e, tb) got[#got + 1] = { e = e, tb = tb } end }
-      local hows = { "error", "table", "encode", "plain" }
-      for i = 1, 24 do q:put(fail(i, hows[i % 4 + 1])) end
+      local hows = { "error", "table", "encode", "plain", "empty" }
+      for i = 1, 25 do q:put(fail(i, hows[i % 5 + 1])) end
       q:join()
       local remote = 0
       for _, g in ipairs(got) do
         local e, where = g.e, type(g.e) == "table" and g.e.process or tostring(g.e)
         if where:match("^worker@") then
           remote = remote + 1
-          assert(g.tb:match("^stack traceback %(worker@[^)]+%):\n") and g.tb:match("%.lua:%d+: in "), g.tb)
+          local raised = not (type(e) == "table" and e.kind == "encode")   -- a result: nothing raised
+          assert(not raised or g.tb:match("^stack traceback %(worker@[^)]+%):\n") and g.tb:match("%.lua:%d+: in "), g.tb)
           if type(e) == "table" and e.kind == "quota" then assert(type(e.remaining) == "number", "remaining")
           elseif type(e) == "table" and e.kind == "encode" then
             assert(not e.message:find("pyq.json.encode", 1, true), e.message)
+          elseif type(e) == "table" and e.kind == nil and e.code == nil then
+            assert(pyq.json.encode(e):match('^{"process":'), "a plain table")
           elseif type(e) == "table" and e.kind == nil then assert(type(e.code) == "number", "code") end
         end
       end
@@ -261,7 +278,7 @@ print(table.concat(q:join(), "\n"))
     assert.equal(0, r.code, r.err)
     assert.equal(0, wc, werr)
     local n, remote = r.out:match("^(%d+)\t(%d+)\n$")
-    assert.equal("24", n, r.out)
+    assert.equal("25", n, r.out)
     assert.is_true(tonumber(remote) > 0, r.out)
   end)
 

@@ -289,6 +289,27 @@ describe("queue fields", function()
     assert.matches("stack traceback", got[2], 1, true)
     assert.matches("inner", got[2], 1, true)
   end)
+
+  it("gives each failure its own traceback, also after a task cancelled while failing", function()
+    local got = {}
+    local q <close> = pyq.Queue{ workers = 1, exception_handler = function(e, tb) got[#got + 1] = { e, tb } end }
+    local function first_task()
+      local _ <close> = setmetatable({}, { __close = function() pcall(pyq.sleep, 0.3) end })
+      error("first", 0)
+    end
+    local function second_task() error("second", 0) end
+    q:put(pyq.async(first_task)())
+    pyq.sleep(0.1)
+    q:cancel()   -- while first_task's __close waits: no handler for it
+    pyq.sleep(0.4)
+    q:put(pyq.async(second_task)())
+    q:join()
+    assert.equal(1, #got)
+    assert.equal("second", got[1][1])
+    local line = function(fn) return ("queue_spec.lua:%d:"):format(debug.getinfo(fn, "S").linedefined) end
+    assert.matches(line(second_task), got[1][2], 1, true)
+    assert.is_nil(got[1][2]:find(line(first_task), 1, true))
+  end)
 end)
 
 describe("closing", function()
