@@ -775,9 +775,9 @@ static int cl_pop (pyq_backend *b, lua_State *L, int qidx,
 }
 
 /* A result this process made is made what a worker would have sent back,
- * the result decoded from its JSON (invalid UTF-8 mended, a sparse array
- * filled with nulls, as a worker's): else the same job would give other
- * results, or fail, with the number of workers.  1, the result on top
+ * the result decoded from its JSON (invalid UTF-8 mended, array/object
+ * markers set, a top-level null nil, as a worker's): else the same job
+ * would give other results, or fail, with the number of workers.  1, the result on top
  * replaced; or 0 with the error pushed (kind "encode", as a worker's). */
 static int result_travels (cluster *c, lua_State *L) {
   pyq_jbuf buf = {0};
